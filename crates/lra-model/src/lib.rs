@@ -1,0 +1,21 @@
+//! Token mixers (softmax attention, its efficient variants, and non-attention mixers) behind one
+//! trait and one registry, plus the LRA encoder classifier they plug into.
+//!
+//! Add a mixer: write `mixer/<name>.rs` with a `Config` and a module implementing [`TokenMixer`],
+//! then add one line to the `mixers!` list in `mixer/registry.rs`. The conformance suite in
+//! `tests/conformance.rs` then covers it.
+
+pub mod classifier;
+pub mod encoder;
+pub mod error;
+pub mod init;
+pub mod mixer;
+
+pub use classifier::{Classifier, ClassifierConfig, Pooling};
+pub use encoder::{Encoder, EncoderConfig};
+pub use error::ConfigError;
+pub use init::init_now;
+pub use mixer::{
+    AttentionCore, Caps, Mixer, MixerConfig, MixerDims, MixerInput, MixerKind, MixerOutput,
+    TokenMixer,
+};

@@ -1,0 +1,77 @@
+//! Q/K/V/output projections and the head split shared by all attention mixers (the xformers
+//! `MultiHeadDispatch` idea): an attention variant only writes its [`AttentionCore`].
+
+use burn::module::Module;
+use burn::nn::{Linear, LinearConfig};
+use burn::tensor::{Device, Tensor};
+
+use super::{AttentionCore, MixerDims, MixerInput, MixerOutput};
+
+/// Builds [`MultiHeadProjection`].
+#[derive(Clone, Debug)]
+pub struct MultiHeadProjectionConfig {
+    /// Model width.
+    pub d_model: usize,
+    /// Number of heads; must divide `d_model`.
+    pub n_heads: usize,
+}
+
+impl MultiHeadProjectionConfig {
+    /// Projections for the model sizes in `dims`.
+    pub fn from_dims(dims: &MixerDims) -> Self {
+        Self {
+            d_model: dims.d_model,
+            n_heads: dims.n_heads,
+        }
+    }
+
+    /// Initialises the four projections.
+    pub fn init(&self, device: &Device) -> MultiHeadProjection {
+        let linear = || LinearConfig::new(self.d_model, self.d_model).init(device);
+        MultiHeadProjection {
+            query: linear(),
+            key: linear(),
+            value: linear(),
+            output: linear(),
+            n_heads: self.n_heads,
+        }
+    }
+}
+
+/// Input projections to per-head Q, K, V, and the output projection after the heads merge.
+#[derive(Module, Debug)]
+pub struct MultiHeadProjection {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    output: Linear,
+    n_heads: usize,
+}
+
+impl MultiHeadProjection {
+    /// Runs `core` on the projected heads of `input.x`; the carried state passes through.
+    pub fn mix(&self, input: MixerInput, core: &impl AttentionCore) -> MixerOutput {
+        let MixerInput { x, pad_mask, carry } = input;
+        let q = self.split_heads(self.query.forward(x.clone())); // [b, h, n, dh]
+        let k = self.split_heads(self.key.forward(x.clone()));
+        let v = self.split_heads(self.value.forward(x));
+        let context = core.attend(q, k, v, pad_mask); // [b, h, n, dh]
+        MixerOutput {
+            x: self.output.forward(merge_heads(context)),
+            carry,
+        }
+    }
+
+    /// `[b, n, d]` → `[b, h, n, d / h]`.
+    fn split_heads(&self, x: Tensor<3>) -> Tensor<4> {
+        let [batch, seq, d_model] = x.dims();
+        x.reshape([batch, seq, self.n_heads, d_model / self.n_heads])
+            .swap_dims(1, 2)
+    }
+}
+
+/// `[b, h, n, dh]` → `[b, n, h·dh]`.
+fn merge_heads(x: Tensor<4>) -> Tensor<3> {
+    let [batch, heads, seq, head_dim] = x.dims();
+    x.swap_dims(1, 2).reshape([batch, seq, heads * head_dim])
+}

@@ -1,0 +1,5 @@
+//! One module per subcommand of the `lra` binary.
+
+pub mod data;
+pub mod list;
+pub mod run;

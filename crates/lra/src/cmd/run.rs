@@ -1,0 +1,198 @@
+//! `lra run`: resolve the experiment config, create (or find) the run folder, train, report.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::config::{self, ExperimentConfig, TaskName};
+use crate::results::{RunDir, atomic_write};
+use crate::train::{Outcome, RunOptions, train};
+use crate::{device, tasks};
+
+/// Options of `lra run`.
+#[derive(Debug, Args, Default)]
+pub struct RunArgs {
+    /// Token mixer (see `lra list`); overrides the preset's.
+    #[arg(long, short)]
+    pub attention: Option<String>,
+    /// Task; must match the preset's task.
+    #[arg(long, short)]
+    pub task: Option<TaskName>,
+    /// Named config under experiments/ (e.g. `tiny`, `lra-pytorch/listops`).
+    /// Default: `lra-pytorch/<task>`.
+    #[arg(long, short, conflicts_with = "config")]
+    pub preset: Option<String>,
+    /// Experiment config file (TOML), instead of a preset.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Override any config field, e.g. `--set model.d_model=128 --set mixer.block_size=64`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Training steps (`train.steps`).
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Seed for init, data order and dropout (`seed`).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Folder with the task's data in its official format (`task.data_dir`).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Put the run folder under DIR/<task>/<attention>/ instead of results/runs/.
+    #[arg(long, default_value = "results/runs")]
+    pub out: PathBuf,
+    /// Continue an unfinished run: the given run folder, or the latest unfinished one with the
+    /// same config under --out.
+    #[arg(long, value_name = "RUN_DIR", num_args = 0..=1)]
+    pub resume: Option<Option<PathBuf>>,
+    /// Compute device: cpu (default), or wgpu / cuda[:N] / tch when built with those features.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Checkpoint and exit once this many steps are done (continue later with --resume).
+    #[arg(long, value_name = "STEP")]
+    pub stop_at_step: Option<usize>,
+    /// No progress bar or per-evaluation lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Runs `lra run`; returns the run folder and how training ended.
+pub fn execute(args: &RunArgs) -> Result<(RunDir, Outcome)> {
+    let compute = device::parse(&args.device)?;
+    let (config, run) = match &args.resume {
+        Some(Some(dir)) => resume_dir(dir, args)?,
+        Some(None) => {
+            let config = resolve(args)?;
+            let run = find_unfinished(&args.out, &config)?;
+            (config, run)
+        }
+        None => {
+            let config = resolve(args)?;
+            let run = create_run_dir(&args.out, &config)?;
+            (config, run)
+        }
+    };
+    let data = tasks::load(&config.task, args.quiet)?;
+    if !args.quiet {
+        eprintln!(
+            "run {}: {} on {} ({} train / {} val / {} test)",
+            run.path.display(),
+            config.attention,
+            config.task.name,
+            data.train.len(),
+            data.val.len(),
+            data.test.len()
+        );
+    }
+    let options = RunOptions {
+        device: compute,
+        device_name: args.device.clone(),
+        stop_at_step: args.stop_at_step,
+        quiet: args.quiet,
+    };
+    let outcome = train(&config, &data, &run, &options)?;
+    Ok((run, outcome))
+}
+
+/// Preset or config file, then `--set` and the shorthand flags, validated and with the mixer's
+/// defaults filled in.
+pub fn resolve(args: &RunArgs) -> Result<ExperimentConfig> {
+    let base = match (&args.config, &args.preset) {
+        (Some(file), _) => config::load_file(file)?,
+        (None, Some(preset)) => config::load_preset(preset)?,
+        (None, None) => {
+            let task = args.task.unwrap_or(TaskName::Listops);
+            config::load_preset(&format!("lra-pytorch/{task}"))?
+        }
+    };
+    if let Some(task) = args.task
+        && task != base.task.name
+    {
+        bail!(
+            "preset `{}` is for task {}, not {task}; pick a preset for {task} (available: {})",
+            base.preset,
+            base.task.name,
+            config::list_presets().join(", ")
+        );
+    }
+    let mut overrides = args.overrides.clone();
+    if let Some(attention) = &args.attention {
+        attention.parse::<lra_model::MixerKind>()?;
+        overrides.push(format!("attention=\"{attention}\""));
+    }
+    if let Some(steps) = args.steps {
+        overrides.push(format!("train.steps={steps}"));
+    }
+    if let Some(seed) = args.seed {
+        overrides.push(format!("seed={seed}"));
+    }
+    if let Some(data) = &args.data {
+        let text = toml::Value::String(data.display().to_string());
+        overrides.push(format!("task.data_dir={text}"));
+    }
+    base.with_overrides(&overrides)?.resolved()
+}
+
+fn run_parent(out: &Path, config: &ExperimentConfig) -> PathBuf {
+    out.join(config.task.name.name()).join(&config.attention)
+}
+
+fn create_run_dir(out: &Path, config: &ExperimentConfig) -> Result<RunDir> {
+    let parent = run_parent(out, config);
+    fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let preset = if config.preset.is_empty() { "custom" } else { &config.preset };
+    let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
+    let base = format!("{}-s{}-{stamp}", preset.replace('/', "-"), config.seed);
+    // Never reuse a folder: a finished run is never overwritten.
+    let path = (0..)
+        .map(|i| if i == 0 { parent.join(&base) } else { parent.join(format!("{base}-{i}")) })
+        .find(|p| fs::create_dir(p).is_ok())
+        .expect("some suffix is free");
+    let run = RunDir { path };
+    atomic_write(&run.config(), config.to_toml().as_bytes())?;
+    Ok(run)
+}
+
+fn find_unfinished(out: &Path, config: &ExperimentConfig) -> Result<RunDir> {
+    let parent = run_parent(out, config);
+    let mut candidates: Vec<PathBuf> = fs::read_dir(&parent)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    candidates.sort();
+    candidates
+        .into_iter()
+        .rev()
+        .map(|path| RunDir { path })
+        .find(|run| {
+            !run.is_finished()
+                && config::load_file(&run.config()).is_ok_and(|saved| &saved == config)
+        })
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "no unfinished run with this exact config under {} to resume; \
+                 pass the run folder: --resume RUN_DIR",
+                parent.display()
+            )
+        })
+}
+
+fn resume_dir(dir: &Path, args: &RunArgs) -> Result<(ExperimentConfig, RunDir)> {
+    let changes_config = args.attention.is_some()
+        || args.task.is_some()
+        || args.preset.is_some()
+        || args.config.is_some()
+        || !args.overrides.is_empty()
+        || args.steps.is_some()
+        || args.seed.is_some()
+        || args.data.is_some();
+    if changes_config {
+        bail!("--resume {} continues that run with its own config.toml; drop the config flags", dir.display());
+    }
+    let run = RunDir { path: dir.to_path_buf() };
+    if run.is_finished() {
+        bail!("{} is a finished run (it has summary.json); start a new run instead", dir.display());
+    }
+    let config = config::load_file(&run.config())?;
+    Ok((config, run))
+}

@@ -1,0 +1,345 @@
+//! Experiment configuration: TOML presets under `experiments/`, `--config FILE`, and validated
+//! `--set key=value` overrides, resolved into one strict [`ExperimentConfig`].
+//!
+//! Every struct here rejects unknown keys, so a typo is an error naming the key and the valid ones.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use lra_model::{
+    ClassifierConfig, EncoderConfig, MixerConfig, MixerDims, MixerKind, Pooling,
+};
+use lra_data::listops::GenerateConfig;
+use serde::{Deserialize, Serialize};
+
+/// Everything one run needs; written to the run folder as `config.toml`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExperimentConfig {
+    /// The preset this config started from (informational, recorded in the summary).
+    #[serde(default)]
+    pub preset: String,
+    /// Seed for parameter init, data order, dropout and generated data.
+    pub seed: u64,
+    /// Token mixer name (see `lra list`).
+    pub attention: String,
+    /// Settings of the chosen mixer; missing keys take the mixer's defaults.
+    #[serde(default)]
+    pub mixer: toml::Table,
+    pub task: TaskConfig,
+    pub model: ModelConfig,
+    pub train: TrainConfig,
+}
+
+/// Which task and where its data lives.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskConfig {
+    pub name: TaskName,
+    /// Tokens per sequence; longer inputs are truncated, shorter ones padded.
+    pub max_len: usize,
+    /// Folder with the task's files in the official release format.
+    pub data_dir: PathBuf,
+    /// How to generate the data into `data_dir` when its files are missing (synthetic tasks).
+    /// Its own seed, so runs with different training seeds share one data set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generate: Option<GenerateConfig>,
+}
+
+/// The tasks the harness can train on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskName {
+    /// ListOps: nested MAX/MIN/MED/SM expressions, 10 classes.
+    Listops,
+}
+
+impl TaskName {
+    /// The name used on the command line and in folder names.
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskName::Listops => "listops",
+        }
+    }
+}
+
+impl fmt::Display for TaskName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Model sizes; the mixer is chosen by `attention` and configured by `[mixer]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub d_ffn: usize,
+    pub dropout: f64,
+    pub attention_dropout: f64,
+    pub pooling: Pooling,
+    /// Hidden width of the classifier head.
+    pub head_hidden: usize,
+}
+
+/// Optimisation and evaluation schedule.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub steps: usize,
+    pub batch_size: usize,
+    /// Peak learning rate (AdamW).
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub schedule: Schedule,
+    pub weight_decay: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Clip the global gradient norm to this value; 0 disables clipping.
+    pub grad_clip: f64,
+    /// Validate (and checkpoint) every this many steps.
+    pub eval_every: usize,
+    /// Validate on at most this many batches; 0 = the whole validation split.
+    pub eval_batches: usize,
+}
+
+/// Learning-rate schedule after linear warmup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// Linear warmup to `lr`, then linear decay to 0 at `steps` (PyTorch LRA OneCycle, linear).
+    Linear,
+    /// `lr · min(1, s/w) / √max(s, w)` (JAX LRA `constant * linear_warmup * rsqrt_decay`).
+    Rsqrt,
+    /// Linear warmup, then cosine decay to 0.
+    Cosine,
+    /// Linear warmup, then constant.
+    Constant,
+}
+
+impl ExperimentConfig {
+    /// Parses a TOML document; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
+        let value: toml::Table = toml::from_str(text).with_context(|| format!("{origin}: invalid TOML"))?;
+        Self::from_table(value).with_context(|| format!("{origin}: invalid experiment config"))
+    }
+
+    fn from_table(table: toml::Table) -> Result<Self> {
+        let config: Self = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| anyhow!("{}", e.message()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies `key=value` overrides (dotted keys, TOML values; bare words are strings).
+    pub fn with_overrides(self, overrides: &[String]) -> Result<Self> {
+        if overrides.is_empty() {
+            return Ok(self);
+        }
+        let mut table = self.to_table();
+        for assignment in overrides {
+            let (key, raw) = assignment
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--set {assignment}: expected key=value"))?;
+            set_path(&mut table, key.trim(), parse_value(raw.trim()))
+                .with_context(|| format!("--set {assignment}"))?;
+        }
+        Self::from_table(table).context("after applying --set overrides")
+    }
+
+    /// The config as a TOML table, with the mixer settings fully resolved.
+    pub fn to_table(&self) -> toml::Table {
+        match toml::Value::try_from(self).expect("experiment configs serialise to TOML") {
+            toml::Value::Table(table) => table,
+            other => unreachable!("config serialised to {other:?}"),
+        }
+    }
+
+    /// Pretty TOML, as written to `config.toml`.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("experiment configs serialise to TOML")
+    }
+
+    /// Replaces the `[mixer]` table by the parsed mixer config with every default filled in.
+    pub fn resolved(mut self) -> Result<Self> {
+        self.mixer = self.mixer_config()?.to_table();
+        Ok(self)
+    }
+
+    /// The chosen mixer's typed config.
+    pub fn mixer_config(&self) -> Result<MixerConfig> {
+        let kind: MixerKind = self.attention.parse()?;
+        Ok(kind.parse_config(&self.mixer)?)
+    }
+
+    /// Checks values that serde cannot (ranges, sizes that must fit together).
+    fn validate(&self) -> Result<()> {
+        let positive = [
+            ("task.max_len", self.task.max_len),
+            ("model.d_model", self.model.d_model),
+            ("model.n_layers", self.model.n_layers),
+            ("model.n_heads", self.model.n_heads),
+            ("model.d_ffn", self.model.d_ffn),
+            ("model.head_hidden", self.model.head_hidden),
+            ("train.steps", self.train.steps),
+            ("train.batch_size", self.train.batch_size),
+            ("train.eval_every", self.train.eval_every),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                bail!("{key} must be at least 1");
+            }
+        }
+        for (key, p) in [
+            ("model.dropout", self.model.dropout),
+            ("model.attention_dropout", self.model.attention_dropout),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                bail!("{key} = {p}: expected a probability in [0, 1)");
+            }
+        }
+        if !(self.train.lr > 0.0) {
+            bail!("train.lr = {}: expected a positive learning rate", self.train.lr);
+        }
+        let mixer = self.mixer_config()?;
+        mixer.validate(&self.mixer_dims())?;
+        Ok(())
+    }
+
+    fn mixer_dims(&self) -> MixerDims {
+        MixerDims {
+            d_model: self.model.d_model,
+            n_heads: self.model.n_heads,
+            max_len: self.task.max_len + usize::from(self.model.pooling == Pooling::Cls),
+            dropout: self.model.attention_dropout,
+        }
+    }
+
+    /// The classifier for a task with `vocab_size` tokens and `num_classes` labels.
+    pub fn classifier(&self, vocab_size: usize, num_classes: usize) -> Result<ClassifierConfig> {
+        let m = &self.model;
+        Ok(ClassifierConfig {
+            encoder: EncoderConfig {
+                vocab_size,
+                max_len: self.task.max_len,
+                d_model: m.d_model,
+                n_layers: m.n_layers,
+                n_heads: m.n_heads,
+                d_ffn: m.d_ffn,
+                dropout: m.dropout,
+                attention_dropout: m.attention_dropout,
+                cls_token: m.pooling == Pooling::Cls,
+                mixer: self.mixer_config()?,
+            },
+            pooling: m.pooling,
+            head_hidden: m.head_hidden,
+            num_classes,
+        })
+    }
+}
+
+/// `1e-3` → float, `true` → bool, `[1, 2]` → array, `"x"` → string; anything else is a bare string.
+fn parse_value(raw: &str) -> toml::Value {
+    let document = format!("value = {raw}");
+    match toml::from_str::<toml::Table>(&document) {
+        Ok(mut table) => table.remove("value").expect("parsed key is present"),
+        Err(_) => toml::Value::String(raw.to_string()),
+    }
+}
+
+/// Sets `a.b.c` in `table`. Intermediate tables must exist, except under `mixer`, whose keys
+/// belong to the chosen mixer and are checked when the mixer config is parsed.
+fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
+    let parts: Vec<&str> = key.split('.').collect();
+    let (last, parents) = parts.split_last().expect("split yields at least one part");
+    let mut current = table;
+    for (depth, part) in parents.iter().enumerate() {
+        let known: Vec<String> = current.keys().cloned().collect();
+        let entry = current.entry(part.to_string());
+        let child = match entry {
+            toml::map::Entry::Occupied(occupied) => occupied.into_mut(),
+            toml::map::Entry::Vacant(vacant) if depth == 0 && *part == "mixer" => {
+                vacant.insert(toml::Value::Table(toml::Table::new()))
+            }
+            toml::map::Entry::Vacant(_) => {
+                bail!("unknown section `{part}`; expected one of: {}", known.join(", "))
+            }
+        };
+        current = child
+            .as_table_mut()
+            .ok_or_else(|| anyhow!("`{part}` is a value, not a section"))?;
+    }
+    let coerced = coerce_like(current.get(*last), value);
+    current.insert(last.to_string(), coerced);
+    Ok(())
+}
+
+/// `--set train.lr=1` gives an integer where the field is a float: follow the existing type.
+fn coerce_like(existing: Option<&toml::Value>, value: toml::Value) -> toml::Value {
+    match (existing, value) {
+        (Some(toml::Value::Float(_)), toml::Value::Integer(i)) => toml::Value::Float(i as f64),
+        (Some(toml::Value::String(_)), toml::Value::Integer(i)) => toml::Value::String(i.to_string()),
+        (_, value) => value,
+    }
+}
+
+/// Where named presets live: `./experiments`, then the repository's `experiments/`.
+pub fn preset_dirs() -> Vec<PathBuf> {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
+    vec![PathBuf::from("experiments"), repo]
+}
+
+/// Loads the preset `name` (`experiments/<name>.toml`).
+pub fn load_preset(name: &str) -> Result<ExperimentConfig> {
+    let file = preset_dirs()
+        .into_iter()
+        .map(|dir| dir.join(format!("{name}.toml")))
+        .find(|path| path.is_file())
+        .ok_or_else(|| {
+            anyhow!(
+                "unknown preset `{name}`; available: {}",
+                list_presets().join(", ")
+            )
+        })?;
+    let mut config = load_file(&file)?;
+    config.preset = name.to_string();
+    Ok(config)
+}
+
+/// Loads an experiment config file.
+pub fn load_file(path: &Path) -> Result<ExperimentConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config {}", path.display()))?;
+    ExperimentConfig::from_toml(&text, &path.display().to_string())
+}
+
+/// Names of all presets found in [`preset_dirs`], sorted.
+pub fn list_presets() -> Vec<String> {
+    let mut names = Vec::new();
+    for dir in preset_dirs() {
+        collect_presets(&dir, &dir, &mut names);
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+fn collect_presets(root: &Path, dir: &Path, names: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_presets(root, &path, names);
+        } else if path.extension().is_some_and(|ext| ext == "toml") {
+            let relative = path.strip_prefix(root).unwrap_or(&path).with_extension("");
+            names.push(relative.to_string_lossy().replace('\\', "/"));
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The `lra` harness: experiment configs, the training loop, evaluation, run folders and the CLI
+//! commands. `main.rs` only parses arguments and calls [`cmd`].
+
+pub mod batches;
+pub mod checkpoint;
+pub mod cmd;
+pub mod config;
+pub mod device;
+pub mod results;
+pub mod schedule;
+pub mod tasks;
+pub mod train;
