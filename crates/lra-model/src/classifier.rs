@@ -80,7 +80,10 @@ fn pool(hidden: Tensor<3>, pad_mask: Tensor<2, Bool>, pooling: Pooling) -> Tenso
         Pooling::Mean => {
             let real = pad_mask.bool_not().float().reshape([batch, seq, 1]); // [b, n, 1]
             let count = real.clone().sum_dim(1).clamp_min(1.0); // [b, 1, 1]
-            (hidden * real).sum_dim(1).div(count).reshape([batch, d_model])
+            (hidden * real)
+                .sum_dim(1)
+                .div(count)
+                .reshape([batch, d_model])
         }
     }
 }

@@ -175,8 +175,12 @@ impl Block {
             .carry(carry);
         let mixed = self.mixer.forward(input);
         let x = x + self.dropout.forward(mixed.x);
-        let hidden = self.activation.forward(self.ffn_in.forward(self.ffn_norm.forward(x.clone())));
-        let x = x + self.dropout.forward(self.ffn_out.forward(self.dropout.forward(hidden)));
+        let hidden = self
+            .activation
+            .forward(self.ffn_in.forward(self.ffn_norm.forward(x.clone())));
+        let x = x + self
+            .dropout
+            .forward(self.ffn_out.forward(self.dropout.forward(hidden)));
         (x, mixed.carry)
     }
 }

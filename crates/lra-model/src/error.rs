@@ -10,7 +10,10 @@ pub enum ConfigError {
     UnknownMixer { name: String, valid: String },
     /// A mixer's config table has an unknown key or a value of the wrong type.
     #[error("[mixer] settings for `{mixer}`: {message}")]
-    MixerField { mixer: &'static str, message: String },
+    MixerField {
+        mixer: &'static str,
+        message: String,
+    },
     /// Values that are individually fine but do not fit together (e.g. heads not dividing d_model).
     #[error("{0}")]
     Inconsistent(String),

@@ -31,12 +31,18 @@ fn build(kind: MixerKind, seed: u64, device: &Device) -> Mixer {
 
 fn random_input(seed: u64, device: &Device) -> Tensor<3> {
     device.seed(seed);
-    Tensor::random([BATCH, SEQ, dims().d_model], Distribution::Normal(0.0, 1.0), device)
+    Tensor::random(
+        [BATCH, SEQ, dims().d_model],
+        Distribution::Normal(0.0, 1.0),
+        device,
+    )
 }
 
 /// First sequence unpadded, second padded after `REAL` tokens.
 fn pad_mask(device: &Device) -> Tensor<2, Bool> {
-    let mask: Vec<bool> = (0..BATCH * SEQ).map(|i| i / SEQ == 1 && i % SEQ >= REAL).collect();
+    let mask: Vec<bool> = (0..BATCH * SEQ)
+        .map(|i| i / SEQ == 1 && i % SEQ >= REAL)
+        .collect();
     Tensor::from_data(TensorData::new(mask, [BATCH, SEQ]), device)
 }
 
@@ -47,7 +53,10 @@ fn run(mixer: &Mixer, x: Tensor<3>, mask: Tensor<2, Bool>) -> Tensor<3> {
 fn assert_close<const D: usize>(kind: MixerKind, what: &str, a: Tensor<D>, b: Tensor<D>, tol: f32) {
     let diff = (a.clone() - b).abs().max().into_scalar::<f32>();
     let scale = a.abs().max().into_scalar::<f32>().max(1.0);
-    assert!(diff <= tol * scale, "{kind}: {what}: max abs difference {diff} > {tol} (scale {scale})");
+    assert!(
+        diff <= tol * scale,
+        "{kind}: {what}: max abs difference {diff} > {tol} (scale {scale})"
+    );
 }
 
 #[test]
@@ -56,8 +65,15 @@ fn output_has_the_input_shape_and_is_finite() {
     for &kind in MixerKind::ALL {
         let mixer = build(kind, 1, &device);
         let out = run(&mixer, random_input(2, &device), pad_mask(&device));
-        assert_eq!(out.dims(), [BATCH, SEQ, dims().d_model], "{kind}: output shape");
-        assert!(out.is_finite().all().into_scalar::<bool>(), "{kind}: non-finite output");
+        assert_eq!(
+            out.dims(),
+            [BATCH, SEQ, dims().d_model],
+            "{kind}: output shape"
+        );
+        assert!(
+            out.is_finite().all().into_scalar::<bool>(),
+            "{kind}: non-finite output"
+        );
     }
 }
 
@@ -73,7 +89,10 @@ fn padded_positions_do_not_change_real_outputs() {
         let mask = pad_mask(&device);
         // Overwrite the padded positions with large garbage.
         let garbage = random_input(3, &device) * 100.0;
-        let pad3 = mask.clone().reshape([BATCH, SEQ, 1]).expand([BATCH, SEQ, dims().d_model]);
+        let pad3 = mask
+            .clone()
+            .reshape([BATCH, SEQ, 1])
+            .expand([BATCH, SEQ, dims().d_model]);
         let x_garbage = x.clone().mask_where(pad3, garbage);
         let a = run(&mixer, x, mask.clone()).narrow(1, 0, REAL);
         let b = run(&mixer, x_garbage, mask).narrow(1, 0, REAL);
@@ -90,10 +109,19 @@ fn gradient_reaches_every_parameter_and_the_input() {
         let weights = random_input(4, &device);
         let loss = (run(&mixer, x.clone(), pad_mask(&device)) * weights).sum();
         let grads = loss.backward();
-        let x_grad = x.grad(&grads).unwrap_or_else(|| panic!("{kind}: no gradient for the input"));
-        assert!(x_grad.abs().sum().into_scalar::<f32>() > 0.0, "{kind}: zero input gradient");
+        let x_grad = x
+            .grad(&grads)
+            .unwrap_or_else(|| panic!("{kind}: no gradient for the input"));
+        assert!(
+            x_grad.abs().sum().into_scalar::<f32>() > 0.0,
+            "{kind}: zero input gradient"
+        );
         let params = GradientsParams::from_grads(grads, &mixer);
-        let mut check = GradientCheck { kind, grads: &params, visited: 0 };
+        let mut check = GradientCheck {
+            kind,
+            grads: &params,
+            visited: 0,
+        };
         mixer.visit(&mut check);
         assert!(check.visited > 0, "{kind}: no parameters visited");
     }
@@ -109,12 +137,19 @@ impl ModuleVisitor for GradientCheck<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         self.visited += 1;
         let id: ParamId = param.id;
-        let grad = self
-            .grads
-            .get::<D>(id)
-            .unwrap_or_else(|| panic!("{}: parameter {id} {:?} got no gradient", self.kind, param.shape()));
+        let grad = self.grads.get::<D>(id).unwrap_or_else(|| {
+            panic!(
+                "{}: parameter {id} {:?} got no gradient",
+                self.kind,
+                param.shape()
+            )
+        });
         let norm = grad.abs().sum().into_scalar::<f32>();
-        assert!(norm > 0.0, "{}: parameter {id} has an all-zero gradient", self.kind);
+        assert!(
+            norm > 0.0,
+            "{}: parameter {id} has an all-zero gradient",
+            self.kind
+        );
     }
 }
 
@@ -122,10 +157,22 @@ impl ModuleVisitor for GradientCheck<'_> {
 fn same_seed_gives_the_same_output() {
     let device = Device::flex();
     for &kind in MixerKind::ALL {
-        let a = run(&build(kind, 7, &device), random_input(2, &device), pad_mask(&device));
-        let b = run(&build(kind, 7, &device), random_input(2, &device), pad_mask(&device));
+        let a = run(
+            &build(kind, 7, &device),
+            random_input(2, &device),
+            pad_mask(&device),
+        );
+        let b = run(
+            &build(kind, 7, &device),
+            random_input(2, &device),
+            pad_mask(&device),
+        );
         assert_close(kind, "same seed", a.clone(), b, 0.0);
-        let c = run(&build(kind, 8, &device), random_input(2, &device), pad_mask(&device));
+        let c = run(
+            &build(kind, 8, &device),
+            random_input(2, &device),
+            pad_mask(&device),
+        );
         let diff = (a - c).abs().max().into_scalar::<f32>();
         assert!(diff > 0.0, "{kind}: another seed gave identical parameters");
     }
@@ -140,8 +187,18 @@ fn each_batch_row_equals_running_it_alone() {
         let mask = pad_mask(&device);
         let together = run(&mixer, x.clone(), mask.clone());
         for row in 0..BATCH {
-            let alone = run(&mixer, x.clone().narrow(0, row, 1), mask.clone().narrow(0, row, 1));
-            assert_close(kind, &format!("row {row}"), together.clone().narrow(0, row, 1), alone, 1e-5);
+            let alone = run(
+                &mixer,
+                x.clone().narrow(0, row, 1),
+                mask.clone().narrow(0, row, 1),
+            );
+            assert_close(
+                kind,
+                &format!("row {row}"),
+                together.clone().narrow(0, row, 1),
+                alone,
+                1e-5,
+            );
         }
     }
 }
@@ -155,7 +212,9 @@ fn exact_mixers_equal_softmax_attention() {
             continue;
         }
         let mixer = build(kind, 1, &device);
-        let core = mixer.attention_core().unwrap_or_else(|| panic!("{kind}: exact but no attention core"));
+        let core = mixer
+            .attention_core()
+            .unwrap_or_else(|| panic!("{kind}: exact but no attention core"));
         let qkv = |seed| {
             device.seed(seed);
             Tensor::<4>::random([BATCH, 2, SEQ, 8], Distribution::Normal(0.0, 1.0), &device)
@@ -164,6 +223,8 @@ fn exact_mixers_equal_softmax_attention() {
         let mask = Some(pad_mask(&device));
         let expected = softmax_attention(q.clone(), k.clone(), v.clone(), mask.clone());
         let actual = core.attend(q, k, v, mask);
-        actual.to_data().assert_approx_eq::<f32>(&expected.to_data(), Tolerance::absolute(1e-5));
+        actual
+            .to_data()
+            .assert_approx_eq::<f32>(&expected.to_data(), Tolerance::absolute(1e-5));
     }
 }

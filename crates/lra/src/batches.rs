@@ -65,11 +65,16 @@ impl TrainOrder {
         let epoch = position / self.len;
         if self.epoch.as_ref().is_none_or(|(e, _)| *e != epoch) {
             let mut permutation: Vec<usize> = (0..self.len).collect();
-            let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut rng = ChaCha8Rng::seed_from_u64(
+                self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
             permutation.shuffle(&mut rng);
             self.epoch = Some((epoch, permutation));
         }
-        let (_, permutation) = self.epoch.as_ref().expect("epoch permutation was just built");
+        let (_, permutation) = self
+            .epoch
+            .as_ref()
+            .expect("epoch permutation was just built");
         permutation[position % self.len]
     }
 }
@@ -89,6 +94,9 @@ mod tests {
         assert_ne!(first_epoch, second_epoch, "epochs are reshuffled");
         // A fresh order (as after a resume) jumping straight to step 7 agrees.
         assert_eq!(TrainOrder::new(7, 10).batch(7, 2), order.batch(7, 2));
-        assert_ne!(TrainOrder::new(8, 10).batch(0, 10), TrainOrder::new(7, 10).batch(0, 10));
+        assert_ne!(
+            TrainOrder::new(8, 10).batch(0, 10),
+            TrainOrder::new(7, 10).batch(0, 10)
+        );
     }
 }

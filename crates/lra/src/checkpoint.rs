@@ -43,7 +43,12 @@ const OPTIMIZER: &str = "optimizer.bpk";
 const STATE: &str = "state.json";
 
 /// Saves a checkpoint into `dir`, replacing any previous one only once the new one is complete.
-pub fn save(dir: &Path, model: &Classifier, optim: &ModuleOptimizer, state: &TrainState) -> Result<()> {
+pub fn save(
+    dir: &Path,
+    model: &Classifier,
+    optim: &ModuleOptimizer,
+    state: &TrainState,
+) -> Result<()> {
     let staging = sibling(dir, "new");
     let previous = sibling(dir, "old");
     if staging.exists() {
@@ -102,13 +107,17 @@ pub fn find(dir: &Path) -> Result<Option<Checkpoint>> {
     } else {
         return Ok(None);
     };
-    let text = fs::read(dir.join(STATE)).with_context(|| format!("cannot read {}", dir.display()))?;
+    let text =
+        fs::read(dir.join(STATE)).with_context(|| format!("cannot read {}", dir.display()))?;
     let state = serde_json::from_slice(&text)
         .with_context(|| format!("corrupt checkpoint state {}", dir.join(STATE).display()))?;
     Ok(Some(Checkpoint { dir, state }))
 }
 
 fn sibling(dir: &Path, suffix: &str) -> PathBuf {
-    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     dir.with_file_name(format!(".{name}.{suffix}"))
 }

@@ -7,10 +7,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use lra_model::{
-    ClassifierConfig, EncoderConfig, MixerConfig, MixerDims, MixerKind, Pooling,
-};
 use lra_data::listops::GenerateConfig;
+use lra_model::{ClassifierConfig, EncoderConfig, MixerConfig, MixerDims, MixerKind, Pooling};
 use serde::{Deserialize, Serialize};
 
 /// Everything one run needs; written to the run folder as `config.toml`.
@@ -124,14 +122,14 @@ pub enum Schedule {
 impl ExperimentConfig {
     /// Parses a TOML document; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self> {
-        let value: toml::Table = toml::from_str(text).with_context(|| format!("{origin}: invalid TOML"))?;
+        let value: toml::Table =
+            toml::from_str(text).with_context(|| format!("{origin}: invalid TOML"))?;
         Self::from_table(value).with_context(|| format!("{origin}: invalid experiment config"))
     }
 
     fn from_table(table: toml::Table) -> Result<Self> {
-        let config: Self = toml::Value::Table(table)
-            .try_into()
-            .map_err(|e: toml::de::Error| anyhow!("{}", e.message()))?;
+        let config: Self = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| anyhow!("`{}`: {}", e.path(), e.inner().message()))?;
         config.validate()?;
         Ok(config)
     }
@@ -203,8 +201,11 @@ impl ExperimentConfig {
                 bail!("{key} = {p}: expected a probability in [0, 1)");
             }
         }
-        if !(self.train.lr > 0.0) {
-            bail!("train.lr = {}: expected a positive learning rate", self.train.lr);
+        if self.train.lr.is_nan() || self.train.lr <= 0.0 {
+            bail!(
+                "train.lr = {}: expected a positive learning rate",
+                self.train.lr
+            );
         }
         let mixer = self.mixer_config()?;
         mixer.validate(&self.mixer_dims())?;
@@ -267,7 +268,10 @@ fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()
                 vacant.insert(toml::Value::Table(toml::Table::new()))
             }
             toml::map::Entry::Vacant(_) => {
-                bail!("unknown section `{part}`; expected one of: {}", known.join(", "))
+                bail!(
+                    "unknown section `{part}`; expected one of: {}",
+                    known.join(", ")
+                )
             }
         };
         current = child
@@ -283,7 +287,9 @@ fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()
 fn coerce_like(existing: Option<&toml::Value>, value: toml::Value) -> toml::Value {
     match (existing, value) {
         (Some(toml::Value::Float(_)), toml::Value::Integer(i)) => toml::Value::Float(i as f64),
-        (Some(toml::Value::String(_)), toml::Value::Integer(i)) => toml::Value::String(i.to_string()),
+        (Some(toml::Value::String(_)), toml::Value::Integer(i)) => {
+            toml::Value::String(i.to_string())
+        }
         (_, value) => value,
     }
 }

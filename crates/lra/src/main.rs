@@ -6,11 +6,15 @@ use lra::train::Outcome;
 
 /// Long Range Arena training and benchmark harness.
 #[derive(Debug, Parser)]
-#[command(version, about, after_help = "Examples:
+#[command(
+    version,
+    about,
+    after_help = "Examples:
   lra run --attention softmax --task listops --preset tiny
   lra run --preset lra-pytorch/listops --attention local --set mixer.block_size=64
   lra data generate listops --out datasets/listops --train 1000 --val 100 --test 100
-  lra list")]
+  lra list"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,7 +36,10 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => run::execute(&args).map(|(run, outcome)| match outcome {
             Outcome::Finished(summary) => {
-                println!("{}", serde_json::to_string_pretty(&summary).expect("summary serialises"));
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&summary).expect("summary serialises")
+                );
             }
             Outcome::Stopped { step } => println!(
                 "stopped at step {step}; continue with: lra run --resume {}",

@@ -104,7 +104,10 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// A sibling of `path` for writing before an atomic rename.
 pub fn temp_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 

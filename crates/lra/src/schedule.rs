@@ -7,7 +7,11 @@ pub fn learning_rate(train: &TrainConfig, step: usize) -> f64 {
     let s = (step + 1) as f64; // the first update already gets a non-zero rate
     let warmup = train.warmup_steps as f64;
     let total = train.steps as f64;
-    let warm = if warmup > 0.0 { (s / warmup).min(1.0) } else { 1.0 };
+    let warm = if warmup > 0.0 {
+        (s / warmup).min(1.0)
+    } else {
+        1.0
+    };
     let after_warmup = ((s - warmup) / (total - warmup).max(1.0)).clamp(0.0, 1.0);
     let decay = match train.schedule {
         Schedule::Constant => 1.0,

@@ -98,7 +98,14 @@ pub fn train(
 
         state.step += 1;
         state.train_seconds += seconds;
-        record_step(&mut state.window, loss_value, correct, t.batch_size, config.task.max_len, seconds);
+        record_step(
+            &mut state.window,
+            loss_value,
+            correct,
+            t.batch_size,
+            config.task.max_len,
+            seconds,
+        );
         progress.set_position(state.step as u64);
         progress.set_message(format!(
             "loss {:.3}  acc {:.3}  {:.0} tok/s",
@@ -175,7 +182,11 @@ pub fn evaluate(
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let batch_size = config.train.batch_size;
     let batches = examples.chunks(batch_size);
-    let limit = if max_batches == 0 { usize::MAX } else { max_batches };
+    let limit = if max_batches == 0 {
+        usize::MAX
+    } else {
+        max_batches
+    };
     let (mut loss_sum, mut correct, mut seen) = (0.0, 0, 0);
     for chunk in batches.take(limit) {
         let refs: Vec<&Example> = chunk.iter().collect();
@@ -209,7 +220,14 @@ fn count_correct(logits: Tensor<2>, labels: Tensor<1, burn::tensor::Int>) -> usi
     predicted.equal(labels).int().sum().into_scalar::<i64>() as usize
 }
 
-fn record_step(window: &mut Window, loss: f64, correct: usize, batch: usize, len: usize, seconds: f64) {
+fn record_step(
+    window: &mut Window,
+    loss: f64,
+    correct: usize,
+    batch: usize,
+    len: usize,
+    seconds: f64,
+) {
     window.loss_sum += loss;
     window.correct += correct;
     window.examples += batch;
@@ -246,7 +264,8 @@ fn save_model_atomically(model: &Classifier, path: &std::path::Path) -> Result<(
         .clone()
         .save_file(&tmp)
         .map_err(|e| anyhow::anyhow!("saving {}: {e:?}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("cannot move {} into place", path.display()))
 }
 
 /// A distinct, reproducible RNG seed for each (run seed, step).
@@ -260,8 +279,10 @@ fn progress_bar(steps: usize, done: usize, quiet: bool) -> ProgressBar {
     }
     let bar = ProgressBar::new(steps as u64).with_position(done as u64);
     bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}")
-            .expect("valid progress template"),
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
+        )
+        .expect("valid progress template"),
     );
     bar
 }

@@ -38,11 +38,16 @@ impl Op {
     /// This operator applied to `values`, exactly as the official `to_value` computes it
     /// (`int(np.median(..))` for [`Op::Med`]). No arguments give 0.
     pub fn apply(self, values: &[u8]) -> u8 {
+        self.apply_to_iter(values.iter().copied())
+    }
+
+    /// [`Op::apply`] on values computed on the fly; only the median needs them stored.
+    fn apply_to_iter(self, values: impl Iterator<Item = u8>) -> u8 {
         match self {
-            Op::Min => values.iter().copied().min().unwrap_or(0),
-            Op::Max => values.iter().copied().max().unwrap_or(0),
-            Op::Sm => (values.iter().map(|&v| u64::from(v)).sum::<u64>() % 10) as u8,
-            Op::Med => median(&mut values.to_vec()),
+            Op::Min => values.min().unwrap_or(0),
+            Op::Max => values.max().unwrap_or(0),
+            Op::Sm => (values.map(u64::from).sum::<u64>() % 10) as u8,
+            Op::Med => median(&mut values.collect::<Vec<u8>>()),
         }
     }
 
@@ -84,10 +89,7 @@ impl Expr {
     pub fn value(&self) -> u8 {
         match self {
             Expr::Digit(digit) => *digit,
-            Expr::Apply(op, args) => {
-                let mut values: Vec<u8> = args.iter().map(Expr::value).collect();
-                op.apply_reordering(&mut values)
-            }
+            Expr::Apply(op, args) => op.apply_to_iter(args.iter().map(Expr::value)),
         }
     }
 
@@ -207,7 +209,8 @@ impl IdsError {
                 innermost_index,
                 innermost,
             } => format!(
-                "missing `]`: {open} operator(s) still open at the end, the innermost `{}` at column {}",
+                "missing `]`: {open} operator(s) still open at the end, \
+                 the innermost `{}` at column {}",
                 innermost.token(),
                 column(innermost_index)
             ),
@@ -438,7 +441,8 @@ mod tests {
             ),
             (
                 "[SM 1 ( [MIN 2",
-                "missing `]`: 2 operator(s) still open at the end, the innermost `[MIN` at column 9",
+                "missing `]`: 2 operator(s) still open at the end, \
+                 the innermost `[MIN` at column 9",
             ),
         ];
         for (source, message) in cases {

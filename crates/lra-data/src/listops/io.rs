@@ -67,7 +67,7 @@ fn write_lines(path: &Path, exprs: &[Expr]) -> Result<()> {
     let file = out
         .into_inner()
         .map_err(|error| io_error(error.into_error()))?;
-    Ok(()) // file.sync_all().map_err(io_error)
+    file.sync_all().map_err(io_error)
 }
 
 /// Writes `[train, val, test]` as the three split files (see [`split_file`]) into `dir`,

@@ -33,6 +33,7 @@ enum Token {
     End,
 }
 
+/// What `id` stands for; `None` for padding and ids outside the vocabulary.
 fn token_of_id(id: u32) -> Option<Token> {
     match id {
         DIGIT_ZERO_ID..FIRST_OP_ID => Some(Token::Digit((id - DIGIT_ZERO_ID) as u8)),
@@ -42,17 +43,19 @@ fn token_of_id(id: u32) -> Option<Token> {
     }
 }
 
-fn is_separator(c: char) -> bool {
-    c.is_whitespace() || c == '(' || c == ')'
-}
-
-/// The source's tokens with the byte offset each starts at; parentheses separate tokens like
-/// whitespace and are dropped, since the tree structure is fully given by the operators and `]`.
+/// The source's tokens with the byte offset each starts at. Parentheses separate tokens like
+/// whitespace and are dropped, since the operators and `]` alone give the tree structure.
 fn words(source: &str) -> impl Iterator<Item = (usize, &str)> {
+    // Splitting the bytes at ASCII separators keeps every piece on a character boundary.
+    let is_separator = |byte: &u8| byte.is_ascii_whitespace() || *byte == b'(' || *byte == b')';
     source
+        .as_bytes()
         .split(is_separator)
         .filter(|word| !word.is_empty())
-        .map(move |word| (word.as_ptr() as usize - source.as_ptr() as usize, word))
+        .map(move |word| {
+            let offset = word.as_ptr() as usize - source.as_ptr() as usize;
+            (offset, &source[offset..offset + word.len()])
+        })
 }
 
 /// 1-based character column of the token with 0-based index `token_index`, for error messages.
@@ -63,8 +66,8 @@ fn column_of_token(source: &str, token_index: usize) -> usize {
     source[..offset].chars().count() + 1
 }
 
-/// The LRA ListOps tokenizer: drops `(` and `)`, splits on whitespace and maps each token to its
-/// index in [`VOCAB`].
+/// The LRA ListOps tokenizer: drops `(` and `)`, splits on ASCII whitespace and maps each token
+/// to its index in [`VOCAB`].
 ///
 /// Fails on a token outside the vocabulary (including `<pad>`, which is no source token), naming
 /// the token and its 1-based column.

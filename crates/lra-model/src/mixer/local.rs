@@ -146,7 +146,11 @@ mod tests {
     fn equals_dense_softmax_with_a_block_diagonal_mask() {
         let device = Device::flex();
         let (seq, w) = (23, 5); // last block is partial
-        let (q, k, v) = (qkv(&device, 1, seq), qkv(&device, 2, seq), qkv(&device, 3, seq));
+        let (q, k, v) = (
+            qkv(&device, 1, seq),
+            qkv(&device, 2, seq),
+            qkv(&device, 3, seq),
+        );
         // Every query keeps at least one visible key (fully masked rows are arbitrary).
         let pad: Vec<bool> = (0..2 * seq).map(|i| i >= seq + 21).collect();
         let pad = Tensor::<2, Bool>::from_data(TensorData::new(pad, [2, seq]), &device);
@@ -166,15 +170,23 @@ mod tests {
         }
         let bias = Tensor::<4>::from_data(TensorData::new(bias, [2, 1, seq, seq]), &device);
         let expected = attention_probs(q, k, Some(bias)).matmul(v);
-        actual.to_data().assert_approx_eq::<f32>(&expected.to_data(), Tolerance::absolute(1e-5));
+        actual
+            .to_data()
+            .assert_approx_eq::<f32>(&expected.to_data(), Tolerance::absolute(1e-5));
     }
 
     #[test]
     fn one_block_covering_the_sequence_is_softmax_attention() {
         let device = Device::flex();
-        let (q, k, v) = (qkv(&device, 1, 16), qkv(&device, 2, 16), qkv(&device, 3, 16));
+        let (q, k, v) = (
+            qkv(&device, 1, 16),
+            qkv(&device, 2, 16),
+            qkv(&device, 3, 16),
+        );
         let actual = local(16, &device).attend(q.clone(), k.clone(), v.clone(), None);
         let expected = softmax_attention(q, k, v, None);
-        actual.to_data().assert_approx_eq::<f32>(&expected.to_data(), Tolerance::absolute(1e-5));
+        actual
+            .to_data()
+            .assert_approx_eq::<f32>(&expected.to_data(), Tolerance::absolute(1e-5));
     }
 }

@@ -41,12 +41,11 @@ macro_rules! mixers {
             pub fn parse_config(self, table: &toml::Table) -> Result<MixerConfig, ConfigError> {
                 let value = toml::Value::Table(table.clone());
                 match self {
-                    $(MixerKind::$variant => value
-                        .try_into::<$config>()
+                    $(MixerKind::$variant => serde_path_to_error::deserialize::<_, $config>(value)
                         .map(MixerConfig::$variant)
                         .map_err(|error| ConfigError::MixerField {
                             mixer: $name,
-                            message: error.message().to_string(),
+                            message: format!("`mixer.{}`: {}", error.path(), error.inner().message()),
                         }),)+
                 }
             }

@@ -60,20 +60,24 @@ pub struct RunArgs {
 /// Runs `lra run`; returns the run folder and how training ended.
 pub fn execute(args: &RunArgs) -> Result<(RunDir, Outcome)> {
     let compute = device::parse(&args.device)?;
+    // Data first: a bad data folder fails before any run folder exists.
     let (config, run) = match &args.resume {
-        Some(Some(dir)) => resume_dir(dir, args)?,
+        Some(Some(dir)) => {
+            let (config, run) = resume_dir(dir, args)?;
+            (config, Some(run))
+        }
         Some(None) => {
             let config = resolve(args)?;
             let run = find_unfinished(&args.out, &config)?;
-            (config, run)
+            (config, Some(run))
         }
-        None => {
-            let config = resolve(args)?;
-            let run = create_run_dir(&args.out, &config)?;
-            (config, run)
-        }
+        None => (resolve(args)?, None),
     };
     let data = tasks::load(&config.task, args.quiet)?;
+    let run = match run {
+        Some(run) => run,
+        None => create_run_dir(&args.out, &config)?,
+    };
     if !args.quiet {
         eprintln!(
             "run {}: {} on {} ({} train / {} val / {} test)",
@@ -141,12 +145,22 @@ fn run_parent(out: &Path, config: &ExperimentConfig) -> PathBuf {
 fn create_run_dir(out: &Path, config: &ExperimentConfig) -> Result<RunDir> {
     let parent = run_parent(out, config);
     fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    let preset = if config.preset.is_empty() { "custom" } else { &config.preset };
+    let preset = if config.preset.is_empty() {
+        "custom"
+    } else {
+        &config.preset
+    };
     let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
     let base = format!("{}-s{}-{stamp}", preset.replace('/', "-"), config.seed);
     // Never reuse a folder: a finished run is never overwritten.
     let path = (0..)
-        .map(|i| if i == 0 { parent.join(&base) } else { parent.join(format!("{base}-{i}")) })
+        .map(|i| {
+            if i == 0 {
+                parent.join(&base)
+            } else {
+                parent.join(format!("{base}-{i}"))
+            }
+        })
         .find(|p| fs::create_dir(p).is_ok())
         .expect("some suffix is free");
     let run = RunDir { path };
@@ -187,11 +201,19 @@ fn resume_dir(dir: &Path, args: &RunArgs) -> Result<(ExperimentConfig, RunDir)> 
         || args.seed.is_some()
         || args.data.is_some();
     if changes_config {
-        bail!("--resume {} continues that run with its own config.toml; drop the config flags", dir.display());
+        bail!(
+            "--resume {} continues that run with its own config.toml; drop the config flags",
+            dir.display()
+        );
     }
-    let run = RunDir { path: dir.to_path_buf() };
+    let run = RunDir {
+        path: dir.to_path_buf(),
+    };
     if run.is_finished() {
-        bail!("{} is a finished run (it has summary.json); start a new run instead", dir.display());
+        bail!(
+            "{} is a finished run (it has summary.json); start a new run instead",
+            dir.display()
+        );
     }
     let config = config::load_file(&run.config())?;
     Ok((config, run))

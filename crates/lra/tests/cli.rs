@@ -1,0 +1,158 @@
+//! The `lra` binary: listing, data generation, and clear errors (exit code 1, message naming the
+//! bad input and the valid choices) without writing anything.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn lra(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lra"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("the lra binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn list_shows_every_registered_mixer_with_its_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = lra(&["list"], dir.path());
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for kind in lra_model::MixerKind::ALL {
+        assert!(
+            text.contains(kind.name()) && text.contains(kind.summary()),
+            "{kind} missing:\n{text}"
+        );
+    }
+    assert!(text.contains("mixer.block_size = 50"), "{text}");
+}
+
+#[test]
+fn data_generate_listops_writes_the_official_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "data",
+        "generate",
+        "listops",
+        "--out",
+        "gen",
+        "--train",
+        "50",
+        "--val",
+        "10",
+        "--test",
+        "10",
+        "--min-len",
+        "5",
+        "--max-len",
+        "60",
+        "--max-depth",
+        "4",
+        "--max-args",
+        "4",
+        "--seed",
+        "3",
+    ];
+    let out = lra(&args, dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let splits = lra_data::listops::load(&dir.path().join("gen")).unwrap();
+    assert_eq!(
+        (splits.train.len(), splits.val.len(), splits.test.len()),
+        (50, 10, 10)
+    );
+    let text = std::fs::read_to_string(dir.path().join("gen/basic_train.tsv")).unwrap();
+    assert!(text.starts_with("Source\tTarget"));
+    // Same seed, same files.
+    assert!(
+        lra(&[&args[..4], &["gen2"], &args[5..]].concat(), dir.path())
+            .status
+            .success()
+    );
+    assert_eq!(
+        text,
+        std::fs::read_to_string(dir.path().join("gen2/basic_train.tsv")).unwrap()
+    );
+}
+
+#[test]
+fn bad_input_fails_cleanly_and_writes_no_run_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &[&str]); 5] = [
+        (
+            &["run", "--preset", "tiny", "--attention", "nystromm"],
+            &["nystromm", "softmax, local"],
+        ),
+        (
+            &["run", "--preset", "tinyy"],
+            &["tinyy", "lra-pytorch/listops"],
+        ),
+        (
+            &["run", "--preset", "tiny", "--set", "train.stepz=3"],
+            &["stepz", "steps"],
+        ),
+        (
+            &["run", "--preset", "tiny", "--device", "tpu"],
+            &["tpu", "cpu"],
+        ),
+        (
+            &[
+                "run",
+                "--preset",
+                "tiny",
+                "--data",
+                "missing",
+                "--set",
+                "task.generate=false",
+            ],
+            &["task.generate"],
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = lra(args, dir.path());
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let message = stderr(&out);
+        assert!(message.starts_with("error: "), "{args:?}: {message}");
+        for piece in expected {
+            assert!(
+                message.contains(piece),
+                "{args:?}: `{piece}` not in: {message}"
+            );
+        }
+        assert!(!message.contains("panicked"), "{args:?}: {message}");
+    }
+    assert!(
+        !dir.path().join("results").exists(),
+        "a failed run left a results folder"
+    );
+}
+
+#[test]
+fn malformed_data_file_is_reported_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    let good = "Source\tTarget\n( ( [MAX 2 ) 9 ) ]\t9\n";
+    std::fs::write(data.join("basic_train.tsv"), good).unwrap();
+    std::fs::write(data.join("basic_val.tsv"), good).unwrap();
+    std::fs::write(
+        data.join("basic_test.tsv"),
+        "Source\tTarget\n( ( [MAX 2 ) 9 ) ]\t9\n( [MIN 3 ]\n",
+    )
+    .unwrap();
+    let out = lra(
+        &["run", "--preset", "tiny", "--data", "data", "--out", "runs"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let message = stderr(&out);
+    assert!(message.contains("basic_test.tsv:3"), "{message}");
+    assert!(!message.contains("panicked"), "{message}");
+    assert!(
+        !dir.path().join("runs").exists(),
+        "a run folder was created for unusable data"
+    );
+}

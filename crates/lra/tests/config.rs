@@ -1,0 +1,157 @@
+//! Experiment configs: presets parse, overrides are validated, typos are rejected with the valid
+//! choices named.
+
+use lra::cmd::run::{RunArgs, resolve};
+use lra::config::{ExperimentConfig, list_presets, load_preset};
+
+fn args(preset: &str) -> RunArgs {
+    RunArgs {
+        preset: Some(preset.to_string()),
+        ..RunArgs::default()
+    }
+}
+
+fn error_text(result: anyhow::Result<ExperimentConfig>) -> String {
+    format!("{:#}", result.expect_err("expected an error"))
+}
+
+#[test]
+fn every_preset_resolves() {
+    let presets = list_presets();
+    for required in ["tiny", "lra-pytorch/listops", "lra-jax/listops"] {
+        assert!(
+            presets.iter().any(|p| p == required),
+            "missing preset {required}: {presets:?}"
+        );
+    }
+    for preset in presets {
+        let config = resolve(&args(&preset)).unwrap_or_else(|e| panic!("{preset}: {e:#}"));
+        assert_eq!(config.preset, preset);
+    }
+}
+
+#[test]
+fn pytorch_listops_preset_is_the_mlpen_config() {
+    let c = load_preset("lra-pytorch/listops").unwrap();
+    assert_eq!(
+        (
+            c.model.d_model,
+            c.model.n_layers,
+            c.model.n_heads,
+            c.model.d_ffn
+        ),
+        (64, 2, 2, 128)
+    );
+    assert_eq!(
+        (c.task.max_len, c.train.batch_size, c.train.steps),
+        (2000, 32, 5000)
+    );
+    assert_eq!((c.train.lr, c.train.warmup_steps), (1e-4, 1000));
+}
+
+#[test]
+fn overrides_and_flags_change_the_config() {
+    let mut a = args("tiny");
+    a.attention = Some("local".into());
+    a.overrides = vec![
+        "mixer.block_size=16".into(),
+        "train.lr=1".into(),
+        "model.pooling=cls".into(),
+    ];
+    a.steps = Some(7);
+    a.seed = Some(3);
+    a.data = Some("some/dir".into());
+    let c = resolve(&a).unwrap();
+    assert_eq!(c.attention, "local");
+    assert_eq!(
+        c.mixer.get("block_size").and_then(|v| v.as_integer()),
+        Some(16)
+    );
+    assert_eq!(
+        c.train.lr, 1.0,
+        "an integer given for a float field is accepted"
+    );
+    assert_eq!(c.model.pooling, lra_model::Pooling::Cls);
+    assert_eq!((c.train.steps, c.seed), (7, 3));
+    assert_eq!(c.task.data_dir, std::path::PathBuf::from("some/dir"));
+}
+
+#[test]
+fn resolved_config_round_trips_through_toml_with_mixer_defaults_filled_in() {
+    let mut a = args("tiny");
+    a.attention = Some("local".into());
+    let c = resolve(&a).unwrap();
+    assert_eq!(
+        c.mixer.get("block_size").and_then(|v| v.as_integer()),
+        Some(50)
+    );
+    let again = ExperimentConfig::from_toml(&c.to_toml(), "round trip").unwrap();
+    assert_eq!(again, c);
+}
+
+#[test]
+fn misspelt_keys_are_rejected_naming_the_key_and_valid_ones() {
+    let mut a = args("tiny");
+    a.overrides = vec!["model.d_modle=32".into()];
+    let text = error_text(resolve(&a));
+    assert!(
+        text.contains("d_modle") && text.contains("d_model"),
+        "{text}"
+    );
+
+    a.overrides = vec!["modle.d_model=32".into()];
+    let text = error_text(resolve(&a));
+    assert!(
+        text.contains("unknown section `modle`") && text.contains("model"),
+        "{text}"
+    );
+
+    a.overrides = vec!["mixer.blocksize=3".into()];
+    a.attention = Some("local".into());
+    let text = error_text(resolve(&a));
+    assert!(
+        text.contains("blocksize") && text.contains("block_size"),
+        "{text}"
+    );
+
+    let file = "seed = 0\nattention = \"softmax\"\ntypo = 1\n";
+    let text = format!(
+        "{:#}",
+        ExperimentConfig::from_toml(file, "x.toml").unwrap_err()
+    );
+    assert!(text.contains("x.toml") && text.contains("typo"), "{text}");
+}
+
+#[test]
+fn bad_values_are_rejected() {
+    for (set, expected) in [
+        ("model.n_heads=3", "must divide d_model"),
+        ("model.dropout=1.5", "model.dropout"),
+        ("train.steps=0", "train.steps"),
+        ("model.d_model=\"wide\"", "d_model"),
+        ("mixer.block_size=0", "block_size"),
+    ] {
+        let mut a = args("tiny");
+        a.attention = Some("local".into());
+        a.overrides = vec![set.into()];
+        let text = error_text(resolve(&a));
+        assert!(text.contains(expected), "{set}: {text}");
+    }
+}
+
+#[test]
+fn unknown_attention_and_preset_list_the_valid_choices() {
+    let mut a = args("tiny");
+    a.attention = Some("nystrom-typo".into());
+    let text = error_text(resolve(&a));
+    assert!(
+        text.contains("nystrom-typo") && text.contains("softmax") && text.contains("local"),
+        "{text}"
+    );
+
+    let text = error_text(resolve(&args("no-such-preset")));
+    assert!(
+        text.contains("no-such-preset") && text.contains("tiny"),
+        "{text}"
+    );
+}

@@ -1,0 +1,195 @@
+//! End-to-end runs of `lra run` on the embedded CPU backend: the tiny ListOps preset learns, the
+//! run folder holds what it promises, and a stopped-and-resumed run ends exactly like an
+//! uninterrupted one.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
+
+use lra::cmd::run::{RunArgs, execute};
+use lra::config::ExperimentConfig;
+use lra::results::{MetricsRow, Summary};
+use lra::train::Outcome;
+
+/// Burn's CPU backend has one RNG per process (dropout draws from it), so two trainings in
+/// parallel test threads would interleave their draws: each test trains alone.
+fn one_training_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The tiny preset with its data generated into `root/data` and runs written under `root/runs`.
+fn tiny_args(root: &Path, steps: usize, overrides: &[&str]) -> RunArgs {
+    let mut all: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    all.push(format!(
+        "task.data_dir={}",
+        toml::Value::String(root.join("data").display().to_string())
+    ));
+    RunArgs {
+        preset: Some("tiny".into()),
+        overrides: all,
+        steps: Some(steps),
+        out: root.join("runs"),
+        device: "cpu".into(),
+        quiet: true,
+        ..RunArgs::default()
+    }
+}
+
+fn finished(outcome: Outcome) -> Summary {
+    match outcome {
+        Outcome::Finished(summary) => *summary,
+        Outcome::Stopped { step } => panic!("run stopped at {step} instead of finishing"),
+    }
+}
+
+fn metrics(run_dir: &Path) -> Vec<MetricsRow> {
+    csv::Reader::from_path(run_dir.join("metrics.csv"))
+        .unwrap()
+        .deserialize()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn tiny_listops_run_learns_and_writes_its_run_folder() {
+    let _guard = one_training_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let args = tiny_args(root.path(), 300, &["train.eval_every=100"]);
+    let (run, outcome) = execute(&args).unwrap();
+    let summary = finished(outcome);
+
+    let history = metrics(&run.path);
+    assert_eq!(
+        history.iter().map(|r| r.step).collect::<Vec<_>>(),
+        [100, 200, 300]
+    );
+    let (first, last) = (&history[0], &history[2]);
+    assert!(
+        last.train_loss < first.train_loss - 0.1,
+        "loss did not fall: {history:?}"
+    );
+    assert!(
+        summary.test_accuracy > summary.majority_class_accuracy + 0.08,
+        "test accuracy {} does not clearly beat the majority class {}",
+        summary.test_accuracy,
+        summary.majority_class_accuracy
+    );
+
+    let saved: Summary = serde_json::from_slice(&std::fs::read(run.summary()).unwrap()).unwrap();
+    assert_eq!(saved, summary);
+    assert_eq!(
+        (
+            saved.task.as_str(),
+            saved.attention.as_str(),
+            saved.preset.as_str()
+        ),
+        ("listops", "softmax", "tiny")
+    );
+    assert_eq!((saved.steps, saved.seed), (300, 0));
+    assert!((0.0..=1.0).contains(&saved.best_val_accuracy) && saved.tokens_per_second > 0.0);
+    assert!(saved.parameters > 10_000);
+    let best_row = history.iter().find(|r| r.step == saved.best_step).unwrap();
+    assert_eq!(best_row.val_accuracy, saved.best_val_accuracy);
+
+    let config = lra::config::load_file(&run.config()).unwrap();
+    assert_eq!(config, lra::cmd::run::resolve(&args).unwrap());
+    assert!(
+        run.path
+            .starts_with(root.path().join("runs/listops/softmax"))
+    );
+    assert!(run.best_model().is_file());
+
+    // A finished run cannot be resumed, and a new run never reuses its folder.
+    let mut resume = RunArgs {
+        resume: Some(Some(run.path.clone())),
+        ..tiny_args(root.path(), 1, &[])
+    };
+    resume.preset = None;
+    resume.overrides.clear();
+    resume.steps = None;
+    let error = format!("{:#}", execute(&resume).unwrap_err());
+    assert!(error.contains("finished run"), "{error}");
+    let (second, _) = execute(&tiny_args(root.path(), 2, &["train.eval_every=1"])).unwrap();
+    assert_ne!(second.path, run.path);
+    let still: Summary = serde_json::from_slice(&std::fs::read(run.summary()).unwrap()).unwrap();
+    assert_eq!(still, summary);
+}
+
+#[test]
+fn stopped_and_resumed_run_matches_an_uninterrupted_one() {
+    let _guard = one_training_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let overrides = [
+        "train.eval_every=20",
+        "task.generate.train=2000",
+        "task.generate.val=200",
+        "task.generate.test=200",
+    ];
+    let (_, outcome) = execute(&tiny_args(root.path(), 50, &overrides)).unwrap();
+    let reference = finished(outcome);
+
+    // Stop between two evaluations, so the partial training window must survive the restart.
+    let mut first_half = tiny_args(root.path(), 50, &overrides);
+    first_half.stop_at_step = Some(30);
+    let (run, outcome) = execute(&first_half).unwrap();
+    assert!(
+        matches!(outcome, Outcome::Stopped { step: 30 }),
+        "{outcome:?}"
+    );
+    assert!(!run.is_finished());
+
+    // `--resume` without a folder finds the unfinished run with the same config.
+    let mut second_half = tiny_args(root.path(), 50, &overrides);
+    second_half.resume = Some(None);
+    let (resumed_run, outcome) = execute(&second_half).unwrap();
+    assert_eq!(resumed_run.path, run.path);
+    let resumed = finished(outcome);
+
+    assert_eq!(resumed.best_val_accuracy, reference.best_val_accuracy);
+    assert_eq!(resumed.best_step, reference.best_step);
+    assert_eq!(resumed.test_accuracy, reference.test_accuracy);
+    assert_eq!(resumed.test_loss, reference.test_loss);
+    let strip = |rows: Vec<MetricsRow>| -> Vec<_> {
+        rows.into_iter()
+            .map(|r| {
+                (
+                    r.step,
+                    r.lr,
+                    r.train_loss,
+                    r.train_accuracy,
+                    r.val_loss,
+                    r.val_accuracy,
+                )
+            })
+            .collect()
+    };
+    assert_eq!(
+        strip(metrics(&run.path)),
+        strip(metrics(&reference.run_dir))
+    );
+}
+
+#[test]
+fn config_written_to_the_run_folder_reloads() {
+    let _guard = one_training_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let mut args = tiny_args(
+        root.path(),
+        1,
+        &[
+            "train.eval_every=1",
+            "task.generate.train=64",
+            "task.generate.val=32",
+            "task.generate.test=32",
+        ],
+    );
+    args.attention = Some("local".into());
+    let (run, _) = execute(&args).unwrap();
+    let text = std::fs::read_to_string(run.config()).unwrap();
+    let config = ExperimentConfig::from_toml(&text, "config.toml").unwrap();
+    assert_eq!(config.attention, "local");
+    assert_eq!(
+        config.mixer.get("block_size").and_then(|v| v.as_integer()),
+        Some(50)
+    );
+}
