@@ -10,6 +10,7 @@ pub mod encoder;
 pub mod error;
 pub mod init;
 pub mod mixer;
+pub mod ops;
 
 pub use classifier::{Classifier, ClassifierConfig, Pooling};
 pub use encoder::{Encoder, EncoderConfig};

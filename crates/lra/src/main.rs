@@ -1,8 +1,17 @@
 //! The `lra` command line.
 
 use clap::{Parser, Subcommand};
-use lra::cmd::{data, list, run};
+use lra::cmd::{bench, data, list, run};
 use lra::train::Outcome;
+
+/// jemalloc, told never to return freed pages to the OS: glibc unmaps every large buffer (the
+/// `[n, n]` attention scores) when it is freed, and faulting the pages back in costs about a
+/// third of a training step. A run is one process whose peak memory stays in use anyway.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static JEMALLOC_CONF: &[u8; 36] = b"dirty_decay_ms:-1,muzzy_decay_ms:-1\0";
 
 /// Long Range Arena training and benchmark harness.
 #[derive(Debug, Parser)]
@@ -29,6 +38,9 @@ enum Command {
     /// Data tools (generators).
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Time mixers or training steps; writes CSV.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 fn main() {
@@ -51,6 +63,7 @@ fn main() {
             Ok(())
         }
         Command::Data(command) => data::execute(command),
+        Command::Bench(command) => bench::execute(command),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

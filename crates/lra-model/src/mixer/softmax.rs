@@ -1,17 +1,20 @@
 //! Full softmax attention ([Attention Is All You Need](https://arxiv.org/abs/1706.03762),
 //! Vaswani et al. 2017): explicit `[n, n]` scores per head. O(n²·d) time, O(n²) memory.
-//! The exact reference for every other attention variant.
+//! The exact reference for every other attention variant. On the CPU backend the scores, softmax
+//! and dropout run as one operation with a handwritten backward (`ops::softmax_attention`); other
+//! backends compose Burn ops (`mixer::reference`).
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::{Bool, Device, Tensor};
+use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::reference::{attention_probs, key_padding_bias};
+use super::reference::{PAD_BIAS, attention_probs, key_padding_bias};
 use super::{
     AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
     MultiHeadProjectionConfig, TokenMixer,
 };
+use crate::ops::softmax_attention::{is_supported, softmax_attention};
 
 /// Softmax attention has no settings of its own beyond the model's heads and dropout.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -52,9 +55,40 @@ impl AttentionCore for SoftmaxAttention {
         v: Tensor<4>,
         pad_mask: Option<Tensor<2, Bool>>,
     ) -> Tensor<4> {
-        let probs = attention_probs(q, k, pad_mask.map(key_padding_bias)); // [b, h, n, n]
-        self.dropout.forward(probs).matmul(v)
+        let device = q.device();
+        if !is_supported(&device) {
+            let probs = attention_probs(q, k, pad_mask.map(key_padding_bias)); // [b, h, n, n]
+            return self.dropout.forward(probs).matmul(v);
+        }
+        let [batch, _, _, head_dim] = q.dims();
+        let keys = k.dims()[2];
+        let key_bias = match pad_mask {
+            Some(mask) => mask.float() * PAD_BIAS,
+            None => Tensor::zeros([batch, keys], &device),
+        }; // [b, m]
+        let q = q / (head_dim as f64).sqrt();
+        let dropout = self.active_dropout(&device);
+        let seed = if dropout > 0.0 { draw_seed(&device) } else { 0 };
+        softmax_attention(q, k, v, key_bias, dropout, seed)
     }
+}
+
+impl SoftmaxAttention {
+    /// The dropout probability in effect: only while training on an autodiff device.
+    fn active_dropout(&self, device: &Device) -> f32 {
+        let training = device.is_autodiff() && self.dropout.training.is_enabled();
+        if training {
+            self.dropout.prob as f32
+        } else {
+            0.0
+        }
+    }
+}
+
+/// A dropout-mask seed from the device RNG, so masks follow the run's seeding like Burn's dropout.
+fn draw_seed(device: &Device) -> u64 {
+    let draw = Tensor::<1, Int>::random([1], Distribution::Uniform(0.0, 16_777_216.0), device);
+    draw.into_scalar::<i64>() as u64
 }
 
 impl TokenMixer for SoftmaxAttention {
@@ -64,5 +98,44 @@ impl TokenMixer for SoftmaxAttention {
 
     fn attention_core(&self) -> Option<&dyn AttentionCore> {
         Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Distribution;
+
+    use super::*;
+
+    #[test]
+    fn dropout_acts_only_in_training_and_follows_the_device_seed() {
+        let device = Device::flex().autodiff();
+        let dims = MixerDims {
+            d_model: 16,
+            n_heads: 2,
+            max_len: 32,
+            dropout: 0.5,
+        };
+        device.seed(1);
+        let attention = crate::init_now(SoftmaxConfig::default().init(&dims, &device));
+        let x = Tensor::<3>::random([2, 32, 16], Distribution::Normal(0.0, 1.0), &device);
+        let run = |seed| {
+            device.seed(seed);
+            attention.forward(MixerInput::new(x.clone())).x
+        };
+        let (a, b, c) = (run(7), run(7), run(8));
+        assert_eq!(a.to_data(), b.to_data(), "same seed, same dropout mask");
+        assert_ne!(a.to_data(), c.to_data(), "another seed, another mask");
+        let eval = attention
+            .valid()
+            .forward(MixerInput::new(x.clone().inner()))
+            .x;
+        let eval_again = attention.valid().forward(MixerInput::new(x.inner())).x;
+        assert_eq!(
+            eval.to_data(),
+            eval_again.to_data(),
+            "no dropout in evaluation"
+        );
+        assert_ne!(eval.to_data(), a.inner().to_data());
     }
 }

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""PyTorch eager reference for `lra bench step` / `lra bench mixers` (same model, same shapes).
+
+The model mirrors crates/lra-model: token + learned position embeddings, pre-LN blocks with naive
+softmax attention (explicit scores, softmax, weighted sum) and a GELU FFN, final LayerNorm, mean
+pooling with padding, ReLU MLP head; AdamW. Not a project dependency: run it from a scratch venv
+(`pip install torch`) on an idle machine, with the same thread count as the Rust run.
+
+    python scripts/bench_pytorch.py step --threads 2
+    python scripts/bench_pytorch.py mixers --seq-len 512,1024,2048,4096 --threads 2
+"""
+import argparse
+import math
+import statistics
+import time
+
+import torch
+from torch import nn
+
+
+class NaiveAttention(nn.Module):
+    def __init__(self, d_model, heads, dropout):
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v, self.o = (nn.Linear(d_model, d_model) for _ in range(4))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, pad_mask):  # x [b, n, d]; pad_mask [b, n] True = padding
+        b, n, d = x.shape
+        split = lambda t: t.view(b, n, self.heads, d // self.heads).transpose(1, 2)
+        q, k, v = split(self.q(x)), split(self.k(x)), split(self.v(x))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(d // self.heads)
+        scores = scores + pad_mask[:, None, None, :].float() * -1e9
+        probs = self.drop(torch.softmax(scores, dim=-1))
+        return self.o((probs @ v).transpose(1, 2).reshape(b, n, d))
+
+
+class Block(nn.Module):
+    def __init__(self, d_model, heads, d_ffn, dropout):
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
+        self.attn = NaiveAttention(d_model, heads, dropout)
+        self.ffn = nn.Sequential(nn.Linear(d_model, d_ffn), nn.GELU(), nn.Dropout(dropout),
+                                 nn.Linear(d_ffn, d_model), nn.Dropout(dropout))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, pad_mask):
+        x = x + self.drop(self.attn(self.norm1(x), pad_mask))
+        return x + self.ffn(self.norm2(x))
+
+
+class Classifier(nn.Module):
+    def __init__(self, vocab, max_len, d_model, layers, heads, d_ffn, head_hidden, classes, dropout):
+        super().__init__()
+        self.tok, self.pos = nn.Embedding(vocab, d_model), nn.Embedding(max_len, d_model)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(d_model, heads, d_ffn, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.head = nn.Sequential(nn.Linear(d_model, head_hidden), nn.ReLU(), nn.Linear(head_hidden, classes))
+
+    def forward(self, tokens, pad_mask):
+        x = self.drop(self.tok(tokens) + self.pos(torch.arange(tokens.shape[1])))
+        for block in self.blocks:
+            x = block(x, pad_mask)
+        return self.head(self.norm(x).mean(dim=1))
+
+
+def timed(repeats, fn):
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times), min(times)
+
+
+def bench_step(args):
+    # lra-pytorch/listops: dim 64, 2 layers, 2 heads, FFN 128, length 2000, batch 32.
+    batch, n, vocab, classes = args.batch, args.seq_len, 16, 10
+    model = Classifier(vocab, n, 64, 2, 2, 128, 128, classes, 0.1)
+    optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    tokens = torch.randint(1, vocab, (batch, n))
+    lengths = torch.randint(n // 4, n, (batch, 1))
+    pad_mask = torch.arange(n)[None, :] >= lengths
+    labels = torch.arange(batch) % classes
+
+    def step():
+        optim.zero_grad(set_to_none=True)
+        loss = nn.functional.cross_entropy(model(tokens, pad_mask), labels)
+        loss.backward()
+        optim.step()
+
+    median, best = timed(args.repeats, step)
+    print(f"bench,attention,seq_len,batch,d_model,device,median_ms,min_ms")
+    print(f"train_step_pytorch,softmax,{n},{batch},64,cpu,{median:.1f},{best:.1f}")
+
+
+def bench_mixers(args):
+    print(f"bench,attention,seq_len,batch,d_model,device,median_ms,min_ms")
+    for n in args.seq_len:
+        attn = NaiveAttention(64, 2, 0.0)
+        x = torch.randn(1, n, 64, requires_grad=True)
+        pad = torch.zeros(1, n, dtype=torch.bool)
+        median, best = timed(args.repeats, lambda: attn(x, pad).sum().backward())
+        print(f"mixer_fwd_bwd_pytorch,softmax,{n},1,64,cpu,{median:.2f},{best:.2f}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["step", "mixers"])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--seq-len", type=lambda s: [int(v) for v in s.split(",")], default=None)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    if args.what == "step":
+        args.seq_len = (args.seq_len or [2000])[0]
+        bench_step(args)
+    else:
+        args.seq_len = args.seq_len or [512, 1024, 2048, 4096]
+        bench_mixers(args)
+
+
+if __name__ == "__main__":
+    main()
