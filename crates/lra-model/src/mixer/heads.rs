@@ -64,14 +64,19 @@ impl MultiHeadProjection {
 
     /// `[b, n, d]` → `[b, h, n, d / h]`.
     fn split_heads(&self, x: Tensor<3>) -> Tensor<4> {
-        let [batch, seq, d_model] = x.dims();
-        x.reshape([batch, seq, self.n_heads, d_model / self.n_heads])
-            .swap_dims(1, 2)
+        split_heads(x, self.n_heads)
     }
 }
 
+/// `[b, n, d]` → `[b, h, n, d / h]`, for mixers that project without [`MultiHeadProjection`].
+pub(super) fn split_heads(x: Tensor<3>, n_heads: usize) -> Tensor<4> {
+    let [batch, seq, d_model] = x.dims();
+    x.reshape([batch, seq, n_heads, d_model / n_heads])
+        .swap_dims(1, 2)
+}
+
 /// `[b, h, n, dh]` → `[b, n, h·dh]`.
-fn merge_heads(x: Tensor<4>) -> Tensor<3> {
+pub(super) fn merge_heads(x: Tensor<4>) -> Tensor<3> {
     let [batch, heads, seq, head_dim] = x.dims();
     x.swap_dims(1, 2).reshape([batch, seq, heads * head_dim])
 }
