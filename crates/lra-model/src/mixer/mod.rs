@@ -9,6 +9,7 @@ mod heads;
 pub mod local;
 pub mod reference;
 mod registry;
+pub mod sinkhorn;
 pub mod softmax;
 pub mod synthesizer;
 

@@ -9,7 +9,8 @@ use burn::module::Module;
 use burn::tensor::Device;
 
 use super::{
-    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, local, softmax, synthesizer,
+    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, local, sinkhorn, softmax,
+    synthesizer,
 };
 use crate::ConfigError;
 
@@ -119,6 +120,7 @@ macro_rules! mixers {
 mixers! {
     Softmax => "softmax", softmax::SoftmaxConfig, softmax::SoftmaxAttention;
     Local => "local", local::LocalConfig, local::LocalAttention;
+    Sinkhorn => "sinkhorn", sinkhorn::SinkhornConfig, sinkhorn::SinkhornAttention;
     Synthesizer => "synthesizer", synthesizer::SynthesizerConfig, synthesizer::SynthesizerAttention;
 }
 
