@@ -10,6 +10,7 @@ pub mod local;
 pub mod reference;
 mod registry;
 pub mod softmax;
+pub mod sparse;
 
 pub use heads::{MultiHeadProjection, MultiHeadProjectionConfig};
 pub use registry::{Mixer, MixerConfig, MixerKind};

@@ -8,7 +8,9 @@ use std::str::FromStr;
 use burn::module::Module;
 use burn::tensor::Device;
 
-use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, local, softmax};
+use super::{
+    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, local, softmax, sparse,
+};
 use crate::ConfigError;
 
 macro_rules! mixers {
@@ -117,6 +119,7 @@ macro_rules! mixers {
 mixers! {
     Softmax => "softmax", softmax::SoftmaxConfig, softmax::SoftmaxAttention;
     Local => "local", local::LocalConfig, local::LocalAttention;
+    Sparse => "sparse", sparse::SparseConfig, sparse::SparseAttention;
 }
 
 impl MixerKind {
