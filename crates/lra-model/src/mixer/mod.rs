@@ -11,6 +11,7 @@ pub mod reference;
 mod registry;
 pub mod sinkhorn;
 pub mod softmax;
+pub mod sparse;
 pub mod synthesizer;
 
 pub use heads::{MultiHeadProjection, MultiHeadProjectionConfig};

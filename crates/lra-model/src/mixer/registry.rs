@@ -10,7 +10,7 @@ use burn::tensor::Device;
 
 use super::{
     Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, local, sinkhorn, softmax,
-    synthesizer,
+    sparse, synthesizer,
 };
 use crate::ConfigError;
 
@@ -120,6 +120,7 @@ macro_rules! mixers {
 mixers! {
     Softmax => "softmax", softmax::SoftmaxConfig, softmax::SoftmaxAttention;
     Local => "local", local::LocalConfig, local::LocalAttention;
+    Sparse => "sparse", sparse::SparseConfig, sparse::SparseAttention;
     Sinkhorn => "sinkhorn", sinkhorn::SinkhornConfig, sinkhorn::SinkhornAttention;
     Synthesizer => "synthesizer", synthesizer::SynthesizerConfig, synthesizer::SynthesizerAttention;
 }
