@@ -294,6 +294,9 @@ fn coerce_like(existing: Option<&toml::Value>, value: toml::Value) -> toml::Valu
     }
 }
 
+/// Sub-folder of `experiments/` holding sweep grids, which are not presets.
+const SWEEP_DIR: &str = "sweeps";
+
 /// Where named presets live: `./experiments`, then the repository's `experiments/`.
 pub fn preset_dirs() -> Vec<PathBuf> {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments");
@@ -341,7 +344,7 @@ fn collect_presets(root: &Path, dir: &Path, names: &mut Vec<String>) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.is_dir() {
+        if path.is_dir() && path.file_name().is_some_and(|name| name != SWEEP_DIR) {
             collect_presets(root, &path, names);
         } else if path.extension().is_some_and(|ext| ext == "toml") {
             let relative = path.strip_prefix(root).unwrap_or(&path).with_extension("");

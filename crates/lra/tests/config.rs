@@ -155,3 +155,33 @@ fn unknown_attention_and_preset_list_the_valid_choices() {
         "{text}"
     );
 }
+
+#[test]
+fn lra_table1_sweep_cells_resolve_to_valid_configs() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../experiments/sweeps/lra-table1.toml"
+    );
+    let grid: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let template = grid["preset"].as_str().unwrap();
+    let rows = grid["rows"].as_table().unwrap();
+    for required in ["softmax", "local", "sparse", "sinkhorn", "synthesizer"] {
+        assert!(
+            rows.values()
+                .any(|row| row["attention"].as_str() == Some(required)),
+            "{required}"
+        );
+    }
+    for task in grid["tasks"].as_array().unwrap() {
+        let preset = template.replace("{task}", task.as_str().unwrap());
+        for (name, row) in rows {
+            let mut a = args(&preset);
+            a.attention = Some(row["attention"].as_str().unwrap().to_string());
+            resolve(&a).unwrap_or_else(|e| panic!("{name} on {preset}: {e:#}"));
+        }
+    }
+    assert!(
+        !list_presets().iter().any(|p| p.starts_with("sweeps/")),
+        "sweep grids are not presets"
+    );
+}

@@ -7,10 +7,12 @@
 //! doubly-normalised (Sinkhorn) matrix `P` [nb, nb] then "sorts" the key and value blocks:
 //! block `i` is paired with the soft mixture `K̃ᵢ = Σⱼ Pᵢⱼ Kⱼ`, `Ṽᵢ = Σⱼ Pᵢⱼ Vⱼ`. Each query block
 //! attends to its own block and, with a second softmax, to its sorted block; the two outputs are
-//! added:
+//! added (`combine = "sum"`, the LRA code); `combine = "joint"` uses one softmax over both key
+//! sets instead (lucidrains' formulation, which is exactly softmax attention with one block):
 //!
 //! ```text
-//! out_i = softmax(Qᵢ Kᵢᵀ/√d) Vᵢ + softmax(Qᵢ K̃ᵢᵀ/√d) Ṽᵢ
+//! out_i = softmax(Qᵢ Kᵢᵀ/√d) Vᵢ + softmax(Qᵢ K̃ᵢᵀ/√d) Ṽᵢ        (sum)
+//!       = softmax(Qᵢ [Kᵢ; K̃ᵢ]ᵀ/√d) [Vᵢ; Ṽᵢ]                   (joint)
 //! P     = softmax(R/τ)                         (sort_activation = "softmax", the LRA default)
 //!       = sinkhorn((R [+ Gumbel noise])/τ)     ("sinkhorn" / "gumbel_sinkhorn")
 //! R     = (Σ_{t ∈ block i} k_t) W_sort          W_sort: [head_dim, blocks], shared by the heads
@@ -81,6 +83,17 @@ pub enum SortActivation {
     GumbelSinkhorn,
 }
 
+/// How a block's attention to its own keys and to its sorted block's keys are combined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// Two separately normalised attentions, added (LRA `sinkhorn_attention.py` l. 466-492).
+    Sum,
+    /// One softmax over the own and the sorted keys together (as lucidrains/sinkhorn-transformer
+    /// concatenates them); with a single block this is exactly softmax attention.
+    Joint,
+}
+
 /// Settings of [`SinkhornAttention`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -99,6 +112,8 @@ pub struct SinkhornConfig {
     /// The logits are divided by this before normalising. Default: 1.0 (LRA
     /// `sinkhorn_operator(..., temp=1.0, ...)`, l. 34).
     pub temperature: f64,
+    /// How the local and the sorted attention are combined. Default: `sum` (LRA).
+    pub combine: Combine,
 }
 
 impl Default for SinkhornConfig {
@@ -108,6 +123,7 @@ impl Default for SinkhornConfig {
             sort_activation: SortActivation::Softmax,
             sinkhorn_iters: 1,
             temperature: 1.0,
+            combine: Combine::Sum,
         }
     }
 }
@@ -154,6 +170,7 @@ impl MixerSpec for SinkhornConfig {
             sort_activation: self.sort_activation,
             sinkhorn_iters: self.sinkhorn_iters,
             temperature: self.temperature,
+            combine: self.combine,
         }
     }
 }
@@ -170,6 +187,8 @@ pub struct SinkhornAttention {
     sort_activation: SortActivation,
     sinkhorn_iters: usize,
     temperature: f64,
+    #[module(skip)]
+    combine: Combine,
 }
 
 /// Q, K, V cut into blocks, with padded keys and values zeroed.
@@ -244,15 +263,13 @@ impl SinkhornAttention {
         }
     }
 
-    /// Each query block attends to its own block and (separately normalised) to the mixture of
-    /// key blocks given by its row of `perm` `[b, h, nb, nb]`; the two results are added.
+    /// Each query block attends to its own block and to the mixture of key blocks given by its
+    /// row of `perm` `[b, h, nb, nb]`, combined as `self.combine` says.
     fn block_attention(&self, blocks: Blocks, perm: Tensor<4>) -> Tensor<4> {
         let Blocks { q, k, v, real, seq } = blocks;
         let [batch, heads, nb, w, head_dim] = q.dims();
-        let local_bias = (real.clone().neg() + 1.0).reshape([batch, 1, nb, 1, w]) * PAD_BIAS;
-        let local_probs = attention_probs(q.clone(), k.clone(), Some(local_bias)); // [b,h,nb,w,w]
-        let local = self.dropout.forward(local_probs).matmul(v.clone());
-
+        let local_bias = ((real.clone().neg() + 1.0).reshape([batch, 1, nb, 1, w]) * PAD_BIAS)
+            .expand([batch, heads, nb, 1, w]);
         let sort = |x: Tensor<5>| {
             perm.clone()
                 .matmul(x.reshape([batch, heads, nb, w * head_dim]))
@@ -268,10 +285,21 @@ impl SinkhornAttention {
             .float()
             .reshape([batch, heads, nb, 1, w])
             * PAD_BIAS;
-        let sorted_probs = attention_probs(q, sort(k), Some(sorted_bias));
-        let sorted = self.dropout.forward(sorted_probs).matmul(sort(v));
-
-        (local + sorted)
+        let (sorted_k, sorted_v) = (sort(k.clone()), sort(v.clone()));
+        let attend = |k: Tensor<5>, v: Tensor<5>, bias: Tensor<5>| {
+            self.dropout
+                .forward(attention_probs(q.clone(), k, Some(bias)))
+                .matmul(v)
+        }; // [b, h, nb, w, d]
+        let context = match self.combine {
+            Combine::Sum => attend(k, v, local_bias) + attend(sorted_k, sorted_v, sorted_bias),
+            Combine::Joint => attend(
+                Tensor::cat(vec![k, sorted_k], 3),
+                Tensor::cat(vec![v, sorted_v], 3),
+                Tensor::cat(vec![local_bias, sorted_bias], 4),
+            ),
+        };
+        context
             .reshape([batch, heads, nb * w, head_dim])
             .narrow(2, 0, seq)
     }
@@ -402,9 +430,9 @@ mod tests {
     }
 
     #[test]
-    fn one_block_covering_the_sequence_is_twice_softmax_attention() {
-        // With one block, P = [[1]]: the sorted block is the block itself, so both halves of the
-        // LRA sum are exact softmax attention over the real keys.
+    fn one_block_covering_the_sequence_reduces_to_softmax_attention() {
+        // With one block, P = [[1]]: the sorted block is the block itself. Joint: one softmax over
+        // the same keys twice, i.e. softmax attention. Sum (LRA): two exact softmax attentions.
         let device = Device::flex();
         let seq = 16;
         let (q, k, v) = (
@@ -413,27 +441,31 @@ mod tests {
             qkv(&device, 3, seq),
         );
         let mask = pad_mask(&device, seq, 11);
-        let expected = softmax_attention(q.clone(), k.clone(), v.clone(), Some(mask.clone())) * 2.0;
-        for sort_activation in [
-            SortActivation::Softmax,
-            SortActivation::Sinkhorn,
-            SortActivation::GumbelSinkhorn,
-        ] {
-            let config = SinkhornConfig {
-                block_size: 64,
-                sort_activation,
-                sinkhorn_iters: 3,
-                temperature: 0.5,
-            };
-            let actual = mixer(config, seq, &device).attend(
-                q.clone(),
-                k.clone(),
-                v.clone(),
-                Some(mask.clone()),
-            );
-            actual
-                .to_data()
-                .assert_approx_eq::<f32>(&expected.to_data(), Tolerance::absolute(1e-5));
+        let softmax = softmax_attention(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
+        for (combine, factor) in [(Combine::Joint, 1.0), (Combine::Sum, 2.0)] {
+            for sort_activation in [
+                SortActivation::Softmax,
+                SortActivation::Sinkhorn,
+                SortActivation::GumbelSinkhorn,
+            ] {
+                let config = SinkhornConfig {
+                    block_size: 64,
+                    sort_activation,
+                    sinkhorn_iters: 3,
+                    temperature: 0.5,
+                    combine,
+                };
+                let actual = mixer(config, seq, &device).attend(
+                    q.clone(),
+                    k.clone(),
+                    v.clone(),
+                    Some(mask.clone()),
+                );
+                let expected = softmax.clone() * factor;
+                actual
+                    .to_data()
+                    .assert_approx_eq::<f32>(&expected.to_data(), Tolerance::absolute(1e-5));
+            }
         }
     }
 
@@ -508,6 +540,7 @@ mod tests {
                 sort_activation,
                 sinkhorn_iters: iters,
                 temperature: 1.0,
+                combine: Combine::Sum,
             };
             let attention = mixer(config, seq, &device);
             let blocks = attention.blocks(
@@ -534,6 +567,7 @@ mod tests {
             sort_activation: SortActivation::GumbelSinkhorn,
             sinkhorn_iters: 5,
             temperature: 0.75,
+            combine: Combine::Sum,
         };
         let attention = mixer(config, 16, &device);
         device.seed(9);
