@@ -245,7 +245,7 @@ impl ExperimentConfig {
 }
 
 /// `1e-3` → float, `true` → bool, `[1, 2]` → array, `"x"` → string; anything else is a bare string.
-fn parse_value(raw: &str) -> toml::Value {
+pub fn parse_value(raw: &str) -> toml::Value {
     let document = format!("value = {raw}");
     match toml::from_str::<toml::Table>(&document) {
         Ok(mut table) => table.remove("value").expect("parsed key is present"),

@@ -1,7 +1,7 @@
 //! The `lra` command line.
 
 use clap::{Parser, Subcommand};
-use lra::cmd::{bench, data, list, run};
+use lra::cmd::{approx, bench, data, list, run};
 use lra::train::Outcome;
 
 /// jemalloc, told never to return freed pages to the OS: glibc unmaps every large buffer (the
@@ -38,6 +38,8 @@ enum Command {
     /// Data tools (generators).
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Compare a mixer's attention core with exact softmax attention (error sweeps, .npy I/O).
+    Approx(approx::ApproxArgs),
     /// Time mixers or training steps; writes CSV.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -64,6 +66,7 @@ fn main() {
         }
         Command::Data(command) => data::execute(command),
         Command::Bench(command) => bench::execute(command),
+        Command::Approx(args) => approx::execute(&args),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

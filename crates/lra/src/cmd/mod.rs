@@ -1,5 +1,6 @@
 //! One module per subcommand of the `lra` binary.
 
+pub mod approx;
 pub mod bench;
 pub mod data;
 pub mod list;
