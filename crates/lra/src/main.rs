@@ -6,9 +6,11 @@ use lra::train::Outcome;
 
 /// jemalloc, told never to return freed pages to the OS: glibc unmaps every large buffer (the
 /// `[n, n]` attention scores) when it is freed, and faulting the pages back in costs about a
-/// third of a training step. A run is one process whose peak memory stays in use anyway.
+/// third of a training step. A run is one process whose peak memory stays in use anyway. The
+/// counting wrapper lets `lra bench` report measured peak memory.
 #[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static ALLOCATOR: lra::memory::PeakAllocator<tikv_jemallocator::Jemalloc> =
+    lra::memory::PeakAllocator(tikv_jemallocator::Jemalloc);
 
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static JEMALLOC_CONF: &[u8; 36] = b"dirty_decay_ms:-1,muzzy_decay_ms:-1\0";

@@ -18,8 +18,8 @@ use lra_model::{MixerDims, MixerInput, MixerKind, TokenMixer};
 use serde::Serialize;
 
 use super::run::{RunArgs, resolve};
-use crate::device;
 use crate::results::atomic_write;
+use crate::{device, memory};
 
 /// What to benchmark.
 #[derive(Debug, Subcommand)]
@@ -85,6 +85,8 @@ pub struct BenchRow {
     pub device: String,
     pub median_ms: f64,
     pub min_ms: f64,
+    /// Peak heap growth during the timed calls (CPU backend; 0 where not measurable).
+    pub peak_mib: f64,
 }
 
 /// Runs a benchmark, prints its rows and writes them as CSV.
@@ -102,8 +104,80 @@ pub fn execute(command: BenchCommand) -> Result<()> {
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
     atomic_write(&out, &writer.into_inner()?)?;
-    eprintln!("wrote {}", out.display());
+    let markdown = markdown_table(&rows);
+    atomic_write(&out.with_extension("md"), markdown.as_bytes())?;
+    eprint!("{markdown}");
+    eprintln!(
+        "wrote {} and {}",
+        out.display(),
+        out.with_extension("md").display()
+    );
     Ok(())
+}
+
+/// Time and memory per n for each method, with the log-log slopes (≈1 linear, ≈2 quadratic).
+fn markdown_table(rows: &[BenchRow]) -> String {
+    let mut lengths: Vec<usize> = rows.iter().map(|r| r.seq_len).collect();
+    lengths.sort();
+    lengths.dedup();
+    let mut methods: Vec<&str> = rows.iter().map(|r| r.attention.as_str()).collect();
+    methods.dedup();
+    let header: Vec<String> = lengths.iter().map(|n| format!("n={n} ms / MiB")).collect();
+    let mut out = format!(
+        "| method | {} | time slope | memory slope |\n",
+        header.join(" | ")
+    );
+    out.push_str(&format!("|---|{}---|---|\n", "---|".repeat(lengths.len())));
+    for method in methods {
+        let mine: Vec<&BenchRow> = rows.iter().filter(|r| r.attention == method).collect();
+        let cells: Vec<String> = lengths
+            .iter()
+            .map(|&n| match mine.iter().find(|r| r.seq_len == n) {
+                Some(r) => format!("{:.1} / {:.1}", r.median_ms, r.peak_mib),
+                None => "—".into(),
+            })
+            .collect();
+        let slope = |value: fn(&BenchRow) -> f64| {
+            let points: Vec<(f64, f64)> = mine
+                .iter()
+                .filter(|r| value(r) > 0.0)
+                .map(|r| ((r.seq_len as f64).ln(), value(r).ln()))
+                .collect();
+            fitted_slope(&points).map_or("—".into(), |s| format!("{s:.2}"))
+        };
+        out.push_str(&format!(
+            "| {method} | {} | {} | {} |\n",
+            cells.join(" | "),
+            slope(|r| r.median_ms),
+            slope(|r| r.peak_mib)
+        ));
+    }
+    out
+}
+
+/// Least-squares slope of y on x; `None` with fewer than two distinct x.
+fn fitted_slope(points: &[(f64, f64)]) -> Option<f64> {
+    let count = points.len() as f64;
+    let mean_x = points.iter().map(|p| p.0).sum::<f64>() / count;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / count;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mean_x).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mean_x) * (p.1 - mean_y)).sum();
+    (points.len() >= 2 && sxx > 0.0).then(|| sxy / sxx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slope_of_a_power_law_is_its_exponent() {
+        let points: Vec<(f64, f64)> = [512.0f64, 1024.0, 4096.0]
+            .iter()
+            .map(|n| (n.ln(), (3.0 * n * n).ln()))
+            .collect();
+        assert!((fitted_slope(&points).unwrap() - 2.0).abs() < 1e-9);
+        assert_eq!(fitted_slope(&points[..1]), None);
+    }
 }
 
 fn bench_mixers(args: &MixerArgs) -> Result<Vec<BenchRow>> {
@@ -135,7 +209,7 @@ fn bench_mixers(args: &MixerArgs) -> Result<Vec<BenchRow>> {
                 &device,
             )
             .require_grad();
-            let times = time_repeats(args.repeats, &device, || {
+            let timing = time_repeats(args.repeats, &device, || {
                 let out = mixer.forward(MixerInput::new(x.clone())).x;
                 let _ = out.sum().backward();
             })?;
@@ -146,9 +220,15 @@ fn bench_mixers(args: &MixerArgs) -> Result<Vec<BenchRow>> {
                 args.batch,
                 args.d_model,
                 &args.device,
-                &times,
+                &timing,
             );
-            eprintln!("{:<10} n={:<6} {:>10.2} ms", kind.name(), n, row.median_ms);
+            eprintln!(
+                "{:<12} n={:<6} {:>10.2} ms {:>10.1} MiB",
+                kind.name(),
+                n,
+                row.median_ms,
+                row.peak_mib
+            );
             rows.push(row);
         }
     }
@@ -192,7 +272,7 @@ fn bench_step(args: &StepArgs) -> Result<BenchRow> {
         ),
         &device,
     );
-    let times = time_repeats(args.repeats, &device, || {
+    let timing = time_repeats(args.repeats, &device, || {
         let logits = model.forward(tokens.clone(), pad_mask.clone());
         let loss = loss_fn.forward(logits, labels.clone());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -205,24 +285,33 @@ fn bench_step(args: &StepArgs) -> Result<BenchRow> {
         batch,
         config.model.d_model,
         &args.device,
-        &times,
+        &timing,
     );
     eprintln!(
-        "{} step ({} × {}, {} params): {:.1} ms median, {:.1} ms min",
+        "{} step ({} × {}, {} params): {:.1} ms median, {:.1} ms min, {:.0} MiB peak",
         args.preset,
         batch,
         len,
         model.num_params(),
         row.median_ms,
-        row.min_ms
+        row.min_ms,
+        row.peak_mib
     );
     Ok(row)
 }
 
+/// Milliseconds of each timed call and the peak memory growth over them.
+struct Timing {
+    times: Vec<f64>,
+    peak_mib: f64,
+}
+
 /// One warm-up call, then `repeats` timed calls (synchronising the device after each).
-fn time_repeats(repeats: usize, device: &Device, mut f: impl FnMut()) -> Result<Vec<f64>> {
+fn time_repeats(repeats: usize, device: &Device, mut f: impl FnMut()) -> Result<Timing> {
     f();
     device.sync()?;
+    let baseline = memory::current_bytes();
+    memory::reset_peak();
     let mut times = Vec::with_capacity(repeats);
     for _ in 0..repeats.max(1) {
         let start = Instant::now();
@@ -230,7 +319,11 @@ fn time_repeats(repeats: usize, device: &Device, mut f: impl FnMut()) -> Result<
         device.sync()?;
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
-    Ok(times)
+    let peak = memory::peak_bytes().saturating_sub(baseline);
+    Ok(Timing {
+        times,
+        peak_mib: peak as f64 / (1024.0 * 1024.0),
+    })
 }
 
 fn row(
@@ -240,9 +333,9 @@ fn row(
     batch: usize,
     d_model: usize,
     device: &str,
-    times: &[f64],
+    timing: &Timing,
 ) -> BenchRow {
-    let mut sorted = times.to_vec();
+    let mut sorted = timing.times.clone();
     sorted.sort_by(f64::total_cmp);
     BenchRow {
         bench,
@@ -253,5 +346,6 @@ fn row(
         device: device.to_string(),
         median_ms: sorted[sorted.len() / 2],
         min_ms: sorted[0],
+        peak_mib: timing.peak_mib,
     }
 }
