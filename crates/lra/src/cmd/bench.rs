@@ -165,21 +165,6 @@ fn fitted_slope(points: &[(f64, f64)]) -> Option<f64> {
     (points.len() >= 2 && sxx > 0.0).then(|| sxy / sxx)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slope_of_a_power_law_is_its_exponent() {
-        let points: Vec<(f64, f64)> = [512.0f64, 1024.0, 4096.0]
-            .iter()
-            .map(|n| (n.ln(), (3.0 * n * n).ln()))
-            .collect();
-        assert!((fitted_slope(&points).unwrap() - 2.0).abs() < 1e-9);
-        assert_eq!(fitted_slope(&points[..1]), None);
-    }
-}
-
 fn bench_mixers(args: &MixerArgs) -> Result<Vec<BenchRow>> {
     let kinds: Vec<MixerKind> = if args.attention.is_empty() {
         MixerKind::ALL.to_vec()
@@ -347,5 +332,20 @@ fn row(
         median_ms: sorted[sorted.len() / 2],
         min_ms: sorted[0],
         peak_mib: timing.peak_mib,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slope_of_a_power_law_is_its_exponent() {
+        let points: Vec<(f64, f64)> = [512.0f64, 1024.0, 4096.0]
+            .iter()
+            .map(|n| (n.ln(), (3.0 * n * n).ln()))
+            .collect();
+        assert!((fitted_slope(&points).unwrap() - 2.0).abs() < 1e-9);
+        assert_eq!(fitted_slope(&points[..1]), None);
     }
 }
