@@ -6,7 +6,9 @@
 //! needs no special case for them.
 
 mod heads;
+pub mod linformer;
 pub mod local;
+pub mod luna;
 pub mod reference;
 mod registry;
 pub mod sinkhorn;

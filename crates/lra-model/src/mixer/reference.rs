@@ -45,3 +45,10 @@ pub fn softmax_attention(
 ) -> Tensor<4> {
     attention_probs(q, k, pad_mask.map(key_padding_bias)).matmul(v)
 }
+
+/// Relative Frobenius error `‖a − b‖ / ‖b‖` (`b` the reference), for approximation tests.
+pub fn relative_error(a: Tensor<4>, b: Tensor<4>) -> f32 {
+    let diff = (a - b.clone()).powi_scalar(2).sum().sqrt();
+    let norm = b.powi_scalar(2).sum().sqrt();
+    (diff / norm).into_scalar::<f32>()
+}
