@@ -177,7 +177,19 @@ fn lra_table1_sweep_cells_resolve_to_valid_configs() {
         for (name, row) in rows {
             let mut a = args(&preset);
             a.attention = Some(row["attention"].as_str().unwrap().to_string());
-            resolve(&a).unwrap_or_else(|e| panic!("{name} on {preset}: {e:#}"));
+            let settings = row
+                .get("mixer")
+                .and_then(|m| m.as_table())
+                .cloned()
+                .unwrap_or_default();
+            a.overrides = settings
+                .iter()
+                .map(|(key, value)| format!("mixer.{key}={value}"))
+                .collect();
+            let config = resolve(&a).unwrap_or_else(|e| panic!("{name} on {preset}: {e:#}"));
+            for (key, value) in &settings {
+                assert_eq!(config.mixer.get(key), Some(value), "{name}: mixer.{key}");
+            }
         }
     }
     assert!(
