@@ -10,6 +10,8 @@ pub mod local;
 pub mod reference;
 mod registry;
 pub mod sinkhorn;
+pub mod skeinformer;
+pub mod soft;
 pub mod softmax;
 pub mod sparse;
 pub mod synthesizer;
