@@ -12,6 +12,8 @@ pub mod luna;
 pub mod reference;
 mod registry;
 pub mod sinkhorn;
+pub mod skeinformer;
+pub mod soft;
 pub mod softmax;
 pub mod sparse;
 pub mod synthesizer;

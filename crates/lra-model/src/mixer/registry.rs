@@ -10,7 +10,7 @@ use burn::tensor::Device;
 
 use super::{
     Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, linformer, local, luna,
-    sinkhorn, softmax, sparse, synthesizer,
+    sinkhorn, skeinformer, soft, softmax, sparse, synthesizer,
 };
 use crate::ConfigError;
 
@@ -125,6 +125,8 @@ mixers! {
     Synthesizer => "synthesizer", synthesizer::SynthesizerConfig, synthesizer::SynthesizerAttention;
     Linformer => "linformer", linformer::LinformerConfig, linformer::LinformerAttention;
     Luna => "luna", luna::LunaConfig, luna::LunaAttention;
+    Soft => "soft", soft::SoftConfig, soft::SoftAttention;
+    Skeinformer => "skeinformer", skeinformer::SkeinformerConfig, skeinformer::SkeinformerAttention;
 }
 
 impl MixerKind {
