@@ -6,7 +6,9 @@
 //! needs no special case for them.
 
 mod heads;
+pub mod linear;
 pub mod local;
+pub mod performer;
 pub mod reference;
 mod registry;
 pub mod sinkhorn;

@@ -45,3 +45,11 @@ pub fn softmax_attention(
 ) -> Tensor<4> {
     attention_probs(q, k, pad_mask.map(key_padding_bias)).matmul(v)
 }
+
+/// Relative Frobenius error `‖a − b‖ / ‖b‖` (`b` is the reference). Reads the result back to the
+/// host: for tests and measurements, not for model code.
+pub fn relative_error(a: Tensor<4>, b: Tensor<4>) -> f32 {
+    let diff = (a - b.clone()).powi_scalar(2).sum().sqrt();
+    let norm = b.powi_scalar(2).sum().sqrt();
+    (diff / norm).into_scalar::<f32>()
+}

@@ -9,8 +9,8 @@ use burn::module::Module;
 use burn::tensor::Device;
 
 use super::{
-    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, local, sinkhorn, softmax,
-    sparse, synthesizer,
+    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, linear, local, performer,
+    sinkhorn, softmax, sparse, synthesizer,
 };
 use crate::ConfigError;
 
@@ -123,6 +123,8 @@ mixers! {
     Sparse => "sparse", sparse::SparseConfig, sparse::SparseAttention;
     Sinkhorn => "sinkhorn", sinkhorn::SinkhornConfig, sinkhorn::SinkhornAttention;
     Synthesizer => "synthesizer", synthesizer::SynthesizerConfig, synthesizer::SynthesizerAttention;
+    Linear => "linear", linear::LinearConfig, linear::LinearAttention;
+    Performer => "performer", performer::PerformerConfig, performer::PerformerAttention;
 }
 
 impl MixerKind {
