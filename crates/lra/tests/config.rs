@@ -165,7 +165,16 @@ fn lra_table1_sweep_cells_resolve_to_valid_configs() {
     let grid: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let template = grid["preset"].as_str().unwrap();
     let rows = grid["rows"].as_table().unwrap();
-    for required in ["softmax", "local", "sparse", "sinkhorn", "synthesizer"] {
+    for required in [
+        "softmax",
+        "local",
+        "sparse",
+        "sinkhorn",
+        "synthesizer",
+        "linformer",
+        "linear",
+        "performer",
+    ] {
         assert!(
             rows.values()
                 .any(|row| row["attention"].as_str() == Some(required)),

@@ -6,9 +6,11 @@
 //! needs no special case for them.
 
 mod heads;
+pub mod linear;
 pub mod linformer;
 pub mod local;
 pub mod luna;
+pub mod performer;
 pub mod reference;
 mod registry;
 pub mod sinkhorn;

@@ -9,8 +9,8 @@ use burn::module::Module;
 use burn::tensor::Device;
 
 use super::{
-    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, linformer, local, luna,
-    sinkhorn, skeinformer, soft, softmax, sparse, synthesizer,
+    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, linear, linformer, local,
+    luna, performer, sinkhorn, skeinformer, soft, softmax, sparse, synthesizer,
 };
 use crate::ConfigError;
 
@@ -127,6 +127,8 @@ mixers! {
     Luna => "luna", luna::LunaConfig, luna::LunaAttention;
     Soft => "soft", soft::SoftConfig, soft::SoftAttention;
     Skeinformer => "skeinformer", skeinformer::SkeinformerConfig, skeinformer::SkeinformerAttention;
+    Linear => "linear", linear::LinearConfig, linear::LinearAttention;
+    Performer => "performer", performer::PerformerConfig, performer::PerformerAttention;
 }
 
 impl MixerKind {

@@ -1,0 +1,265 @@
+//! Linear Transformer attention ([Transformers are RNNs: Fast Autoregressive Transformers with
+//! Linear Attention](https://arxiv.org/abs/2006.16236), Katharopoulos, Vyas, Pappas and Fleuret,
+//! ICML 2020), the LRA "Linear Transformer" baseline, non-causal form.
+//!
+//! The softmax similarity `exp(q·k/√d)` is replaced by the kernel `φ(q)·φ(k)` with the feature map
+//! `φ(x) = elu(x) + 1` (positive, applied elementwise, so the feature width is the head width
+//! `d`). Associativity then gives every query its output from two sums over the keys:
+//!
+//! ```text
+//! out_i = φ(q_i)ᵀ S / (φ(q_i)ᵀ z + eps),   S = Σ_j φ(k_j) v_jᵀ  [d, d],   z = Σ_j φ(k_j)  [d]
+//! ```
+//!
+//! Padded keys get `φ(k_j) = 0`, so they are in neither sum. There is no `1/√d` scaling (the paper
+//! and the official code apply none).
+//!
+//! Checked against the official code, idiap/fast-transformers
+//! `fast_transformers/attention/linear_attention.py` (commit 2aa1368): `elu_feature_map`
+//! (`elu(x) + 1`), key features multiplied by the key-length mask, `KV = einsum(K, V)`,
+//! `Z = 1 / (Q·ΣK + eps)` with `eps = 1e-6`, output `Q·KV·Z`.
+//!
+//! Complexity: O(n·d²) time and O(n·d + d²) memory per head; no `[n, n]` matrix.
+//!
+//! The LRA JAX code (`lra_benchmarks/models/linear_transformer/linear_attention.py`) computes the
+//! same formula with the same `eps` but applies no padding mask (padded keys enter both sums);
+//! padded keys are excluded here, as fast-transformers does.
+//!
+//! Deviations: none in the attention itself. The Q/K/V/output projections are the shared
+//! [`MultiHeadProjection`] (with biases), as for every mixer here. There is no attention dropout:
+//! the method never forms attention probabilities (fast-transformers' `LinearAttention` has none
+//! either). The causal (prefix-sum) form is not implemented: LRA encoders are bidirectional.
+
+use burn::module::Module;
+use burn::tensor::activation::elu;
+use burn::tensor::{Bool, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
+    MultiHeadProjectionConfig, TokenMixer,
+};
+
+/// Settings of [`LinearAttention`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LinearConfig {
+    /// Added to the normaliser `φ(q_i)ᵀ z` before dividing (the paper's ε). Default: 1e-6
+    /// (fast-transformers `LinearAttention(eps=1e-6)`).
+    pub eps: f64,
+}
+
+impl Default for LinearConfig {
+    fn default() -> Self {
+        Self { eps: 1e-6 }
+    }
+}
+
+impl MixerSpec for LinearConfig {
+    type Mixer = LinearAttention;
+    const SUMMARY: &'static str =
+        "Linear Transformer: kernel attention with φ(x) = elu(x) + 1, O(n·d²) (LRA baseline)";
+
+    fn caps(&self) -> Caps {
+        Caps {
+            exact: false,
+            pad_mask: true,
+        }
+    }
+
+    fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
+        if !(self.eps.is_finite() && self.eps >= 0.0) {
+            return Err(format!(
+                "eps must be finite and non-negative, got {}",
+                self.eps
+            ));
+        }
+        Ok(())
+    }
+
+    fn init(&self, dims: &MixerDims, device: &Device) -> LinearAttention {
+        LinearAttention {
+            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
+            eps: self.eps,
+        }
+    }
+}
+
+/// Multi-head linear attention with the `elu + 1` feature map.
+#[derive(Module, Debug)]
+pub struct LinearAttention {
+    heads: MultiHeadProjection,
+    eps: f64,
+}
+
+/// The Linear Transformer feature map `φ(x) = elu(x) + 1` (elementwise, values in (0, ∞)).
+pub fn elu_feature_map<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    elu(x, 1.0) + 1.0
+}
+
+/// Normalised kernel attention from precomputed features.
+///
+/// `out_i = φ(q_i)ᵀ (Σ_j φ(k_j) v_jᵀ) / (φ(q_i)ᵀ Σ_j φ(k_j) + eps)`. Padded keys must already
+/// have zero features.
+///
+/// # Shapes
+/// - `phi_q`: `[b, h, n, r]`, `phi_k`: `[b, h, m, r]`, `v`: `[b, h, m, d]`
+/// - output: `[b, h, n, d]`
+pub fn kernel_attention(phi_q: Tensor<4>, phi_k: Tensor<4>, v: Tensor<4>, eps: f64) -> Tensor<4> {
+    let (numerator, normaliser) = kernel_sums(phi_q, phi_k, v);
+    numerator / (normaliser + eps)
+}
+
+/// The numerator `φ(Q) (φ(K)ᵀ V)` `[b, h, n, d]` and the normaliser `φ(Q) (φ(K)ᵀ 1)`
+/// `[b, h, n, 1]` of kernel attention, in O(n·r·d) (shared with the Performer).
+pub fn kernel_sums(phi_q: Tensor<4>, phi_k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+    let kv = phi_k.clone().swap_dims(2, 3).matmul(v); // [b, h, r, d]
+    let z = phi_k.sum_dim(2); // [b, h, 1, r]
+    let numerator = phi_q.clone().matmul(kv); // [b, h, n, d]
+    let normaliser = phi_q.matmul(z.swap_dims(2, 3)); // [b, h, n, 1]
+    (numerator, normaliser)
+}
+
+/// `[b, n]` padding mask → `[b, 1, n, 1]`, 1 at real tokens and 0 at padding.
+pub fn real_key_weights(pad_mask: Tensor<2, Bool>) -> Tensor<4> {
+    let [batch, seq] = pad_mask.dims();
+    pad_mask.bool_not().float().reshape([batch, 1, seq, 1])
+}
+
+impl AttentionCore for LinearAttention {
+    fn attend(
+        &self,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        pad_mask: Option<Tensor<2, Bool>>,
+    ) -> Tensor<4> {
+        let phi_q = elu_feature_map(q);
+        let phi_k = elu_feature_map(k);
+        let phi_k = match pad_mask {
+            Some(mask) => phi_k * real_key_weights(mask),
+            None => phi_k,
+        };
+        kernel_attention(phi_q, phi_k, v, self.eps)
+    }
+}
+
+impl TokenMixer for LinearAttention {
+    fn forward(&self, input: MixerInput) -> MixerOutput {
+        self.heads.mix(input, self)
+    }
+
+    fn attention_core(&self) -> Option<&dyn AttentionCore> {
+        Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Distribution, TensorData, Tolerance};
+
+    use super::*;
+
+    fn normal(device: &Device, seed: u64, shape: [usize; 4]) -> Tensor<4> {
+        device.seed(seed);
+        Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
+    }
+
+    fn linear(device: &Device) -> LinearAttention {
+        let dims = MixerDims {
+            d_model: 16,
+            n_heads: 2,
+            max_len: 64,
+            dropout: 0.0,
+        };
+        LinearConfig::default().init(&dims, device)
+    }
+
+    /// Row 0 unpadded, row 1 padded from `real` on.
+    fn pad_mask(device: &Device, seq: usize, real: usize) -> Tensor<2, Bool> {
+        let mask: Vec<bool> = (0..2 * seq).map(|i| i >= seq + real).collect();
+        Tensor::from_data(TensorData::new(mask, [2, seq]), device)
+    }
+
+    #[test]
+    fn feature_map_is_elu_plus_one() {
+        let device = Device::flex();
+        let x = Tensor::<1>::from_floats([-3.0, -0.5, 0.0, 0.25, 2.0], &device);
+        let expected = [(-3f32).exp(), (-0.5f32).exp(), 1.0, 1.25, 3.0];
+        elu_feature_map(x)
+            .to_data()
+            .assert_approx_eq::<f32>(&TensorData::from(expected), Tolerance::absolute(1e-6));
+    }
+
+    /// The O(n·d²) evaluation equals the explicit quadratic formula: `A = φ(Q)φ(K)ᵀ` with the
+    /// padded key columns zeroed, rows divided by their sum (+ eps), times `V`.
+    #[test]
+    fn equals_the_explicit_quadratic_formula_with_masked_columns() {
+        let device = Device::flex();
+        let (seq, real) = (37, 23);
+        let shape = [2, 2, seq, 8];
+        let (q, k, v) = (
+            normal(&device, 1, shape),
+            normal(&device, 2, shape),
+            normal(&device, 3, shape),
+        );
+        let mask = pad_mask(&device, seq, real);
+        let actual = linear(&device).attend(q.clone(), k.clone(), v.clone(), Some(mask));
+
+        let mut column_weight = vec![1f32; 2 * seq];
+        column_weight[seq + real..].fill(0.0);
+        let column_weight =
+            Tensor::<4>::from_data(TensorData::new(column_weight, [2, 1, 1, seq]), &device);
+        let scores = elu_feature_map(q).matmul(elu_feature_map(k).swap_dims(2, 3)) * column_weight; // [b, h, n, n]
+        let weights = scores.clone() / (scores.sum_dim(3) + 1e-6);
+        let expected = weights.matmul(v);
+        actual
+            .to_data()
+            .assert_approx_eq::<f32>(&expected.to_data(), Tolerance::absolute(1e-5));
+    }
+
+    /// Padded keys and values have no influence: changing them to large garbage leaves every
+    /// output (real and padded queries alike) unchanged, and the padded row equals the same
+    /// sequence cut to its real length.
+    #[test]
+    fn padded_keys_and_values_contribute_nothing() {
+        let device = Device::flex();
+        let (seq, real) = (40, 17);
+        let shape = [2, 2, seq, 8];
+        let (q, k, v) = (
+            normal(&device, 4, shape),
+            normal(&device, 5, shape),
+            normal(&device, 6, shape),
+        );
+        let mask = pad_mask(&device, seq, real);
+        let attention = linear(&device);
+        let out = attention.attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
+
+        let pad4 = mask.clone().reshape([2, 1, seq, 1]).expand(shape);
+        let garbage = normal(&device, 7, shape) * 100.0;
+        let k2 = k.clone().mask_where(pad4.clone(), garbage.clone());
+        let v2 = v.clone().mask_where(pad4, garbage * 3.0);
+        let out2 = attention.attend(q.clone(), k2, v2, Some(mask));
+        out.to_data()
+            .assert_approx_eq::<f32>(&out2.to_data(), Tolerance::absolute(1e-6));
+
+        let cut = |x: Tensor<4>| x.narrow(0, 1, 1).narrow(2, 0, real);
+        let alone = attention.attend(cut(q), cut(k), cut(v), None);
+        out.narrow(0, 1, 1)
+            .narrow(2, 0, real)
+            .to_data()
+            .assert_approx_eq::<f32>(&alone.to_data(), Tolerance::absolute(1e-5));
+    }
+
+    #[test]
+    fn validate_rejects_negative_eps() {
+        let dims = MixerDims {
+            d_model: 16,
+            n_heads: 2,
+            max_len: 64,
+            dropout: 0.0,
+        };
+        let error = LinearConfig { eps: -1.0 }.validate(&dims).unwrap_err();
+        assert!(error.contains("eps"), "{error}");
+        assert!(LinearConfig::default().validate(&dims).is_ok());
+    }
+}
