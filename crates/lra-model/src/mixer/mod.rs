@@ -6,10 +6,13 @@
 //! needs no special case for them.
 
 mod heads;
+pub mod lara;
 pub mod local;
+pub mod ra;
 pub mod reference;
 mod registry;
 pub mod sinkhorn;
+pub mod sktr;
 pub mod softmax;
 pub mod sparse;
 pub mod synthesizer;

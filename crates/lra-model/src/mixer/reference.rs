@@ -45,3 +45,11 @@ pub fn softmax_attention(
 ) -> Tensor<4> {
     attention_probs(q, k, pad_mask.map(key_padding_bias)).matmul(v)
 }
+
+/// Relative Frobenius error `‖a − b‖ / ‖b‖` of an approximation `a` to a reference `b`
+/// (reads the result back from the device: for tests and diagnostics, not for forward passes).
+pub fn relative_error(a: Tensor<4>, b: Tensor<4>) -> f32 {
+    let diff = (a - b.clone()).square().sum().into_scalar::<f32>();
+    let norm = b.square().sum().into_scalar::<f32>();
+    (diff / norm).sqrt()
+}
