@@ -27,6 +27,9 @@
 //! `(m*, ε)` pairs per query and averages the `S` estimates (the official code always draws one;
 //! more samples lower the variance, `S` is the budget of the approximation tests).
 //!
+//! The unit test `evaluation_matches_the_official_proposal_mean_on_a_golden_case` pins the
+//! evaluation output to a NumPy transcription of the official code.
+//!
 //! Complexity: O(S·n²·d) time and O(S·n²) memory per head: RA is a randomised generalisation of
 //! softmax attention, not an efficient one (LARA, `lara.rs`, is its linear form).
 //!
@@ -246,7 +249,7 @@ impl TokenMixer for RandomizedAttention {
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::{Distribution, TensorData};
+    use burn::tensor::{Distribution, TensorData, Tolerance};
 
     use super::*;
     use crate::mixer::reference::{relative_error, softmax_attention};
@@ -329,6 +332,42 @@ mod tests {
             official_bias > 2.0 * paper_bias,
             "official noise expected to be visibly biased: {official_bias} vs {paper_bias}"
         );
+    }
+
+    #[test]
+    fn evaluation_matches_the_official_proposal_mean_on_a_golden_case() {
+        // Expected values: a NumPy transcription of the official `_apply_attention` with
+        // `num_samples = -1` in evaluation (`weights = mu = q + π k`) on the inputs of LARA's
+        // golden test.
+        let expected = [
+            0.2170597, -0.0213357, 0.0398400, -0.4758782, 0.4950190, 0.1041592, -0.1313343,
+            -0.4528218, 0.3784908, 0.1478529, -0.1092821, -0.2390853, 0.3274249, 0.1364546,
+            -0.0722966, -0.1845672, 0.4184543, 0.0700743, -0.2901554, 0.1404186, 0.6386342,
+            0.1029415, -0.4177102, 0.2349419, 0.4591450, 0.1118970, -0.1929730, 0.3847896,
+        ];
+        let device = Device::flex();
+        let (q, k, v) = crate::mixer::lara::tests::golden_qkv(&device);
+        let dims = MixerDims {
+            d_model: 4,
+            n_heads: 1,
+            max_len: 7,
+            dropout: 0.0,
+        };
+        // The default (`num_samples = 1`) evaluates with the same proposal mean.
+        for num_samples in [-1, 1] {
+            let config = RaConfig {
+                num_samples,
+                ..RaConfig::default()
+            };
+            let actual =
+                config
+                    .init(&dims, &device)
+                    .estimate(q.clone(), k.clone(), v.clone(), None, false);
+            let expected = TensorData::new(expected.to_vec(), [1, 1, 7, 4]);
+            actual
+                .to_data()
+                .assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-5));
+        }
     }
 
     #[test]
