@@ -30,6 +30,11 @@
 //! The unit test `evaluation_matches_the_official_proposal_mean_on_a_golden_case` pins the
 //! evaluation output to a NumPy transcription of the official code.
 //!
+//! Accuracy on Gaussian q, k, v ~ N(0, 1), head_dim 32, n = 1024 and 4096: relative error
+//! against softmax ≈ 0.65 in evaluation (proposal mean) and ≈ 5.8 for one training-mode sample:
+//! with such diffuse attention a single draw of `f` is far more concentrated than softmax, so
+//! the unbiased estimate has a large variance (it falls like 1/√S with more samples).
+//!
 //! Complexity: O(S·n²·d) time and O(S·n²) memory per head: RA is a randomised generalisation of
 //! softmax attention, not an efficient one (LARA, `lara.rs`, is its linear form).
 //!

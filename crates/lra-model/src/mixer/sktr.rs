@@ -33,6 +33,11 @@
 //! Randomness: `ε` is redrawn from the device RNG at every training forward (official
 //! `redraw=1`); `redraw = false` keeps the draw made at initialisation.
 //!
+//! Accuracy: SKTR learns its kernel and is not meant to reproduce softmax. At initialisation
+//! (random `μ`, `σ`) on Gaussian q, k, v ~ N(0, 1) with head_dim 32 (r = 128) the relative error
+//! against softmax attention is ≈ 2.5 (n = 1024) and ≈ 2.8-3.5 (n = 4096); with the standard
+//! normal density the features converge to their kernel like 1/√r (unit tests).
+//!
 //! Complexity: O(n·r·d) time, O(n·r + r·d) memory per head; O(K·d) (PRF) or O(K·d²) (RKS)
 //! parameters per head.
 //!
