@@ -6,15 +6,18 @@
 //! needs no special case for them.
 
 mod heads;
+pub mod lara;
 pub mod linear;
 pub mod linformer;
 pub mod local;
 pub mod luna;
 pub mod performer;
+pub mod ra;
 pub mod reference;
 mod registry;
 pub mod sinkhorn;
 pub mod skeinformer;
+pub mod sktr;
 pub mod soft;
 pub mod softmax;
 pub mod sparse;

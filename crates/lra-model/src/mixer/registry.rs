@@ -9,8 +9,8 @@ use burn::module::Module;
 use burn::tensor::Device;
 
 use super::{
-    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, linear, linformer, local,
-    luna, performer, sinkhorn, skeinformer, soft, softmax, sparse, synthesizer,
+    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, lara, linear, linformer,
+    local, luna, performer, ra, sinkhorn, skeinformer, sktr, soft, softmax, sparse, synthesizer,
 };
 use crate::ConfigError;
 
@@ -129,6 +129,9 @@ mixers! {
     Skeinformer => "skeinformer", skeinformer::SkeinformerConfig, skeinformer::SkeinformerAttention;
     Linear => "linear", linear::LinearConfig, linear::LinearAttention;
     Performer => "performer", performer::PerformerConfig, performer::PerformerAttention;
+    Ra => "ra", ra::RaConfig, ra::RandomizedAttention;
+    Lara => "lara", lara::LaraConfig, lara::LaraAttention;
+    Sktr => "sktr", sktr::SktrConfig, sktr::SktrAttention;
 }
 
 impl MixerKind {
