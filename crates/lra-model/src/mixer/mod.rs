@@ -5,8 +5,11 @@
 //! [`MixerInput::carry`] / [`MixerOutput::carry`]; the encoder threads it through unchanged, so it
 //! needs no special case for them.
 
+pub mod cur;
 mod heads;
 pub mod local;
+pub mod lowrank;
+pub mod nystrom;
 pub mod reference;
 mod registry;
 pub mod sinkhorn;

@@ -45,3 +45,9 @@ pub fn softmax_attention(
 ) -> Tensor<4> {
     attention_probs(q, k, pad_mask.map(key_padding_bias)).matmul(v)
 }
+
+/// Relative Frobenius error `‖a − b‖ / ‖b‖` (a test and measurement helper; reads back a scalar).
+pub fn relative_error(a: Tensor<4>, b: Tensor<4>) -> f32 {
+    let diff = (a - b.clone()).square().sum().sqrt().into_scalar::<f32>();
+    diff / b.square().sum().sqrt().into_scalar::<f32>()
+}

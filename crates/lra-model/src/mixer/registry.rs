@@ -9,8 +9,8 @@ use burn::module::Module;
 use burn::tensor::Device;
 
 use super::{
-    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, local, sinkhorn, softmax,
-    sparse, synthesizer,
+    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, cur, local, lowrank, nystrom,
+    sinkhorn, softmax, sparse, synthesizer,
 };
 use crate::ConfigError;
 
@@ -123,6 +123,9 @@ mixers! {
     Sparse => "sparse", sparse::SparseConfig, sparse::SparseAttention;
     Sinkhorn => "sinkhorn", sinkhorn::SinkhornConfig, sinkhorn::SinkhornAttention;
     Synthesizer => "synthesizer", synthesizer::SynthesizerConfig, synthesizer::SynthesizerAttention;
+    Nystrom => "nystrom", nystrom::NystromConfig, nystrom::NystromAttention;
+    Cur => "cur", cur::CurConfig, cur::CurAttention;
+    LowRank => "lowrank", lowrank::LowRankConfig, lowrank::LowRankAttention;
 }
 
 impl MixerKind {
