@@ -5,12 +5,15 @@
 //! [`MixerInput::carry`] / [`MixerOutput::carry`]; the encoder threads it through unchanged, so it
 //! needs no special case for them.
 
+pub mod cur;
 mod heads;
 pub mod lara;
 pub mod linear;
 pub mod linformer;
 pub mod local;
+pub mod lowrank;
 pub mod luna;
+pub mod nystrom;
 pub mod performer;
 pub mod ra;
 pub mod reference;

@@ -9,8 +9,9 @@ use burn::module::Module;
 use burn::tensor::Device;
 
 use super::{
-    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, lara, linear, linformer,
-    local, luna, performer, ra, sinkhorn, skeinformer, sktr, soft, softmax, sparse, synthesizer,
+    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, cur, lara, linear, linformer,
+    local, lowrank, luna, nystrom, performer, ra, sinkhorn, skeinformer, sktr, soft, softmax,
+    sparse, synthesizer,
 };
 use crate::ConfigError;
 
@@ -132,6 +133,9 @@ mixers! {
     Ra => "ra", ra::RaConfig, ra::RandomizedAttention;
     Lara => "lara", lara::LaraConfig, lara::LaraAttention;
     Sktr => "sktr", sktr::SktrConfig, sktr::SktrAttention;
+    Nystrom => "nystrom", nystrom::NystromConfig, nystrom::NystromAttention;
+    Cur => "cur", cur::CurConfig, cur::CurAttention;
+    LowRank => "lowrank", lowrank::LowRankConfig, lowrank::LowRankAttention;
 }
 
 impl MixerKind {
