@@ -483,44 +483,6 @@ mod tests {
         assert!(errors[2] < 0.7 * errors[0], "{errors:?}");
     }
 
-    /// Errors at the default budget for the report: `cargo test --release -p lra-model --lib
-    /// cur::tests::default_budget_error -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn default_budget_error() {
-        let variants = [
-            ("default (r = 2s)", CurConfig::default()),
-            (
-                "square (r = s)",
-                CurConfig {
-                    row_samples: Some(64),
-                    ..CurConfig::default()
-                },
-            ),
-            (
-                "r = 4s",
-                CurConfig {
-                    row_samples: Some(256),
-                    ..CurConfig::default()
-                },
-            ),
-            (
-                "SMS shift (r = s)",
-                CurConfig {
-                    row_samples: Some(64),
-                    shift: Shift::Sampled,
-                    ..CurConfig::default()
-                },
-            ),
-        ];
-        for (name, config) in variants {
-            for seq in [1024, 4096] {
-                let error = mean_error(&config, seq, 32, 3);
-                println!("cur {name}: n = {seq}: relative error {error}");
-            }
-        }
-    }
-
     #[test]
     fn padded_keys_and_values_have_no_influence() {
         let device = Device::flex();

@@ -371,29 +371,6 @@ mod tests {
         assert!(errors[2] < 0.7 * errors[0], "{errors:?}");
     }
 
-    /// Errors at the default budget for the report: `cargo test --release -p lra-model --lib
-    /// lowrank::tests::default_budget_error -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn default_budget_error() {
-        let device = Device::flex();
-        for seq in [1024, 4096] {
-            let shape = [1, 2, seq, 32];
-            let mut error = 0.0;
-            for seed in 0..3 {
-                let (q, k, v) = (
-                    gaussian(&device, 10 * seed + 1, shape),
-                    gaussian(&device, 10 * seed + 2, shape),
-                    gaussian(&device, 10 * seed + 3, shape),
-                );
-                let attention = lowrank(LowRankConfig::default(), 2, 32, seq, 100 + seed);
-                let actual = attention.attend(q.clone(), k.clone(), v.clone(), None);
-                error += relative_error(actual, softmax_attention(q, k, v, None)) / 3.0;
-            }
-            println!("lowrank: n = {seq}: relative error {error}");
-        }
-    }
-
     #[test]
     fn padded_keys_and_values_have_no_influence() {
         let device = Device::flex();

@@ -435,35 +435,6 @@ mod tests {
         assert!(errors[2] < 0.7 * errors[0], "{errors:?}");
     }
 
-    /// Errors at the default budget for the report: `cargo test --release -p lra-model --lib
-    /// nystrom::tests::default_budget_error -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn default_budget_error() {
-        let device = Device::flex();
-        for conv_kernel in [None, Some(35)] {
-            for seq in [1024, 4096] {
-                let shape = [1, 2, seq, 32];
-                let mut error = 0.0;
-                for seed in 0..3 {
-                    let (q, k, v) = (
-                        gaussian(&device, 10 * seed + 1, shape),
-                        gaussian(&device, 10 * seed + 2, shape),
-                        gaussian(&device, 10 * seed + 3, shape),
-                    );
-                    let config = NystromConfig {
-                        conv_kernel,
-                        ..NystromConfig::default()
-                    };
-                    let actual =
-                        nystrom(config, 2, 32, seq).attend(q.clone(), k.clone(), v.clone(), None);
-                    error += relative_error(actual, softmax_attention(q, k, v, None)) / 3.0;
-                }
-                println!("nystrom (conv {conv_kernel:?}): n = {seq}: relative error {error}");
-            }
-        }
-    }
-
     #[test]
     fn padded_keys_and_values_have_no_influence() {
         let device = Device::flex();

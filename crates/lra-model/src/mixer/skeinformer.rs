@@ -426,14 +426,4 @@ mod tests {
         assert!(message.starts_with("nb_features"), "{message}");
         assert!(toml::from_str::<SkeinformerConfig>("accumulation = 1").is_err());
     }
-
-    /// Error at the default budget on Gaussian inputs (`--ignored --nocapture`).
-    #[test]
-    #[ignore]
-    fn report_default_error() {
-        for seq in [1024, 4096] {
-            let error = mean_error(SkeinformerConfig::default().nb_features, seq, 32, 2);
-            println!("Skeinformer n={seq}: relative error vs softmax {error:.4}");
-        }
-    }
 }

@@ -670,36 +670,4 @@ mod tests {
         let parsed = kind.parse_config(&set).unwrap();
         assert_eq!(parsed.to_table()["num_features"].as_integer(), Some(64));
     }
-    /// Error of the default configuration on Gaussian q, k, v (head_dim 32, 2 heads), for the
-    /// report: `cargo test --release -p lra-model sktr::tests::default_budget -- --ignored --nocapture`.
-    #[test]
-    #[ignore]
-    fn default_budget_error_report() {
-        let device = Device::flex();
-        for n in [1024, 4096] {
-            let dims = MixerDims {
-                d_model: 64,
-                n_heads: 2,
-                max_len: n,
-                dropout: 0.0,
-            };
-            device.seed(1);
-            let attention = SktrConfig::default().init(&dims, &device);
-            for fresh in [false, true] {
-                let mut sum = 0.0;
-                for seed in 0..2 {
-                    device.seed(500 + seed);
-                    let shape = [1, 2, n, 32];
-                    let (q, k, v) = (
-                        Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device),
-                        Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device),
-                        Tensor::random(shape, Distribution::Normal(0.0, 1.0), &device),
-                    );
-                    let exact = softmax_attention(q.clone(), k.clone(), v.clone(), None);
-                    sum += relative_error(attention.estimate(q, k, v, None, fresh), exact);
-                }
-                println!("sktr n={n} fresh={fresh}: relative error {:.4}", sum / 2.0);
-            }
-        }
-    }
 }

@@ -659,26 +659,4 @@ mod tests {
         assert_eq!(parsed.landmarks, SoftLandmarks::Mean);
         assert!(toml::from_str::<SoftConfig>("ratio = 4").is_err());
     }
-
-    /// Error and budget at the default config on Gaussian inputs (`--ignored --nocapture`).
-    #[test]
-    #[ignore]
-    fn report_default_error() {
-        // q ~ N(0, 1) as asked for every mixer, and q ~ N(0, 0.5²) where the kernel is smooth.
-        for scale in [1.0, 0.5] {
-            for seq in [1024, 4096] {
-                let conv = SoftConfig::default();
-                let mean = SoftConfig {
-                    landmarks: SoftLandmarks::Mean,
-                    ..conv.clone()
-                };
-                let conv = mean_error(conv, seq, 32, scale, 2);
-                let mean = mean_error(mean, seq, 32, scale, 2);
-                println!(
-                    "SOFT n={seq}, q ~ N(0, {scale}²): relative error vs exact Gaussian kernel: \
-                     conv landmarks (at init) {conv:.4}, mean landmarks {mean:.4}"
-                );
-            }
-        }
-    }
 }
