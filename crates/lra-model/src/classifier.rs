@@ -58,6 +58,11 @@ pub struct Classifier {
 }
 
 impl Classifier {
+    /// The encoder, e.g. to inspect a trained layer.
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+
     /// Class logits.
     ///
     /// # Shapes

@@ -122,6 +122,41 @@ impl Encoder {
     /// # Panics
     /// If `seq` exceeds the `max_len` the encoder was built for.
     pub fn forward(&self, tokens: Tensor<2, Int>, pad_mask: Tensor<2, Bool>) -> EncoderOutput {
+        let (mut x, pad_mask) = self.embed(tokens, pad_mask);
+        let mut carry = None;
+        for block in &self.blocks {
+            (x, carry) = block.forward(x, pad_mask.clone(), carry);
+        }
+        EncoderOutput {
+            hidden: self.norm.forward(x),
+            pad_mask,
+        }
+    }
+
+    /// What block `layer`'s mixer receives for these tokens (its normalised input and padding
+    /// mask), together with that mixer; `None` past the last block. For inspecting a trained
+    /// layer, e.g. its attention's Q, K, V.
+    pub fn mixer_input(
+        &self,
+        tokens: Tensor<2, Int>,
+        pad_mask: Tensor<2, Bool>,
+        layer: usize,
+    ) -> Option<(Tensor<3>, Tensor<2, Bool>, &Mixer)> {
+        let target = self.blocks.get(layer)?;
+        let (mut x, pad_mask) = self.embed(tokens, pad_mask);
+        let mut carry = None;
+        for block in &self.blocks[..layer] {
+            (x, carry) = block.forward(x, pad_mask.clone(), carry);
+        }
+        Some((target.mixer_norm.forward(x), pad_mask, &target.mixer))
+    }
+
+    /// Token + position embeddings (with the CLS slot when configured) and the matching mask.
+    fn embed(
+        &self,
+        tokens: Tensor<2, Int>,
+        pad_mask: Tensor<2, Bool>,
+    ) -> (Tensor<3>, Tensor<2, Bool>) {
         let [batch, seq] = tokens.dims();
         assert!(
             seq <= self.max_len,
@@ -139,15 +174,15 @@ impl Encoder {
         }
         let len = x.dims()[1];
         let positions = Tensor::<1, Int>::arange(0..len as i64, &device).reshape([1, len]);
-        x = self.dropout.forward(x + self.positions.forward(positions));
-        let mut carry = None;
-        for block in &self.blocks {
-            (x, carry) = block.forward(x, pad_mask.clone(), carry);
-        }
-        EncoderOutput {
-            hidden: self.norm.forward(x),
+        (
+            self.dropout.forward(x + self.positions.forward(positions)),
             pad_mask,
-        }
+        )
+    }
+
+    /// Number of blocks.
+    pub fn n_layers(&self) -> usize {
+        self.blocks.len()
     }
 }
 

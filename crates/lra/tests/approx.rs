@@ -204,3 +204,85 @@ fn sweep_writes_one_row_per_value_and_a_plot() {
     let svg = std::fs::read_to_string(dir.path().join("sweep/approx.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("block_size"));
 }
+
+#[test]
+fn sweep_on_a_trained_runs_layer_uses_its_masked_qkv() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = [
+        "run",
+        "-p",
+        "tiny",
+        "--steps",
+        "2",
+        "--set",
+        "train.eval_every=1",
+        "--set",
+        "task.generate.train=64",
+        "--set",
+        "task.generate.val=16",
+        "--set",
+        "task.generate.test=16",
+        "--data",
+        "data",
+        "--out",
+        "runs",
+        "-q",
+    ];
+    let out = lra(&train, dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let parent = dir.path().join("runs/listops/softmax");
+    let run = std::fs::read_dir(&parent)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let run = run.to_str().unwrap();
+
+    let sweep = [
+        "approx",
+        "-a",
+        "local",
+        "--from-run",
+        run,
+        "--batch",
+        "4",
+        "--layer",
+        "1",
+        "--seeds",
+        "1",
+        "--sweep",
+        "block_size=2,1000",
+        "--out",
+        "sweep",
+    ];
+    let out = lra(&sweep, dir.path());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut reader = csv::Reader::from_path(dir.path().join("sweep/approx.csv")).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let errors: Vec<f64> = rows.iter().map(|r| r[6].parse().unwrap()).collect();
+    assert_eq!(&rows[0][3], "128", "sequence length of the tiny preset");
+    assert!(
+        errors[0] > 1e-3,
+        "2-token blocks differ from full attention: {errors:?}"
+    );
+    assert!(
+        errors[1] < 1e-5,
+        "one block over the sequence is exact on the run's own masked Q, K, V: {errors:?}"
+    );
+
+    let out = lra(
+        &["approx", "-a", "local", "--from-run", run, "--layer", "7"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the run has 2 layers"));
+}

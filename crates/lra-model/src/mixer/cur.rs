@@ -256,6 +256,10 @@ impl CurAttention {
 }
 
 impl AttentionCore for CurAttention {
+    fn projection(&self) -> &MultiHeadProjection {
+        &self.heads
+    }
+
     fn attend(
         &self,
         q: Tensor<4>,

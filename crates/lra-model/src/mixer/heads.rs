@@ -52,9 +52,7 @@ impl MultiHeadProjection {
     /// Runs `core` on the projected heads of `input.x`; the carried state passes through.
     pub fn mix(&self, input: MixerInput, core: &impl AttentionCore) -> MixerOutput {
         let MixerInput { x, pad_mask, carry } = input;
-        let q = self.split_heads(self.query.forward(x.clone())); // [b, h, n, dh]
-        let k = self.split_heads(self.key.forward(x.clone()));
-        let v = self.split_heads(self.value.forward(x));
+        let [q, k, v] = self.project(x);
         let context = core.attend(q, k, v, pad_mask); // [b, h, n, dh]
         MixerOutput {
             x: self.output.forward(merge_heads(context)),
@@ -62,9 +60,13 @@ impl MultiHeadProjection {
         }
     }
 
-    /// `[b, n, d]` → `[b, h, n, d / h]`.
-    fn split_heads(&self, x: Tensor<3>) -> Tensor<4> {
-        split_heads(x, self.n_heads)
+    /// Per-head Q, K, V `[b, h, n, d / h]` of token states `[b, n, d]`.
+    pub fn project(&self, x: Tensor<3>) -> [Tensor<4>; 3] {
+        [
+            split_heads(self.query.forward(x.clone()), self.n_heads),
+            split_heads(self.key.forward(x.clone()), self.n_heads),
+            split_heads(self.value.forward(x), self.n_heads),
+        ]
     }
 }
 

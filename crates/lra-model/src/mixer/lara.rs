@@ -244,6 +244,10 @@ pub struct LaraAttention {
 }
 
 impl AttentionCore for LaraAttention {
+    fn projection(&self) -> &MultiHeadProjection {
+        &self.heads
+    }
+
     fn attend(
         &self,
         q: Tensor<4>,

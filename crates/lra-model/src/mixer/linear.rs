@@ -126,6 +126,10 @@ pub fn real_key_weights(pad_mask: Tensor<2, Bool>) -> Tensor<4> {
 }
 
 impl AttentionCore for LinearAttention {
+    fn projection(&self) -> &MultiHeadProjection {
+        &self.heads
+    }
+
     fn attend(
         &self,
         q: Tensor<4>,

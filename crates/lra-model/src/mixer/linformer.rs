@@ -160,6 +160,10 @@ pub struct LinformerAttention {
 }
 
 impl AttentionCore for LinformerAttention {
+    fn projection(&self) -> &MultiHeadProjection {
+        &self.heads
+    }
+
     /// # Panics
     /// If the sequence is longer than the `max_len` the projections were built for.
     fn attend(

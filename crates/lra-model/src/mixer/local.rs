@@ -69,6 +69,10 @@ pub struct LocalAttention {
 }
 
 impl AttentionCore for LocalAttention {
+    fn projection(&self) -> &MultiHeadProjection {
+        &self.heads
+    }
+
     fn attend(
         &self,
         q: Tensor<4>,

@@ -153,6 +153,10 @@ impl LowRankAttention {
 }
 
 impl AttentionCore for LowRankAttention {
+    fn projection(&self) -> &MultiHeadProjection {
+        &self.heads
+    }
+
     fn attend(
         &self,
         q: Tensor<4>,

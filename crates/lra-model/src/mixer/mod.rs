@@ -91,6 +91,9 @@ pub trait TokenMixer {
 /// The attention part of an attention mixer: already projected, head-split Q, K, V in, the
 /// per-head context out. `lra approx` and the exactness tests call it directly.
 pub trait AttentionCore {
+    /// The Q/K/V/output projections feeding this core (e.g. to take a trained layer's Q, K, V).
+    fn projection(&self) -> &MultiHeadProjection;
+
     /// # Shapes
     /// - `q`, `k`, `v`: `[batch, heads, seq, head_dim]`; `pad_mask`: `[batch, seq]` (`true` = padding)
     /// - output: `[batch, heads, seq, head_dim]`

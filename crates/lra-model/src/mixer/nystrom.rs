@@ -177,6 +177,10 @@ pub struct NystromAttention {
 }
 
 impl AttentionCore for NystromAttention {
+    fn projection(&self) -> &MultiHeadProjection {
+        &self.heads
+    }
+
     fn attend(
         &self,
         q: Tensor<4>,

@@ -232,6 +232,10 @@ impl PerformerAttention {
 }
 
 impl AttentionCore for PerformerAttention {
+    fn projection(&self) -> &MultiHeadProjection {
+        &self.heads
+    }
+
     fn attend(
         &self,
         q: Tensor<4>,

@@ -152,6 +152,10 @@ pub struct RandomizedAttention {
 }
 
 impl AttentionCore for RandomizedAttention {
+    fn projection(&self) -> &MultiHeadProjection {
+        &self.heads
+    }
+
     fn attend(
         &self,
         q: Tensor<4>,

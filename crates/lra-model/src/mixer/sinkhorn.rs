@@ -311,6 +311,10 @@ impl SinkhornAttention {
 }
 
 impl AttentionCore for SinkhornAttention {
+    fn projection(&self) -> &MultiHeadProjection {
+        &self.heads
+    }
+
     fn attend(
         &self,
         q: Tensor<4>,

@@ -113,6 +113,10 @@ pub struct SkeinformerAttention {
 }
 
 impl AttentionCore for SkeinformerAttention {
+    fn projection(&self) -> &MultiHeadProjection {
+        &self.heads
+    }
+
     fn attend(
         &self,
         q: Tensor<4>,

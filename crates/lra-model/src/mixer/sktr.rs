@@ -275,6 +275,10 @@ pub struct SktrAttention {
 }
 
 impl AttentionCore for SktrAttention {
+    fn projection(&self) -> &MultiHeadProjection {
+        &self.heads
+    }
+
     fn attend(
         &self,
         q: Tensor<4>,

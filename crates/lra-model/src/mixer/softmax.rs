@@ -48,6 +48,10 @@ pub struct SoftmaxAttention {
 }
 
 impl AttentionCore for SoftmaxAttention {
+    fn projection(&self) -> &MultiHeadProjection {
+        &self.heads
+    }
+
     fn attend(
         &self,
         q: Tensor<4>,

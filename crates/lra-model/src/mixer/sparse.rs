@@ -153,6 +153,10 @@ pub struct SparseAttention {
 }
 
 impl AttentionCore for SparseAttention {
+    fn projection(&self) -> &MultiHeadProjection {
+        &self.heads
+    }
+
     fn attend(
         &self,
         q: Tensor<4>,

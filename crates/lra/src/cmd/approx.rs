@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail, ensure};
+use burn::module::Module;
 use burn::tensor::{Bool, Device, Distribution, Tensor, TensorData};
 use clap::Args;
 use lra_model::mixer::reference::softmax_attention;
@@ -49,6 +50,13 @@ pub struct ApproxArgs {
     /// First seed; the only source of randomness (inputs, random features, samples, init).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Sweep on the Q, K, V that a trained run's layer computes on validation inputs (its
+    /// `best_model.bpk`), instead of Gaussian ones; `--batch` sets how many examples.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with = "q")]
+    pub from_run: Option<PathBuf>,
+    /// Layer of `--from-run` whose attention inputs are taken.
+    #[arg(long, default_value_t = 0)]
+    pub layer: usize,
     /// `[batch, heads, seq, head_dim]` float32 queries (file mode).
     #[arg(long, requires_all = ["k", "v", "out"])]
     pub q: Option<PathBuf>,
@@ -90,8 +98,16 @@ pub fn execute(args: &ApproxArgs) -> Result<()> {
         Some(q) => run_files(args, kind, q, &device),
         None => {
             let rows = run_sweep(args, kind, &device)?;
-            let dir = args.out.clone().unwrap_or_else(|| {
-                PathBuf::from(format!("results/approx/{}-n{}", kind.name(), args.seq_len))
+            let dir = args.out.clone().unwrap_or_else(|| match &args.from_run {
+                Some(run) => PathBuf::from(format!(
+                    "results/approx/{}-{}-layer{}",
+                    kind.name(),
+                    run.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                    args.layer
+                )),
+                None => PathBuf::from(format!("results/approx/{}-n{}", kind.name(), args.seq_len)),
             });
             write_sweep(&dir, &rows)
         }
@@ -170,13 +186,21 @@ fn run_sweep(args: &ApproxArgs, kind: MixerKind, device: &Device) -> Result<Vec<
         }
         None => (String::new(), vec![String::new()]),
     };
+    let trained = match &args.from_run {
+        Some(run) => Some(trained_qkv(run, args.layer, args.batch, device)?),
+        None => None,
+    };
+    let shape = match &trained {
+        Some(t) => t.q.dims(),
+        None => [args.batch, args.heads, args.seq_len, args.head_dim],
+    };
+    let [_, heads, seq_len, head_dim] = shape;
     let dims = MixerDims {
-        d_model: args.heads * args.head_dim,
-        n_heads: args.heads,
-        max_len: args.seq_len,
+        d_model: heads * head_dim,
+        n_heads: heads,
+        max_len: seq_len,
         dropout: 0.0,
     };
-    let shape = [args.batch, args.heads, args.seq_len, args.head_dim];
     let mut rows = Vec::new();
     for value in &values {
         let mut table = base.clone();
@@ -188,15 +212,19 @@ fn run_sweep(args: &ApproxArgs, kind: MixerKind, device: &Device) -> Result<Vec<
             let mixer = build(kind, &table, &dims, seed, device)
                 .with_context(|| format!("{key} = {value}"))?;
             let core = mixer.attention_core().expect("checked in build");
-            let draw = || Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
-            let (q, k, v) = (draw(), draw(), draw());
+            let QkvInputs { q, k, v, pad_mask } = match &trained {
+                Some(inputs) => inputs.clone(),
+                None => QkvInputs::gaussian(shape, device),
+            };
             let (exact, exact_ms) = timed(device, || {
-                softmax_attention(q.clone(), k.clone(), v.clone(), None)
+                softmax_attention(q.clone(), k.clone(), v.clone(), pad_mask.clone())
             })?;
             let (approx, approx_ms) = timed(device, || {
-                core.attend(q.clone(), k.clone(), v.clone(), None)
+                core.attend(q.clone(), k.clone(), v.clone(), pad_mask.clone())
             })?;
-            errors.push(relative_error(approx, exact));
+            // Padded queries' outputs are never used: compare real rows only.
+            let real = query_weights(pad_mask.as_ref(), shape, device);
+            errors.push(relative_error(approx * real.clone(), exact * real));
             ms += approx_ms / args.seeds as f64;
             softmax_ms += exact_ms / args.seeds as f64;
         }
@@ -211,8 +239,8 @@ fn run_sweep(args: &ApproxArgs, kind: MixerKind, device: &Device) -> Result<Vec<
             attention: kind.name().to_string(),
             key: key.clone(),
             value: value.clone(),
-            seq_len: args.seq_len,
-            head_dim: args.head_dim,
+            seq_len,
+            head_dim,
             seeds: args.seeds,
             relative_error: mean,
             relative_error_std: var.sqrt(),
@@ -221,6 +249,78 @@ fn run_sweep(args: &ApproxArgs, kind: MixerKind, device: &Device) -> Result<Vec<
         });
     }
     Ok(rows)
+}
+
+/// Q, K, V `[b, h, n, d]` and the key padding mask they come with.
+#[derive(Clone)]
+struct QkvInputs {
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    pad_mask: Option<Tensor<2, Bool>>,
+}
+
+impl QkvInputs {
+    /// Independent N(0, 1) entries, no padding.
+    fn gaussian(shape: [usize; 4], device: &Device) -> Self {
+        let draw = || Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
+        Self {
+            q: draw(),
+            k: draw(),
+            v: draw(),
+            pad_mask: None,
+        }
+    }
+}
+
+/// `[b, 1, n, 1]`: 1 for real queries, 0 for padded ones.
+fn query_weights(
+    pad_mask: Option<&Tensor<2, Bool>>,
+    shape: [usize; 4],
+    device: &Device,
+) -> Tensor<4> {
+    let [batch, _, seq, _] = shape;
+    match pad_mask {
+        Some(mask) => mask.clone().bool_not().float().reshape([batch, 1, seq, 1]),
+        None => Tensor::ones([batch, 1, seq, 1], device),
+    }
+}
+
+/// The Q, K, V that layer `layer` of a trained run computes on its first validation examples.
+fn trained_qkv(
+    run_dir: &Path,
+    layer: usize,
+    examples: usize,
+    device: &Device,
+) -> Result<QkvInputs> {
+    let config = crate::config::load_file(&run_dir.join("config.toml"))?;
+    let data = crate::tasks::load(&config.task, true)?;
+    device.seed(config.seed);
+    let model = config
+        .classifier(data.vocab_size, data.num_classes)?
+        .init(device)
+        .try_load_file(run_dir.join("best_model.bpk"))
+        .map_err(|e| anyhow!("{}: cannot load best_model.bpk: {e:?}", run_dir.display()))?;
+    let chosen: Vec<&lra_data::Example> = data.val.iter().take(examples.max(1)).collect();
+    let batch = crate::batches::make_batch(&chosen, config.task.max_len, device);
+    let encoder = model.encoder();
+    let (x, pad_mask, mixer) = encoder
+        .mixer_input(batch.tokens, batch.pad_mask, layer)
+        .ok_or_else(|| anyhow!("--layer {layer}: the run has {} layers", encoder.n_layers()))?;
+    let core = mixer.attention_core().ok_or_else(|| {
+        anyhow!(
+            "layer {layer} of {} is `{}`, which has no Q/K/V projections",
+            run_dir.display(),
+            config.attention
+        )
+    })?;
+    let [q, k, v] = core.projection().project(x);
+    Ok(QkvInputs {
+        q,
+        k,
+        v,
+        pad_mask: Some(pad_mask),
+    })
 }
 
 /// `‖a − b‖_F / ‖b‖_F`.
