@@ -388,20 +388,15 @@ fn min_eigenvalue_of_symmetric_part(e: Tensor<4>, real: Tensor<2>, iters: usize)
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::{TensorData, Tolerance};
+    use burn::tensor::Tolerance;
 
     use super::*;
     use crate::mixer::reference::{relative_error, softmax_attention};
+    use crate::mixer::testing::pad_mask;
 
     fn gaussian(device: &Device, seed: u64, shape: [usize; 4], std: f64) -> Tensor<4> {
         device.seed(seed);
         Tensor::random(shape, Distribution::Normal(0.0, std), device)
-    }
-
-    /// Row 0 unpadded, row 1 padded from `real` on.
-    fn pad_mask(device: &Device, seq: usize, real: usize) -> Tensor<2, Bool> {
-        let mask: Vec<bool> = (0..2 * seq).map(|i| i >= seq + real).collect();
-        Tensor::from_data(TensorData::new(mask, [2, seq]), device)
     }
 
     fn cur(

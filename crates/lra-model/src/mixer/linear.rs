@@ -159,14 +159,10 @@ impl TokenMixer for LinearAttention {
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::{Distribution, TensorData, Tolerance};
+    use burn::tensor::{TensorData, Tolerance};
 
     use super::*;
-
-    fn normal(device: &Device, seed: u64, shape: [usize; 4]) -> Tensor<4> {
-        device.seed(seed);
-        Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
-    }
+    use crate::mixer::testing::{gaussian as normal, pad_mask};
 
     fn linear(device: &Device) -> LinearAttention {
         let dims = MixerDims {
@@ -176,12 +172,6 @@ mod tests {
             dropout: 0.0,
         };
         LinearConfig::default().init(&dims, device)
-    }
-
-    /// Row 0 unpadded, row 1 padded from `real` on.
-    fn pad_mask(device: &Device, seq: usize, real: usize) -> Tensor<2, Bool> {
-        let mask: Vec<bool> = (0..2 * seq).map(|i| i >= seq + real).collect();
-        Tensor::from_data(TensorData::new(mask, [2, seq]), device)
     }
 
     #[test]

@@ -223,6 +223,7 @@ mod tests {
 
     use super::*;
     use crate::mixer::reference::{relative_error, softmax_attention};
+    use crate::mixer::testing::{gaussian, pad_mask};
 
     const HEADS: usize = 2;
     const HEAD_DIM: usize = 8;
@@ -250,17 +251,6 @@ mod tests {
     ) -> LinformerAttention {
         device.seed(0);
         crate::init_now(LinformerConfig { k, sharing }.init(&dims(max_len), device))
-    }
-
-    fn gaussian(device: &Device, seed: u64, shape: [usize; 4]) -> Tensor<4> {
-        device.seed(seed);
-        Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
-    }
-
-    /// Row 0 unpadded, row 1 padded from `real` on.
-    fn pad_mask(device: &Device, seq: usize, real: usize) -> Tensor<2, Bool> {
-        let mask: Vec<bool> = (0..2 * seq).map(|i| i >= seq + real).collect();
-        Tensor::from_data(TensorData::new(mask, [2, seq]), device)
     }
 
     /// `[groups, rows, cols]` copies of the given `[rows, cols]` matrix, as a parameter.

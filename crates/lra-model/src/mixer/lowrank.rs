@@ -225,21 +225,11 @@ pub(crate) fn orthonormalize(y: Tensor<4>) -> Tensor<4> {
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::{TensorData, Tolerance};
+    use burn::tensor::Tolerance;
 
     use super::*;
     use crate::mixer::reference::{relative_error, softmax_attention};
-
-    fn gaussian(device: &Device, seed: u64, shape: [usize; 4]) -> Tensor<4> {
-        device.seed(seed);
-        Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
-    }
-
-    /// Row 0 unpadded, row 1 padded from `real` on.
-    fn pad_mask(device: &Device, seq: usize, real: usize) -> Tensor<2, Bool> {
-        let mask: Vec<bool> = (0..2 * seq).map(|i| i >= seq + real).collect();
-        Tensor::from_data(TensorData::new(mask, [2, seq]), device)
-    }
+    use crate::mixer::testing::{gaussian, pad_mask};
 
     fn lowrank(
         config: LowRankConfig,

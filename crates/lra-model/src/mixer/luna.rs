@@ -301,10 +301,11 @@ impl TokenMixer for LunaAttention {
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::{Distribution, TensorData, Tolerance};
+    use burn::tensor::{Distribution, Tolerance};
 
     use super::*;
     use crate::mixer::reference::softmax_attention;
+    use crate::mixer::testing::pad_mask;
 
     const HEADS: usize = 2;
     const D_MODEL: usize = 16;
@@ -331,12 +332,6 @@ mod tests {
     fn input(device: &Device, seed: u64, seq: usize) -> Tensor<3> {
         device.seed(seed);
         Tensor::random([2, seq, D_MODEL], Distribution::Normal(0.0, 1.0), device)
-    }
-
-    /// Row 0 unpadded, row 1 padded from `real` on.
-    fn pad_mask(device: &Device, seq: usize, real: usize) -> Tensor<2, Bool> {
-        let mask: Vec<bool> = (0..2 * seq).map(|i| i >= seq + real).collect();
-        Tensor::from_data(TensorData::new(mask, [2, seq]), device)
     }
 
     fn run(

@@ -25,6 +25,8 @@ pub mod soft;
 pub mod softmax;
 pub mod sparse;
 pub mod synthesizer;
+#[cfg(test)]
+mod testing;
 
 pub use heads::{MultiHeadProjection, MultiHeadProjectionConfig};
 pub use registry::{Mixer, MixerConfig, MixerKind};

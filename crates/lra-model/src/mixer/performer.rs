@@ -449,17 +449,7 @@ mod tests {
 
     use super::*;
     use crate::mixer::reference::{relative_error, softmax_attention};
-
-    fn normal(device: &Device, seed: u64, shape: [usize; 4]) -> Tensor<4> {
-        device.seed(seed);
-        Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
-    }
-
-    /// Row 0 unpadded, row 1 padded from `real` on.
-    fn pad_mask(device: &Device, seq: usize, real: usize) -> Tensor<2, Bool> {
-        let mask: Vec<bool> = (0..2 * seq).map(|i| i >= seq + real).collect();
-        Tensor::from_data(TensorData::new(mask, [2, seq]), device)
-    }
+    use crate::mixer::testing::{gaussian as normal, pad_mask};
 
     fn dims() -> MixerDims {
         MixerDims {

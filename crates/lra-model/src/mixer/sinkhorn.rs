@@ -374,6 +374,7 @@ mod tests {
 
     use super::*;
     use crate::mixer::reference::softmax_attention;
+    use crate::mixer::testing::pad_mask;
 
     const HEADS: usize = 2;
     const HEAD_DIM: usize = 4;
@@ -385,12 +386,6 @@ mod tests {
             Distribution::Normal(0.0, 1.0),
             device,
         )
-    }
-
-    /// Row 0 unpadded, row 1 padded from `real` on.
-    fn pad_mask(device: &Device, seq: usize, real: usize) -> Tensor<2, Bool> {
-        let mask: Vec<bool> = (0..2 * seq).map(|i| i >= seq + real).collect();
-        Tensor::from_data(TensorData::new(mask, [2, seq]), device)
     }
 
     fn dims(max_len: usize, dropout: f64) -> MixerDims {
