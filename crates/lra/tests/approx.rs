@@ -69,6 +69,14 @@ fn softmax_attention(q: &Array, k: &Array, v: &Array, real: &[f32]) -> Vec<f32> 
     out
 }
 
+/// The sweep CSV's records and their `relative_error` column.
+fn sweep_rows(path: &Path) -> (Vec<csv::StringRecord>, Vec<f64>) {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let errors = rows.iter().map(|r| r[6].parse().unwrap()).collect();
+    (rows, errors)
+}
+
 #[test]
 fn npy_files_in_softmax_attention_out_number_for_number() {
     let dir = tempfile::tempdir().unwrap();
@@ -189,9 +197,7 @@ fn sweep_writes_one_row_per_value_and_a_plot() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut reader = csv::Reader::from_path(dir.path().join("sweep/approx.csv")).unwrap();
-    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
-    let errors: Vec<f64> = rows.iter().map(|r| r[6].parse().unwrap()).collect();
+    let (rows, errors) = sweep_rows(&dir.path().join("sweep/approx.csv"));
     assert_eq!(
         rows.iter().map(|r| r[2].to_string()).collect::<Vec<_>>(),
         ["8", "32", "128"]
@@ -266,9 +272,7 @@ fn sweep_on_a_trained_runs_layer_uses_its_masked_qkv() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut reader = csv::Reader::from_path(dir.path().join("sweep/approx.csv")).unwrap();
-    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
-    let errors: Vec<f64> = rows.iter().map(|r| r[6].parse().unwrap()).collect();
+    let (rows, errors) = sweep_rows(&dir.path().join("sweep/approx.csv"));
     assert_eq!(&rows[0][3], "128", "sequence length of the tiny preset");
     assert!(
         errors[0] > 1e-3,

@@ -392,6 +392,7 @@ mod tests {
 
     use super::*;
     use crate::mixer::reference::{relative_error, softmax_attention};
+    use crate::mixer::testing::assert_random_only_in_training;
     use crate::mixer::testing::pad_mask;
 
     fn gaussian(device: &Device, seed: u64, shape: [usize; 4], std: f64) -> Tensor<4> {
@@ -615,25 +616,7 @@ mod tests {
             .init(&dims, &device),
         );
         let x = Tensor::<3>::random([1, 32, 8], Distribution::Normal(0.0, 1.0), &device);
-        let run = |seed| {
-            device.seed(seed);
-            attention.forward(MixerInput::new(x.clone())).x
-        };
-        let (a, b, c) = (run(7), run(7), run(8));
-        assert_eq!(a.to_data(), b.to_data(), "same seed, same landmarks");
-        assert_ne!(a.to_data(), c.to_data(), "another seed, other landmarks");
-        let eval = |seed| {
-            device.seed(seed);
-            attention
-                .valid()
-                .forward(MixerInput::new(x.clone().inner()))
-                .x
-        };
-        assert_eq!(
-            eval(7).to_data(),
-            eval(8).to_data(),
-            "fixed landmarks in evaluation"
-        );
+        assert_random_only_in_training(&attention, x, "landmarks");
     }
 
     #[test]

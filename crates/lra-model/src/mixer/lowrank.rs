@@ -229,7 +229,7 @@ mod tests {
 
     use super::*;
     use crate::mixer::reference::{relative_error, softmax_attention};
-    use crate::mixer::testing::{gaussian, pad_mask};
+    use crate::mixer::testing::{assert_random_only_in_training, gaussian, pad_mask};
 
     fn lowrank(
         config: LowRankConfig,
@@ -417,25 +417,7 @@ mod tests {
         };
         let attention = crate::init_now(config.init(&dims, &device));
         let x = Tensor::<3>::random([1, 32, 8], Distribution::Normal(0.0, 1.0), &device);
-        let run = |seed| {
-            device.seed(seed);
-            attention.forward(MixerInput::new(x.clone())).x
-        };
-        let (a, b, c) = (run(7), run(7), run(8));
-        assert_eq!(a.to_data(), b.to_data(), "same seed, same sketch");
-        assert_ne!(a.to_data(), c.to_data(), "another seed, another sketch");
-        let eval = |seed| {
-            device.seed(seed);
-            attention
-                .valid()
-                .forward(MixerInput::new(x.clone().inner()))
-                .x
-        };
-        assert_eq!(
-            eval(7).to_data(),
-            eval(8).to_data(),
-            "fixed sketch in evaluation"
-        );
+        assert_random_only_in_training(&attention, x, "sketch");
     }
 
     #[test]

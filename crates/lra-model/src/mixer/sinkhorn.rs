@@ -374,6 +374,7 @@ mod tests {
 
     use super::*;
     use crate::mixer::reference::softmax_attention;
+    use crate::mixer::testing::assert_random_only_in_training;
     use crate::mixer::testing::pad_mask;
 
     const HEADS: usize = 2;
@@ -575,25 +576,7 @@ mod tests {
             Distribution::Normal(0.0, 1.0),
             &device,
         );
-        let run = |seed| {
-            device.seed(seed);
-            attention.forward(MixerInput::new(x.clone())).x
-        };
-        let (a, b, c) = (run(7), run(7), run(8));
-        assert_eq!(a.to_data(), b.to_data(), "same seed, same noise");
-        assert_ne!(a.to_data(), c.to_data(), "another seed, other noise");
-        let eval = |seed| {
-            device.seed(seed);
-            attention
-                .valid()
-                .forward(MixerInput::new(x.clone().inner()))
-                .x
-        };
-        assert_eq!(
-            eval(7).to_data(),
-            eval(8).to_data(),
-            "no noise in evaluation"
-        );
+        assert_random_only_in_training(&attention, x, "Gumbel noise");
     }
 
     #[test]

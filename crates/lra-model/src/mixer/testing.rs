@@ -1,6 +1,9 @@
 //! Inputs shared by the mixers' unit tests.
 
+use burn::module::Module;
 use burn::tensor::{Bool, Device, Distribution, Tensor, TensorData};
+
+use super::{MixerInput, TokenMixer};
 
 /// `shape` of independent N(0, 1) draws under device seed `seed`.
 pub(crate) fn gaussian(device: &Device, seed: u64, shape: [usize; 4]) -> Tensor<4> {
@@ -12,4 +15,32 @@ pub(crate) fn gaussian(device: &Device, seed: u64, shape: [usize; 4]) -> Tensor<
 pub(crate) fn pad_mask(device: &Device, seq: usize, real: usize) -> Tensor<2, Bool> {
     let mask: Vec<bool> = (0..2 * seq).map(|i| i >= seq + real).collect();
     Tensor::from_data(TensorData::new(mask, [2, seq]), device)
+}
+
+/// A mixer whose randomness (dropout, noise, sampled landmarks or sketches) follows the device
+/// seed while training and is absent or fixed in evaluation: same seed → same output, another
+/// seed → another output, and in evaluation the seed changes nothing. `what` names the
+/// randomness in failure messages.
+pub(crate) fn assert_random_only_in_training<M>(mixer: &M, x: Tensor<3>, what: &str)
+where
+    M: TokenMixer + Module,
+{
+    let device = x.device();
+    let run = |mixer: &M, x: Tensor<3>, seed| {
+        device.seed(seed);
+        mixer.forward(MixerInput::new(x)).x.into_data()
+    };
+    let train = run(mixer, x.clone(), 7);
+    assert_eq!(train, run(mixer, x.clone(), 7), "same seed, same {what}");
+    assert_ne!(
+        train,
+        run(mixer, x.clone(), 8),
+        "another seed, another {what}"
+    );
+    let (eval_mixer, eval_x) = (mixer.valid(), x.inner());
+    assert_eq!(
+        run(&eval_mixer, eval_x.clone(), 7),
+        run(&eval_mixer, eval_x, 8),
+        "{what} must not vary in evaluation"
+    );
 }
