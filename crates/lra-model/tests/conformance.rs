@@ -53,6 +53,22 @@ fn run(mixer: &Mixer, x: Tensor<3>, mask: Tensor<2, Bool>) -> Tensor<3> {
     mixer.forward(MixerInput::new(x).pad_mask(mask)).x
 }
 
+/// Every registered mixer, or only those named in `LRA_MIXERS` (comma-separated), so that work on
+/// one mixer can run the suite for it alone.
+fn kinds_under_test() -> Vec<MixerKind> {
+    let only = std::env::var("LRA_MIXERS").unwrap_or_default();
+    let names: Vec<&str> = only
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .collect();
+    MixerKind::ALL
+        .iter()
+        .copied()
+        .filter(|kind| names.is_empty() || names.contains(&kind.name()))
+        .collect()
+}
+
 /// Seed of the device RNG at every forward call of the suite.
 const RUN_SEED: u64 = 1234;
 
@@ -68,7 +84,7 @@ fn assert_close<const D: usize>(kind: MixerKind, what: &str, a: Tensor<D>, b: Te
 #[test]
 fn output_has_the_input_shape_and_is_finite() {
     let device = Device::flex();
-    for &kind in MixerKind::ALL {
+    for kind in kinds_under_test() {
         let mixer = build(kind, 1, &device);
         let out = run(&mixer, random_input(2, &device), pad_mask(&device));
         assert_eq!(
@@ -86,7 +102,7 @@ fn output_has_the_input_shape_and_is_finite() {
 #[test]
 fn padded_positions_do_not_change_real_outputs() {
     let device = Device::flex();
-    for &kind in MixerKind::ALL {
+    for kind in kinds_under_test() {
         if !kind.default_config().caps().pad_mask {
             continue;
         }
@@ -109,7 +125,7 @@ fn padded_positions_do_not_change_real_outputs() {
 #[test]
 fn gradient_reaches_every_parameter_and_the_input() {
     let device = Device::flex().autodiff();
-    for &kind in MixerKind::ALL {
+    for kind in kinds_under_test() {
         let mixer = build(kind, 1, &device);
         let x = random_input(2, &device).require_grad();
         let weights = random_input(4, &device);
@@ -162,7 +178,7 @@ impl ModuleVisitor for GradientCheck<'_> {
 #[test]
 fn same_seed_gives_the_same_output() {
     let device = Device::flex();
-    for &kind in MixerKind::ALL {
+    for kind in kinds_under_test() {
         let a = run(
             &build(kind, 7, &device),
             random_input(2, &device),
@@ -187,7 +203,7 @@ fn same_seed_gives_the_same_output() {
 #[test]
 fn each_batch_row_equals_running_it_alone() {
     let device = Device::flex();
-    for &kind in MixerKind::ALL {
+    for kind in kinds_under_test() {
         let mixer = build(kind, 1, &device);
         let x = random_input(2, &device);
         let mask = pad_mask(&device);
@@ -212,7 +228,7 @@ fn each_batch_row_equals_running_it_alone() {
 #[test]
 fn exact_mixers_equal_softmax_attention() {
     let device = Device::flex();
-    for &kind in MixerKind::ALL {
+    for kind in kinds_under_test() {
         let config = kind.default_config();
         if !config.caps().exact {
             continue;
