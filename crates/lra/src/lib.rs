@@ -10,5 +10,7 @@ pub mod memory;
 pub mod npy;
 pub mod results;
 pub mod schedule;
+pub mod sweep;
+pub mod table;
 pub mod tasks;
 pub mod train;

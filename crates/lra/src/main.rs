@@ -1,7 +1,7 @@
 //! The `lra` command line.
 
 use clap::{Parser, Subcommand};
-use lra::cmd::{approx, bench, data, list, run};
+use lra::cmd::{approx, bench, data, list, run, sweep, table};
 use lra::train::Outcome;
 
 /// jemalloc, told never to return freed pages to the OS: glibc unmaps every large buffer (the
@@ -24,6 +24,8 @@ static JEMALLOC_CONF: &[u8; 36] = b"dirty_decay_ms:-1,muzzy_decay_ms:-1\0";
   lra run --attention softmax --task listops --preset tiny
   lra run --preset lra-pytorch/listops --attention local --set mixer.block_size=64
   lra data generate listops --out datasets/listops --train 1000 --val 100 --test 100
+  lra sweep experiments/sweeps/lra-table1.toml --shard 0/4
+  lra table experiments/sweeps/lra-table1.toml
   lra list"
 )]
 struct Cli {
@@ -45,6 +47,10 @@ enum Command {
     /// Time mixers or training steps; writes CSV.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Run a sweep file's grid (or one shard); skips finished runs, resumes interrupted ones.
+    Sweep(sweep::SweepArgs),
+    /// Accuracy table of a sweep (or of all runs) next to the published numbers.
+    Table(table::TableArgs),
 }
 
 fn main() {
@@ -69,6 +75,8 @@ fn main() {
         Command::Data(command) => data::execute(command),
         Command::Bench(command) => bench::execute(command),
         Command::Approx(args) => approx::execute(&args),
+        Command::Sweep(args) => sweep::execute(&args).map(|_| ()),
+        Command::Table(args) => table::execute(&args).map(|markdown| print!("{markdown}")),
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

@@ -3,6 +3,8 @@
 
 use lra::cmd::run::{RunArgs, resolve};
 use lra::config::{ExperimentConfig, list_presets, load_preset};
+use lra::sweep::{SweepFile, cell_config};
+use lra::table::{PublishedNumbers, published_path};
 
 fn args(preset: &str) -> RunArgs {
     RunArgs {
@@ -157,50 +159,44 @@ fn unknown_attention_and_preset_list_the_valid_choices() {
 }
 
 #[test]
-fn lra_table1_sweep_cells_resolve_to_valid_configs() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../experiments/sweeps/lra-table1.toml"
-    );
-    let grid: toml::Table = toml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let template = grid["preset"].as_str().unwrap();
-    let rows = grid["rows"].as_table().unwrap();
-    for required in [
-        "softmax",
-        "local",
-        "sparse",
-        "sinkhorn",
-        "synthesizer",
-        "linformer",
-        "linear",
-        "performer",
-    ] {
-        assert!(
-            rows.values()
-                .any(|row| row["attention"].as_str() == Some(required)),
-            "{required}"
-        );
-    }
-    for task in grid["tasks"].as_array().unwrap() {
-        let preset = template.replace("{task}", task.as_str().unwrap());
-        for (name, row) in rows {
-            let mut a = args(&preset);
-            a.attention = Some(row["attention"].as_str().unwrap().to_string());
-            let settings = row
-                .get("mixer")
-                .and_then(|m| m.as_table())
-                .cloned()
-                .unwrap_or_default();
-            a.overrides = settings
-                .iter()
-                .map(|(key, value)| format!("mixer.{key}={value}"))
-                .collect();
-            let config = resolve(&a).unwrap_or_else(|e| panic!("{name} on {preset}: {e:#}"));
-            for (key, value) in &settings {
-                assert_eq!(config.mixer.get(key), Some(value), "{name}: mixer.{key}");
+fn every_sweep_file_resolves_and_matches_its_published_table() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/sweeps");
+    let numbers = PublishedNumbers::load(&published_path()).unwrap();
+    let mut files = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        files += 1;
+        let sweep = SweepFile::load(&path).unwrap_or_else(|e| panic!("{e:#}"));
+        for cell in sweep.cells() {
+            let config = cell_config(&cell).unwrap_or_else(|e| {
+                panic!(
+                    "{}: cell {} ({}): {e:#}",
+                    path.display(),
+                    cell.index,
+                    cell.row
+                )
+            });
+            let row = sweep.rows.iter().find(|r| r.name == cell.row).unwrap();
+            for (key, value) in &row.mixer {
+                assert_eq!(
+                    config.mixer.get(key),
+                    Some(value),
+                    "{}: mixer.{key}",
+                    cell.row
+                );
+            }
+            if let Some(source) = &sweep.published {
+                assert!(
+                    numbers.get(source, &cell.row, &cell.task).is_some(),
+                    "{}: no published {source} number for `{}` on {}",
+                    path.display(),
+                    cell.row,
+                    cell.task
+                );
             }
         }
     }
+    assert!(files >= 1);
     assert!(
         !list_presets().iter().any(|p| p.starts_with("sweeps/")),
         "sweep grids are not presets"

@@ -5,3 +5,5 @@ pub mod bench;
 pub mod data;
 pub mod list;
 pub mod run;
+pub mod sweep;
+pub mod table;

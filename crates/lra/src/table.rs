@@ -1,0 +1,307 @@
+//! Accuracy tables: run summaries collected into rows (methods) × columns (tasks) with the mean
+//! over seeds, next to published numbers (`experiments/published/lra.csv`) and the difference.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow};
+use serde::{Deserialize, Serialize};
+
+use crate::results::Summary;
+
+/// A published accuracy: a percentage, or a failure the paper reports (Path-X "FAIL").
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Published {
+    Accuracy(f64),
+    Fail,
+}
+
+/// `experiments/published/lra.csv`: one row per (source table, method).
+#[derive(Clone, Debug, Default)]
+pub struct PublishedNumbers {
+    /// (source, method, task) → value.
+    values: BTreeMap<(String, String, String), Published>,
+}
+
+/// Task columns of the published-numbers file, in the LRA paper's order.
+pub const PUBLISHED_TASKS: [&str; 6] = [
+    "listops",
+    "text",
+    "retrieval",
+    "image",
+    "pathfinder",
+    "pathx",
+];
+
+impl PublishedNumbers {
+    /// Reads the published-numbers CSV (`source,method,<tasks…>,avg,notes`).
+    pub fn load(path: &Path) -> Result<Self> {
+        let mut reader = csv::Reader::from_path(path)
+            .with_context(|| format!("cannot read published numbers {}", path.display()))?;
+        let headers = reader.headers()?.clone();
+        let column = |name: &str| {
+            headers
+                .iter()
+                .position(|h| h == name)
+                .ok_or_else(|| anyhow!("{}: no `{name}` column", path.display()))
+        };
+        let (source_col, method_col) = (column("source")?, column("method")?);
+        let task_cols = PUBLISHED_TASKS
+            .iter()
+            .map(|t| Ok((*t, column(t)?)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut values = BTreeMap::new();
+        for (line, record) in reader.records().enumerate() {
+            let record =
+                record.with_context(|| format!("{}: line {}", path.display(), line + 2))?;
+            for &(task, col) in &task_cols {
+                let raw = record.get(col).unwrap_or("").trim();
+                let value = match raw {
+                    "" | "NA" => continue,
+                    "FAIL" => Published::Fail,
+                    number => Published::Accuracy(number.parse().with_context(|| {
+                        format!(
+                            "{}: line {}, column `{task}`: expected a percentage or FAIL, found `{number}`",
+                            path.display(),
+                            line + 2
+                        )
+                    })?),
+                };
+                let key = (
+                    record[source_col].to_string(),
+                    record[method_col].to_string(),
+                    task.to_string(),
+                );
+                values.insert(key, value);
+            }
+        }
+        Ok(Self { values })
+    }
+
+    /// The published number of `method` on `task` in table `source`.
+    pub fn get(&self, source: &str, method: &str, task: &str) -> Option<Published> {
+        self.values
+            .get(&(source.to_string(), method.to_string(), task.to_string()))
+            .copied()
+    }
+
+    /// Whether `source` names a table in the file.
+    pub fn has_source(&self, source: &str) -> bool {
+        self.values.keys().any(|(s, _, _)| s == source)
+    }
+}
+
+/// The repository's published-numbers file.
+pub fn published_path() -> PathBuf {
+    let local = PathBuf::from("experiments/published/lra.csv");
+    if local.is_file() {
+        local
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/published/lra.csv")
+    }
+}
+
+/// Test accuracies (in %) of one cell's seeds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scores(pub Vec<f64>);
+
+impl Scores {
+    fn mean(&self) -> Option<f64> {
+        (!self.0.is_empty()).then(|| self.0.iter().sum::<f64>() / self.0.len() as f64)
+    }
+
+    /// Sample standard deviation; `None` below two seeds.
+    fn std(&self) -> Option<f64> {
+        let mean = self.mean()?;
+        let n = self.0.len();
+        (n >= 2).then(|| {
+            (self.0.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        })
+    }
+}
+
+/// A table to render: rows in order, tasks in order, scores per (row, task).
+#[derive(Clone, Debug, Default)]
+pub struct Table {
+    pub rows: Vec<String>,
+    pub tasks: Vec<String>,
+    pub scores: BTreeMap<(String, String), Scores>,
+    /// Source column of the published numbers to compare with.
+    pub published_source: Option<String>,
+}
+
+/// One line of `table.csv`.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct TableCsvRow {
+    pub method: String,
+    pub task: String,
+    pub seeds: usize,
+    pub mean: Option<f64>,
+    pub std: Option<f64>,
+    pub published: Option<String>,
+    pub delta: Option<f64>,
+}
+
+impl Table {
+    /// Adds a finished run's test accuracy to (row, task).
+    pub fn add(&mut self, row: &str, task: &str, summary: &Summary) {
+        self.scores
+            .entry((row.to_string(), task.to_string()))
+            .or_default()
+            .0
+            .push(summary.test_accuracy * 100.0);
+    }
+
+    fn scores(&self, row: &str, task: &str) -> Option<&Scores> {
+        self.scores.get(&(row.to_string(), task.to_string()))
+    }
+
+    fn published(&self, numbers: &PublishedNumbers, row: &str, task: &str) -> Option<Published> {
+        numbers.get(self.published_source.as_deref()?, row, task)
+    }
+
+    /// Markdown: one row per method, one column per task and the average over tasks; each cell
+    /// `ours ± std` and, with published numbers, `/ paper (Δ)`.
+    pub fn markdown(&self, numbers: &PublishedNumbers) -> String {
+        let mut out = String::new();
+        if let Some(source) = &self.published_source {
+            out.push_str(&format!(
+                "Test accuracy (%), mean ± std over seeds; `ours / {source} (ours − published)`.\n\n"
+            ));
+        } else {
+            out.push_str("Test accuracy (%), mean ± std over seeds.\n\n");
+        }
+        out.push_str(&format!("| method | {} | avg |\n", self.tasks.join(" | ")));
+        out.push_str(&format!("|---|{}---|\n", "---|".repeat(self.tasks.len())));
+        for row in &self.rows {
+            let mut cells: Vec<String> = self
+                .tasks
+                .iter()
+                .map(|task| {
+                    let ours = self.scores(row, task).cloned().unwrap_or_default();
+                    format_cell(ours.mean(), ours.std(), self.published(numbers, row, task))
+                })
+                .collect();
+            cells.push(self.average_cell(numbers, row));
+            out.push_str(&format!("| {row} | {} |\n", cells.join(" | ")));
+        }
+        out
+    }
+
+    /// Mean over tasks of our means, next to the mean of the published numbers over the same
+    /// tasks (a published FAIL counts as 50%, chance level, as the S4 paper's average does).
+    fn average_cell(&self, numbers: &PublishedNumbers, row: &str) -> String {
+        let ours: Option<Vec<f64>> = self
+            .tasks
+            .iter()
+            .map(|t| self.scores(row, t).and_then(Scores::mean))
+            .collect();
+        let theirs: Option<Vec<f64>> = self
+            .tasks
+            .iter()
+            .map(|t| match self.published(numbers, row, t)? {
+                Published::Accuracy(a) => Some(a),
+                Published::Fail => Some(50.0),
+            })
+            .collect();
+        let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
+        format_cell(
+            ours.map(mean),
+            None,
+            theirs.map(|v| Published::Accuracy(mean(v))),
+        )
+    }
+
+    /// The table as CSV rows (method, task, seeds, mean, std, published, delta).
+    pub fn csv_rows(&self, numbers: &PublishedNumbers) -> Vec<TableCsvRow> {
+        let mut rows = Vec::new();
+        for row in &self.rows {
+            for task in &self.tasks {
+                let ours = self.scores(row, task).cloned().unwrap_or_default();
+                let published = self.published(numbers, row, task);
+                rows.push(TableCsvRow {
+                    method: row.clone(),
+                    task: task.clone(),
+                    seeds: ours.0.len(),
+                    mean: ours.mean(),
+                    std: ours.std(),
+                    published: published.map(|p| match p {
+                        Published::Accuracy(a) => format!("{a:.2}"),
+                        Published::Fail => "FAIL".into(),
+                    }),
+                    delta: match (ours.mean(), published) {
+                        (Some(m), Some(Published::Accuracy(a))) => Some(m - a),
+                        _ => None,
+                    },
+                });
+            }
+        }
+        rows
+    }
+}
+
+fn format_cell(mean: Option<f64>, std: Option<f64>, published: Option<Published>) -> String {
+    let ours = match (mean, std) {
+        (Some(m), Some(s)) => format!("{m:.2} ± {s:.2}"),
+        (Some(m), None) => format!("{m:.2}"),
+        (None, _) => "—".to_string(),
+    };
+    match (mean, published) {
+        (_, None) => ours,
+        (Some(m), Some(Published::Accuracy(a))) => format!("{ours} / {a:.2} ({:+.2})", m - a),
+        (None, Some(Published::Accuracy(a))) => format!("{ours} / {a:.2}"),
+        (_, Some(Published::Fail)) => format!("{ours} / FAIL"),
+    }
+}
+
+/// Every `summary.json` below `root` (recursively), with its path.
+pub fn find_summaries(root: &Path) -> Result<Vec<(PathBuf, Summary)>> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let entries =
+            std::fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.file_name().is_some_and(|n| n == "summary.json") {
+                found.push((path.clone(), read_summary(&path)?));
+            }
+        }
+    }
+    found.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(found)
+}
+
+/// Reads one `summary.json`.
+pub fn read_summary(path: &Path) -> Result<Summary> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{}: not a run summary", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cells_show_mean_std_published_and_difference() {
+        assert_eq!(
+            format_cell(Some(37.0), Some(0.5), Some(Published::Accuracy(36.37))),
+            "37.00 ± 0.50 / 36.37 (+0.63)"
+        );
+        assert_eq!(
+            format_cell(Some(50.1), None, Some(Published::Fail)),
+            "50.10 / FAIL"
+        );
+        assert_eq!(format_cell(None, None, None), "—");
+    }
+
+    #[test]
+    fn std_is_the_sample_standard_deviation() {
+        let s = Scores(vec![1.0, 3.0]);
+        assert_eq!(s.mean(), Some(2.0));
+        assert!((s.std().unwrap() - 2f64.sqrt()).abs() < 1e-12);
+        assert_eq!(Scores(vec![1.0]).std(), None);
+    }
+}
