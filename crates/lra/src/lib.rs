@@ -8,6 +8,7 @@ pub mod config;
 pub mod device;
 pub mod memory;
 pub mod npy;
+pub mod plot;
 pub mod results;
 pub mod schedule;
 pub mod sweep;

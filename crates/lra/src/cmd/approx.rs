@@ -20,6 +20,7 @@ use serde::Serialize;
 use crate::config::parse_value;
 use crate::device;
 use crate::npy::{self, Array};
+use crate::plot::plot_error;
 use crate::results::atomic_write;
 
 /// Options of `lra approx`.
@@ -415,10 +416,6 @@ fn plot(rows: &[ApproxRow]) -> Result<String> {
         root.present().map_err(plot_error)?;
     }
     Ok(svg)
-}
-
-fn plot_error<E: std::fmt::Debug>(error: E) -> anyhow::Error {
-    anyhow!("drawing the plot: {error:?}")
 }
 
 fn run_files(args: &ApproxArgs, kind: MixerKind, q_path: &Path, device: &Device) -> Result<()> {

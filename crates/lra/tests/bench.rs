@@ -1,0 +1,95 @@
+//! `lra bench` at tiny sizes: every requested method × length × mode gets a row, and the
+//! Markdown table and charts are written next to the CSV.
+
+use std::collections::BTreeSet;
+
+use lra::cmd::bench::{BenchCommand, EfficiencyArgs, MixerArgs, Mode, execute};
+use lra_model::MixerKind;
+
+/// Peak memory is measured by the counting allocator, as in the `lra` binary.
+#[global_allocator]
+static ALLOCATOR: lra::memory::PeakAllocator<std::alloc::System> =
+    lra::memory::PeakAllocator(std::alloc::System);
+
+fn csv_keys(path: &std::path::Path) -> BTreeSet<(String, String, usize)> {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    reader
+        .deserialize::<std::collections::HashMap<String, String>>()
+        .map(|row| {
+            let row = row.unwrap();
+            let ms: f64 = row["median_ms"].parse().unwrap();
+            let mib: f64 = row["peak_mib"].parse().unwrap();
+            assert!(ms > 0.0 && mib > 0.0, "{row:?}");
+            (
+                row["attention"].clone(),
+                row["mode"].clone(),
+                row["seq_len"].parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn mixer_bench_covers_every_registered_mixer_and_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mixers.csv");
+    execute(BenchCommand::Mixers(MixerArgs {
+        attention: Vec::new(),
+        seq_len: vec![64, 96],
+        batch: 1,
+        d_model: 16,
+        heads: 2,
+        mode: Mode::Train,
+        repeats: 1,
+        device: "cpu".into(),
+        out: out.clone(),
+    }))
+    .unwrap();
+    let expected: BTreeSet<_> = MixerKind::ALL
+        .iter()
+        .flat_map(|k| [64, 96].map(|n| (k.name().to_string(), "train".to_string(), n)))
+        .collect();
+    assert_eq!(csv_keys(&out), expected);
+    let svg = std::fs::read_to_string(dir.path().join("mixers-time.svg")).unwrap();
+    assert!(
+        svg.contains("softmax, slope"),
+        "legend names each method with its slope"
+    );
+}
+
+#[test]
+fn efficiency_bench_times_the_whole_model_in_both_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("efficiency.csv");
+    execute(BenchCommand::Efficiency(EfficiencyArgs {
+        file: concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../experiments/bench/lra-efficiency.toml"
+        )
+        .into(),
+        attention: vec!["softmax".into(), "linear".into()],
+        seq_len: vec![32, 64],
+        batch: Some(2),
+        mode: Some(Mode::Both),
+        repeats: Some(1),
+        device: "cpu".into(),
+        out: out.clone(),
+    }))
+    .unwrap();
+    let expected: BTreeSet<_> = ["softmax", "linear"]
+        .iter()
+        .flat_map(|a| {
+            ["train", "forward"]
+                .iter()
+                .flat_map(move |m| [32, 64].map(|n| (a.to_string(), m.to_string(), n)))
+        })
+        .collect();
+    assert_eq!(csv_keys(&out), expected);
+    let markdown = std::fs::read_to_string(dir.path().join("efficiency.md")).unwrap();
+    assert!(markdown.contains("| linear | "), "{markdown}");
+    assert!(
+        markdown.contains("×)"),
+        "ratios to the baseline: {markdown}"
+    );
+    assert!(dir.path().join("efficiency-memory.svg").is_file());
+}
