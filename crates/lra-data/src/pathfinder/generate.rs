@@ -570,30 +570,20 @@ impl Scene<'_> {
         false
     }
 
-    /// Each contour's polyline: first paddle start, the joints, last paddle end.
+    /// Each contour's polyline (first paddle start, the joints, last paddle end), in contour order.
     fn contours(&self) -> Vec<Vec<Point>> {
-        let mut contours: Vec<Vec<Point>> = Vec::new();
-        for (i, piece) in self.pieces.iter().enumerate() {
-            if piece.index == 0 {
-                contours.push(vec![piece.core.a]);
-            } else {
-                contours
-                    .last_mut()
-                    .expect("a contour starts at index 0")
-                    .push(piece.line.a);
-            }
-            let ends_contour = self
-                .pieces
-                .get(i + 1)
-                .is_none_or(|next| next.snake != piece.snake);
-            if ends_contour {
-                contours
-                    .last_mut()
-                    .expect("pushed above")
-                    .push(piece.core.b);
-            }
-        }
-        contours
+        // The target contours grow in turns, so their pieces interleave in `pieces`.
+        let mut pieces = self.pieces.clone();
+        pieces.sort_by_key(|piece| (piece.snake, piece.index));
+        pieces
+            .chunk_by(|a, b| a.snake == b.snake)
+            .map(|chain| {
+                let mut points = vec![chain[0].core.a];
+                points.extend(chain[1..].iter().map(|piece| piece.line.a));
+                points.push(chain[chain.len() - 1].core.b);
+                points
+            })
+            .collect()
     }
 }
 
