@@ -453,9 +453,13 @@ impl Scene<'_> {
             return false;
         }
         let paddle_gap = 2.0 * self.margin + self.shape.paddle_thickness;
+        let either_gap = paddle_gap.max(TRACE_GAP);
         self.pieces.iter().all(|other| {
             let joined = other.snake == piece.snake && other.index + 1 == piece.index;
+            // Most pieces are far away; their bounding boxes settle it without exact distances
+            // (cores lie inside lines, so both gaps hold).
             joined
+                || piece.line.box_separation(&other.line) >= either_gap
                 || (piece.core.distance(&other.core) >= paddle_gap
                     && piece.line.distance(&other.line) >= TRACE_GAP)
         })

@@ -90,6 +90,19 @@ impl Segment {
             .min(other.distance_to_point(self.b))
     }
 
+    /// A lower bound of [`Segment::distance`]: the larger of the gaps between the two bounding
+    /// boxes along x and along y (0 when the boxes overlap).
+    pub fn box_separation(&self, other: &Segment) -> f32 {
+        let gap = |a0: f32, a1: f32, b0: f32, b1: f32| {
+            let (a_lo, a_hi) = (a0.min(a1), a0.max(a1));
+            let (b_lo, b_hi) = (b0.min(b1), b0.max(b1));
+            (a_lo - b_hi).max(b_lo - a_hi).max(0.0)
+        };
+        let x = gap(self.a.x, self.b.x, other.a.x, other.b.x);
+        let y = gap(self.a.y, self.b.y, other.a.y, other.b.y);
+        x.max(y)
+    }
+
     /// Whether the segments cross at a point interior to both (touching ends count as distance 0
     /// through the endpoint distances anyway).
     fn crosses(&self, other: &Segment) -> bool {
@@ -133,5 +146,25 @@ mod tests {
         assert_eq!(s.distance(&seg(4.0, 0.0, 6.0, 3.0)), 0.0);
         // A T: the other segment's end lies 1 above the middle.
         assert_eq!(s.distance(&seg(2.0, 1.0, 2.0, 5.0)), 1.0);
+    }
+
+    #[test]
+    fn box_separation_never_exceeds_the_distance() {
+        let s = seg(0.0, 0.0, 4.0, 1.0);
+        assert_eq!(s.box_separation(&seg(7.0, 5.0, 9.0, 9.0)), 4.0);
+        assert_eq!(s.box_separation(&seg(2.0, -1.0, 2.0, 3.0)), 0.0);
+        for k in 0..200 {
+            let t = k as f32 * 0.37;
+            let other = seg(
+                6.0 * t.cos(),
+                5.0 * t.sin(),
+                3.0 + t.sin(),
+                7.0 * (t * 1.3).cos(),
+            );
+            assert!(
+                s.box_separation(&other) <= s.distance(&other) + 1e-6,
+                "{other:?}"
+            );
+        }
     }
 }
