@@ -1,9 +1,12 @@
 //! Times the Pathfinder generator writing PNGs and metadata into a temporary folder.
 //!
 //! `cargo run --release -p lra-data --example pathfinder_bench -- [resolution] [images] [threads]`
-//! (defaults: 128, 2000, 2) prints images per second and the projected time for 200,000 images.
+//! (defaults: 128, 2000, 2) prints images per second and the projected time for 200,000 images,
+//! then times reading the set back and checking it.
 
-use lra_data::pathfinder::{GeneratorConfig, generate};
+use std::time::Instant;
+
+use lra_data::pathfinder::{GeneratorConfig, check, find, generate, load, read_records};
 
 /// Images in one LRA-sized set, for the projection.
 const RELEASE_SET_SIZE: f64 = 200_000.0;
@@ -42,8 +45,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "positives {:.3}, mean target-pair attempts {:.2}, distractors drawn {} of {}",
         stats.positives as f64 / stats.images as f64,
         stats.mean_pair_attempts,
-        stats.distractors.0,
-        stats.distractors.1
+        stats.distractors_drawn,
+        stats.distractors_wanted
+    );
+
+    let start = Instant::now();
+    let layout = pool.install(|| find(out.path(), config.variant()))?;
+    let records = read_records(&layout)?;
+    let loaded = pool.install(|| load(&layout, &records))?;
+    let read_seconds = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let report = pool.install(|| check(&layout));
+    println!(
+        "read back {} images in {read_seconds:.2} s ({:.0} images/s); check in {:.2} s: {} problems",
+        loaded.samples.len(),
+        loaded.samples.len() as f64 / read_seconds,
+        start.elapsed().as_secs_f64(),
+        report.problems.len()
     );
     Ok(())
 }

@@ -334,8 +334,8 @@ impl Generator {
 
     /// Draws image `index`; the result depends only on the configuration and `index`.
     ///
-    /// Fails when the two target contours do not fit after [`MAX_PAIR_ATTEMPTS`] tries (settings
-    /// that leave no room for them).
+    /// Fails when the two target contours do not fit after 10,000 tries (settings that leave no
+    /// room for them; the release presets need about 30 to 900 on average).
     pub fn image(&self, index: u64) -> Result<GeneratedImage> {
         let mut rng = ChaCha8Rng::seed_from_u64(self.config.seed);
         rng.set_stream(index);
@@ -591,6 +591,14 @@ impl Scene<'_> {
     }
 }
 
+/// What [`generate`] keeps of one image for the metadata and the totals.
+struct Drawn {
+    label: u32,
+    margin: f32,
+    pair_attempts: u32,
+    distractors: u32,
+}
+
 /// Totals of one [`generate`] run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Stats {
@@ -602,8 +610,10 @@ pub struct Stats {
     pub positives: usize,
     /// Mean tries per image for the two target contours.
     pub mean_pair_attempts: f64,
-    /// Distractor contours drawn, and asked for, over all images.
-    pub distractors: (u64, u64),
+    /// Distractor contours drawn over all images.
+    pub distractors_drawn: u64,
+    /// Distractor contours asked for over all images; some do not fit in crowded images.
+    pub distractors_wanted: u64,
     /// Wall-clock seconds.
     pub seconds: f64,
 }
@@ -645,7 +655,7 @@ pub fn generate(config: &GeneratorConfig, out: &Path) -> Result<Stats> {
     }
 
     let side = config.resolution;
-    let drawn: Vec<(u32, f32, u32, u32)> = (0..config.images)
+    let drawn: Vec<Drawn> = (0..config.images)
         .into_par_iter()
         .map(|i| {
             let image = generator.image(i as u64)?;
@@ -654,45 +664,42 @@ pub fn generate(config: &GeneratorConfig, out: &Path) -> Result<Stats> {
                 .join((i / per_batch).to_string())
                 .join(format!("sample_{}.png", i % per_batch));
             fs::write(&path, png_io::encode_gray(side, &image.pixels)).map_err(io_error(&path))?;
-            Ok((
-                image.label,
-                image.margin,
-                image.pair_attempts,
-                image.distractors,
-            ))
+            Ok(Drawn {
+                label: image.label,
+                margin: image.margin,
+                pair_attempts: image.pair_attempts,
+                distractors: image.distractors,
+            })
         })
         .collect::<Result<_>>()?;
 
     for (batch, chunk) in drawn.chunks(per_batch).enumerate() {
         let mut text = String::new();
-        for (j, &(label, margin, ..)) in chunk.iter().enumerate() {
+        for (j, image) in chunk.iter().enumerate() {
             // Fields as the official `accumulate_meta`: folder, file, index, label, continuity,
             // contour length, distractor length, paddle length, thickness, margin, contrast count.
             text.push_str(&format!(
-                "imgs/{batch} sample_{j}.png {j} {label} {:?} {} {} {} {} {} 1\n",
+                "imgs/{batch} sample_{j}.png {j} {} {:?} {} {} {} {} {} 1\n",
+                image.label,
                 shape.continuity,
                 config.contour_length,
                 shape.distractor_length,
                 shape.paddle_length,
                 shape.paddle_thickness,
-                margin
+                image.margin
             ));
         }
         write_atomically(&metadata_dir.join(format!("{batch}.npy")), text.as_bytes())?;
     }
 
-    let positives = drawn.iter().filter(|d| d.0 == 1).count();
-    let attempts: u64 = drawn.iter().map(|d| u64::from(d.2)).sum();
-    let placed: u64 = drawn.iter().map(|d| u64::from(d.3)).sum();
+    let total = |field: fn(&Drawn) -> u32| drawn.iter().map(|d| u64::from(field(d))).sum::<u64>();
     Ok(Stats {
         dir,
         images: drawn.len(),
-        positives,
-        mean_pair_attempts: attempts as f64 / drawn.len().max(1) as f64,
-        distractors: (
-            placed,
-            drawn.len() as u64 * u64::from(shape.distractor_snakes),
-        ),
+        positives: total(|d| d.label) as usize,
+        mean_pair_attempts: total(|d| d.pair_attempts) as f64 / drawn.len().max(1) as f64,
+        distractors_drawn: total(|d| d.distractors),
+        distractors_wanted: drawn.len() as u64 * u64::from(shape.distractor_snakes),
         seconds: start.elapsed().as_secs_f64(),
     })
 }
