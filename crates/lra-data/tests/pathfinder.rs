@@ -639,6 +639,21 @@ fn invalid_generator_settings_name_the_field() {
             "{error:?} should start with {field:?}"
         );
     }
+    // Valid but infeasible: a 20 px paddle cannot fit from the centre of a 32 px image.
+    let cramped = GeneratorConfig {
+        shape: Some(pathfinder::Shape {
+            paddle_length: 20.0,
+            ..pathfinder::Shape::preset(Variant::PATHFINDER)
+        }),
+        ..GeneratorConfig::default()
+    };
+    let error = Generator::new(&cramped)
+        .unwrap()
+        .image(0)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("did not fit in 100000 attempts"), "{error}");
+
     let error = serde_json_like_unknown_field();
     assert!(error.contains("unknown field"), "{error}");
 }
@@ -678,6 +693,10 @@ fn presets_follow_the_release_settings() {
         Variant::PATH_X.relative_dir(),
         Path::new("pathfinder128/curv_contour_length_14")
     );
+    assert_eq!(Variant::for_task("pathx"), Some(Variant::PATH_X));
+    assert_eq!(Variant::for_task("pathfinder"), Some(Variant::PATHFINDER));
+    assert_eq!(Variant::for_task("path256").unwrap().seq_len(), 65_536);
+    assert_eq!(Variant::for_task("path-x"), None);
     assert_eq!(
         Variant {
             resolution: 32,

@@ -80,6 +80,16 @@ impl Variant {
         contour_length: 14,
     };
 
+    /// The set of an LRA task name: `pathfinder`, `pathx` or `path256` (all contour length 14).
+    pub fn for_task(name: &str) -> Option<Variant> {
+        match name {
+            "pathfinder" => Some(Self::PATHFINDER),
+            "pathx" => Some(Self::PATH_X),
+            "path256" => Some(Self::PATH_256),
+            _ => None,
+        }
+    }
+
     /// Release folder of the resolution, e.g. `pathfinder128`.
     pub fn resolution_dir(&self) -> String {
         format!("pathfinder{}", self.resolution)
