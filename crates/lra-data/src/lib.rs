@@ -5,6 +5,7 @@
 pub mod error;
 pub mod example;
 pub mod listops;
+pub mod pathfinder;
 
 pub use error::{DataError, Result};
 pub use example::{Example, PAD_ID, Split, TaskData, pad_to};
