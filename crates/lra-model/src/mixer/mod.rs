@@ -6,6 +6,7 @@
 //! needs no special case for them.
 
 pub mod cur;
+pub mod fno;
 mod heads;
 pub mod lara;
 pub mod linear;
@@ -24,6 +25,7 @@ pub mod sktr;
 pub mod soft;
 pub mod softmax;
 pub mod sparse;
+mod spectral;
 pub mod synthesizer;
 #[cfg(test)]
 mod testing;
