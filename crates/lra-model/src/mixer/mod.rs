@@ -5,6 +5,7 @@
 //! [`MixerInput::carry`] / [`MixerOutput::carry`]; the encoder threads it through unchanged, so it
 //! needs no special case for them.
 
+pub mod afno;
 pub mod cur;
 pub mod fno;
 mod heads;

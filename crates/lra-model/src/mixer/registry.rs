@@ -9,7 +9,7 @@ use burn::module::Module;
 use burn::tensor::Device;
 
 use super::{
-    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, cur, fno, lara, linear, linformer,
+    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, afno, cur, fno, lara, linear, linformer,
     local, lowrank, luna, nystrom, performer, ra, sinkhorn, skeinformer, sktr, soft, softmax,
     sparse, synthesizer,
 };
@@ -137,6 +137,7 @@ mixers! {
     Cur => "cur", cur::CurConfig, cur::CurAttention;
     LowRank => "lowrank", lowrank::LowRankConfig, lowrank::LowRankAttention;
     Fno => "fno", fno::FnoConfig, fno::FnoMixer;
+    Afno => "afno", afno::AfnoConfig, afno::AfnoMixer;
 }
 
 impl MixerKind {
