@@ -7,6 +7,7 @@
 
 pub mod afno;
 pub mod cur;
+pub mod fedformer;
 pub mod fno;
 mod heads;
 pub mod lara;

@@ -9,9 +9,9 @@ use burn::module::Module;
 use burn::tensor::Device;
 
 use super::{
-    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, afno, cur, fno, lara, linear, linformer,
-    local, lowrank, luna, nystrom, performer, ra, sinkhorn, skeinformer, sktr, soft, softmax,
-    sparse, synthesizer,
+    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, afno, cur, fedformer, fno,
+    lara, linear, linformer, local, lowrank, luna, nystrom, performer, ra, sinkhorn, skeinformer,
+    sktr, soft, softmax, sparse, synthesizer,
 };
 use crate::ConfigError;
 
@@ -138,6 +138,7 @@ mixers! {
     LowRank => "lowrank", lowrank::LowRankConfig, lowrank::LowRankAttention;
     Fno => "fno", fno::FnoConfig, fno::FnoMixer;
     Afno => "afno", afno::AfnoConfig, afno::AfnoMixer;
+    Fedformer => "fedformer", fedformer::FedformerConfig, fedformer::FedformerMixer;
 }
 
 impl MixerKind {

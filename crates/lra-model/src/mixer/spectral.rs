@@ -40,6 +40,14 @@ impl<const D: usize> Complex<D> {
         }
     }
 
+    /// Applies the same rank-changing shape operation to both parts.
+    pub fn map_rank<const E: usize>(self, f: impl Fn(Tensor<D>) -> Tensor<E>) -> Complex<E> {
+        Complex {
+            re: f(self.re),
+            im: f(self.im),
+        }
+    }
+
     /// Batched complex matrix product `self · rhs` on the last two dimensions, as ONE real
     /// matmul: `[re, im] · [[W_re, W_im], [-W_im, W_re]] = [re·W_re - im·W_im, re·W_im + im·W_re]`.
     ///
