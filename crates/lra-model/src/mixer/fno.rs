@@ -12,8 +12,8 @@
 //!
 //! Deviations from the official code, and why:
 //! - Only the spectral convolution: the FNO layer `GELU(K(x) + W x)` gets its pointwise path and
-//!   nonlinearity from the Transformer block around the mixer (residual and FFN), as in the FNO
-//!   token-mixer use (AFNO paper, Guibas et al. 2022, "FNO" baseline).
+//!   nonlinearity from the Transformer block around the mixer (its residual and FFN), so the
+//!   mixer is the spectral convolution `K` alone.
 //! - FFT grid: the tokens are zero-extended to `next_pow2(2·max_len)` points (Burn's FFT needs a
 //!   power of two; the margin avoids circular wrap-around of the end into the start, see
 //!   [`spectral`](super::spectral)); `fourier_1d.py` transforms a periodic grid as is. `modes`
