@@ -5,7 +5,10 @@
 //! [`MixerInput::carry`] / [`MixerOutput::carry`]; the encoder threads it through unchanged, so it
 //! needs no special case for them.
 
+pub mod afno;
 pub mod cur;
+pub mod fedformer;
+pub mod fno;
 mod heads;
 pub mod lara;
 pub mod linear;
@@ -24,6 +27,7 @@ pub mod sktr;
 pub mod soft;
 pub mod softmax;
 pub mod sparse;
+mod spectral;
 pub mod synthesizer;
 #[cfg(test)]
 mod testing;

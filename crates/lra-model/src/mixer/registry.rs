@@ -133,6 +133,9 @@ mixers! {
     Nystrom => "nystrom", nystrom::NystromConfig, nystrom::NystromAttention;
     Cur => "cur", cur::CurConfig, cur::CurAttention;
     LowRank => "lowrank", lowrank::LowRankConfig, lowrank::LowRankAttention;
+    Fno => "fno", fno::FnoConfig, fno::FnoMixer;
+    Afno => "afno", afno::AfnoConfig, afno::AfnoMixer;
+    Fedformer => "fedformer", fedformer::FedformerConfig, fedformer::FedformerMixer;
 }
 
 impl MixerKind {
