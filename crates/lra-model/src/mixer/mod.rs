@@ -15,6 +15,7 @@ pub mod lowrank;
 pub mod luna;
 pub mod nystrom;
 pub mod performer;
+pub mod pixelfly;
 pub mod ra;
 pub mod reference;
 mod registry;

@@ -10,8 +10,8 @@ use burn::tensor::Device;
 
 use super::{
     Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, cur, lara, linear, linformer,
-    local, lowrank, luna, nystrom, performer, ra, scatterbrain, sinkhorn, skeinformer, sktr, soft,
-    softmax, sparse, synthesizer,
+    local, lowrank, luna, nystrom, performer, pixelfly, ra, scatterbrain, sinkhorn, skeinformer,
+    sktr, soft, softmax, sparse, synthesizer,
 };
 use crate::ConfigError;
 
@@ -136,6 +136,7 @@ mixers! {
     Nystrom => "nystrom", nystrom::NystromConfig, nystrom::NystromAttention;
     Cur => "cur", cur::CurConfig, cur::CurAttention;
     LowRank => "lowrank", lowrank::LowRankConfig, lowrank::LowRankAttention;
+    Pixelfly => "pixelfly", pixelfly::PixelflyConfig, pixelfly::PixelflyAttention;
     Scatterbrain => "scatterbrain", scatterbrain::ScatterbrainConfig, scatterbrain::ScatterbrainAttention;
 }
 

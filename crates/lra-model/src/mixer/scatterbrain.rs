@@ -387,7 +387,7 @@ fn pad_tail<const D: usize>(x: Tensor<D>, len: usize, value: f32) -> Tensor<D> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use burn::tensor::{Distribution, Tolerance};
 
     use super::*;
