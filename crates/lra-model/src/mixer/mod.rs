@@ -5,6 +5,7 @@
 //! [`MixerInput::carry`] / [`MixerOutput::carry`]; the encoder threads it through unchanged, so it
 //! needs no special case for them.
 
+pub mod contextpool;
 pub mod cur;
 mod heads;
 pub mod lara;

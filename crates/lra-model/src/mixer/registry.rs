@@ -9,9 +9,9 @@ use burn::module::Module;
 use burn::tensor::Device;
 
 use super::{
-    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, cur, lara, linear, linformer,
-    local, lowrank, luna, nystrom, performer, pixelfly, ra, scatterbrain, sinkhorn, skeinformer,
-    sktr, soft, softmax, sparse, synthesizer,
+    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, contextpool, cur, lara,
+    linear, linformer, local, lowrank, luna, nystrom, performer, pixelfly, ra, scatterbrain,
+    sinkhorn, skeinformer, sktr, soft, softmax, sparse, synthesizer,
 };
 use crate::ConfigError;
 
@@ -138,6 +138,7 @@ mixers! {
     LowRank => "lowrank", lowrank::LowRankConfig, lowrank::LowRankAttention;
     Pixelfly => "pixelfly", pixelfly::PixelflyConfig, pixelfly::PixelflyAttention;
     Scatterbrain => "scatterbrain", scatterbrain::ScatterbrainConfig, scatterbrain::ScatterbrainAttention;
+    ContextPool => "contextpool", contextpool::ContextPoolConfig, contextpool::ContextPoolMixer;
 }
 
 impl MixerKind {
