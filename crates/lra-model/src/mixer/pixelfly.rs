@@ -170,18 +170,16 @@ fn flat_butterfly(seq: usize, block: usize, n_factors: Option<usize>) -> BlockSu
     let factors = n_factors.unwrap_or(levels).min(levels);
     let slots = 1 + factors;
     let mut key_blocks = Vec::with_capacity(blocks * slots);
-    let mut keep = vec![0f32; blocks * block * slots * block];
+    // Every query of a block keeps the same keys: one row of `keep` per block.
+    let mut keep = vec![0f32; blocks * slots * block];
     for query_block in 0..blocks {
         let partners = (0..factors).map(|t| query_block ^ (1 << t));
         for (slot, key_block) in std::iter::once(query_block).chain(partners).enumerate() {
             let valid = key_block < blocks;
             key_blocks.push(if valid { key_block } else { query_block });
             if valid {
-                let rows = (query_block * block..(query_block + 1) * block)
-                    .map(|row| (row * slots + slot) * block);
-                for start in rows {
-                    keep[start..start + block].fill(1.0);
-                }
+                let start = (query_block * slots + slot) * block;
+                keep[start..start + block].fill(1.0);
             }
         }
     }
@@ -190,6 +188,7 @@ fn flat_butterfly(seq: usize, block: usize, n_factors: Option<usize>) -> BlockSu
         blocks,
         slots,
         key_blocks,
+        keep_rows: 1,
         keep,
     }
 }
@@ -252,7 +251,7 @@ mod tests {
         let kept_blocks = |support: &BlockSupport, query_block: usize| -> Vec<usize> {
             let (l, slots) = (support.block, support.slots);
             (0..slots)
-                .filter(|slot| support.keep[(query_block * l * slots + slot) * l] == 1.0)
+                .filter(|slot| support.keep[(query_block * slots + slot) * l] == 1.0)
                 .map(|slot| support.key_blocks[query_block * slots + slot])
                 .collect()
         };

@@ -185,7 +185,9 @@ pub(crate) struct BlockSupport {
     pub slots: usize,
     /// `nb·K` key block indices; empty slots repeat a valid index and are zero in `keep`.
     pub key_blocks: Vec<usize>,
-    /// `[nb, l, K·l]` row-major: 1 where query `(B, r)` keeps gathered key `(slot, c)`.
+    /// Rows of `keep` per query block: `l`, or 1 when all queries of a block keep the same keys.
+    pub keep_rows: usize,
+    /// `[nb, keep_rows, K·l]` row-major: 1 where query `(B, r)` keeps gathered key `(slot, c)`.
     pub keep: Vec<f32>,
 }
 
@@ -221,6 +223,7 @@ impl BlockSupport {
             blocks,
             slots,
             key_blocks,
+            keep_rows: block,
             keep,
         }
     }
@@ -263,11 +266,11 @@ pub(crate) fn sparse_lowrank_attention(
     let real = pad_tail(is_pad, padded, 1.0).neg().add_scalar(1.0); // [b, n']
     let real = gather.keys(real.reshape([batch, 1, padded, 1])); // [b, 1, nb, K·l, 1]
     let structure = Tensor::<3>::from_data(
-        TensorData::new(support.keep.clone(), [nb, l, slots * l]),
+        TensorData::new(support.keep.clone(), [nb, support.keep_rows, slots * l]),
         &device,
     )
-    .unsqueeze::<5>(); // [1, 1, nb, l, K·l]
-    let keep = structure * real.swap_dims(3, 4); // [b, 1, nb, l, K·l]
+    .unsqueeze::<5>(); // [1, 1, nb, l or 1, K·l]
+    let keep = structure * real.swap_dims(3, 4); // [b, 1, nb, l or 1, K·l]
 
     let to_blocks = |x: Tensor<4>| {
         let width = x.dims()[3];
@@ -297,12 +300,13 @@ pub(crate) fn sparse_lowrank_attention(
 
     let log_scale = to_blocks(log_scale); // [b, h, nb, l, 1]
     let residual = (to_blocks(normaliser) - estimates.clone().sum_dim(4)).clamp_min(RESIDUAL_FLOOR);
-    let log_norm = log_add_exp(
-        log_sum_exp(scores.clone()),
-        residual.log() + log_scale.clone(),
-    ); // log Z [b, h, nb, l, 1]
+    // The row max cancels; `exp(s − max)` serves both the log-sum-exp and the exact weights.
+    let max = scores.clone().max_dim(4).detach(); // [b, h, nb, l, 1]
+    let shifted = (scores - max.clone()).exp();
+    let log_sum = shifted.clone().sum_dim(4).log() + max.clone();
+    let log_norm = log_add_exp(log_sum, residual.log() + log_scale.clone()); // log Z
     let lowrank_scale = (log_scale - log_norm.clone()).exp(); // [b, h, nb, l, 1]
-    let exact = dropout.forward((scores - log_norm).exp());
+    let exact = dropout.forward(shifted * (max - log_norm).exp());
     let weights = exact - estimates * lowrank_scale.clone();
     from_blocks(weights.matmul(v_kept) + to_blocks(numerator) * lowrank_scale)
 }
@@ -327,12 +331,6 @@ fn feature_log_scale(
         None => u_k,
     };
     u_q.max_dim(3) + u_k.max_dim(3).max_dim(2)
-}
-
-/// Stable `log Σ exp` over the last axis, kept as size 1.
-fn log_sum_exp(x: Tensor<5>) -> Tensor<5> {
-    let max = x.clone().max_dim(4).detach();
-    (x - max.clone()).exp().sum_dim(4).log() + max
 }
 
 /// Stable elementwise `log(exp(a) + exp(b))`.
