@@ -39,7 +39,8 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::activation::{sigmoid, softmax};
 use burn::tensor::{Bool, Device, Tensor};
-use serde::{Deserialize, Serialize};
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
 
 use super::reference::PAD_BIAS;
 use super::{
@@ -53,7 +54,7 @@ const MIN_SIGMA: f64 = 0.1;
 const NAME: &str = "contextpool";
 
 /// Settings of [`ContextPoolMixer`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ContextPoolConfig {
     /// The registered mixer that attends over the pooled keys/values. Default: `softmax` (the
@@ -74,6 +75,22 @@ impl Default for ContextPoolConfig {
             host_config: toml::Table::new(),
             max_support: 8,
         }
+    }
+}
+
+/// Writes `host_config` with every host default filled in (as the registry writes a top-level
+/// mixer's table), so a run's `config.toml` records the host's full settings.
+impl Serialize for ContextPoolConfig {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let host_config = self
+            .host_mixer()
+            .map(|host| host.to_table())
+            .unwrap_or_else(|_| self.host_config.clone());
+        let mut fields = serializer.serialize_struct("ContextPoolConfig", 3)?;
+        fields.serialize_field("host", &self.host)?;
+        fields.serialize_field("max_support", &self.max_support)?;
+        fields.serialize_field("host_config", &host_config)?;
+        fields.end()
     }
 }
 
@@ -402,11 +419,18 @@ mod tests {
         assert_eq!(config.host, "local");
         assert_eq!(config.max_support, 4);
         assert!(config.validate(&dims()).is_ok());
-        let defaults = toml::to_string(&ContextPoolConfig::default()).unwrap();
-        assert_eq!(
-            toml::from_str::<ContextPoolConfig>(&defaults).unwrap(),
-            ContextPoolConfig::default()
-        );
+        // Written with the host's defaults filled in; reading that back gives the same mixer.
+        let written = toml::to_string(&config).unwrap();
+        assert!(written.contains("block_size = 16"), "{written}");
+        let sparse = ContextPoolConfig {
+            host: "sparse".into(),
+            ..Default::default()
+        };
+        let written = toml::to_string(&sparse).unwrap();
+        assert!(written.contains("summary = 10"), "{written}");
+        let reread: ContextPoolConfig = toml::from_str(&written).unwrap();
+        assert_eq!(reread.host_mixer(), sparse.host_mixer());
+        assert_eq!(toml::to_string(&reread).unwrap(), written);
         assert!(toml::from_str::<ContextPoolConfig>("support = 4").is_err());
         let bad = |host: &str, table: &str| {
             ContextPoolConfig {
