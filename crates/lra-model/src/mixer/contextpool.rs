@@ -16,7 +16,10 @@
 //! computed as a softmax over the `2R + 1` offsets of `a_j − (j − i)²/(2σ_i²)`. Because the weights
 //! of each token sum to 1, pooling commutes with the host's affine K/V projections, so the keys
 //! and values are pooled after the projection (`y = k, v`), with no extra projection; queries stay
-//! per token. A host without an attention core (a non-attention mixer) gets its input pooled.
+//! per token. A host with an attention core runs as the mixer contract defines it
+//! (`projection().mix(input, core)`), with the core fed the pooled keys and values; a host
+//! without one (a non-attention mixer, or one with tied or carried projections such as `soft` and
+//! `luna`) gets its input pooled instead, queries included.
 //!
 //! No official code is published (Apple research); this follows the paper's description (§3,
 //! Fig. 2) and the project notes (§18).
@@ -298,14 +301,14 @@ mod tests {
     }
 
     /// With the smallest support ContextPool is its host: `max_support = 0` (no neighbours),
-    /// and a support logit driven to −∞ (σ at its floor, neighbours weighted `e^{−50}`), for an
-    /// attention host with its own `host_config`.
+    /// and a support logit driven to −∞ (σ at its floor, neighbours weighted `e^{−50}`), for
+    /// attention hosts (one with its own `host_config`) and hosts without an attention core.
     #[test]
     fn smallest_support_equals_the_host() {
         let device = Device::flex();
         let (seq, real) = (24, 17);
         let (x, mask) = (input(&device, seq), pad_mask(&device, seq, real));
-        for host in ["softmax", "local"] {
+        for host in ["softmax", "local", "soft", "luna"] {
             let host_config: toml::Table = toml::from_str("block_size = 8").unwrap();
             let config = |max_support| ContextPoolConfig {
                 host: host.into(),
@@ -325,10 +328,12 @@ mod tests {
             let mut narrowest = contextpool(config(8), &device);
             let bias = Tensor::<1>::from_data(TensorData::new(vec![0f32, -1e4], [2]), &device);
             narrowest.mapping.bias = Some(Param::from_tensor(bias));
-            let expected = run(&narrowest.host[0], x.clone(), mask.clone());
-            run(&narrowest, x.clone(), mask.clone())
-                .into_data()
-                .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-6));
+            // Real positions: a padded token pools its real neighbours (its own weight is
+            // masked), which changes only its own output, unused downstream.
+            let real_rows = |out: Tensor<3>| out.narrow(1, 0, real).into_data();
+            let expected = real_rows(run(&narrowest.host[0], x.clone(), mask.clone()));
+            real_rows(run(&narrowest, x.clone(), mask.clone()))
+                .assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-6));
         }
     }
 
