@@ -547,7 +547,7 @@ pub(crate) mod tests {
     /// Keys for the accuracy comparison: a smooth random walk over positions (nearby tokens are
     /// similar, giving the local, sparse part of the attention) plus independent noise (spread,
     /// low-rank-like mass): the mixed regime of the Scatterbrain paper (§3, Fig. 2/3).
-    fn walk_plus_noise(device: &Device, seed: u64, seq: usize, dim: usize) -> Tensor<4> {
+    pub(crate) fn walk_plus_noise(device: &Device, seed: u64, seq: usize, dim: usize) -> Tensor<4> {
         let steps = gaussian(device, seed, [1, 2, seq, dim]) * 0.25;
         let walk = steps.cumsum(2);
         let centred = walk.clone() - walk.mean_dim(2);
