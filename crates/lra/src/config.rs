@@ -253,18 +253,19 @@ pub fn parse_value(raw: &str) -> toml::Value {
     }
 }
 
-/// Sets `a.b.c` in `table`. Intermediate tables must exist, except under `mixer`, whose keys
-/// belong to the chosen mixer and are checked when the mixer config is parsed.
+/// Sets `a.b.c` in `table`. Intermediate tables must exist, except under `mixer` (including
+/// nested ones such as `mixer.host_config`), whose keys belong to the chosen mixer and are checked
+/// when the mixer config is parsed.
 fn set_path(table: &mut toml::Table, key: &str, value: toml::Value) -> Result<()> {
     let parts: Vec<&str> = key.split('.').collect();
     let (last, parents) = parts.split_last().expect("split yields at least one part");
     let mut current = table;
-    for (depth, part) in parents.iter().enumerate() {
+    for part in parents {
         let known: Vec<String> = current.keys().cloned().collect();
         let entry = current.entry(part.to_string());
         let child = match entry {
             toml::map::Entry::Occupied(occupied) => occupied.into_mut(),
-            toml::map::Entry::Vacant(vacant) if depth == 0 && *part == "mixer" => {
+            toml::map::Entry::Vacant(vacant) if parts[0] == "mixer" => {
                 vacant.insert(toml::Value::Table(toml::Table::new()))
             }
             toml::map::Entry::Vacant(_) => {

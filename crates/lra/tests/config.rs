@@ -79,6 +79,23 @@ fn overrides_and_flags_change_the_config() {
 }
 
 #[test]
+fn nested_mixer_settings_can_be_set_key_by_key() {
+    let mut a = args("tiny");
+    a.attention = Some("contextpool".into());
+    a.overrides = vec![
+        "mixer.host=local".into(),
+        "mixer.host_config.block_size=8".into(),
+    ];
+    let c = resolve(&a).unwrap();
+    let host = c.mixer["host_config"].as_table().unwrap();
+    assert_eq!(host.get("block_size").and_then(|v| v.as_integer()), Some(8));
+
+    a.overrides = vec!["mixer.host=local".into(), "mixer.host_config.blok=8".into()];
+    let text = format!("{:#}", resolve(&a).unwrap_err());
+    assert!(text.contains("blok"), "{text}");
+}
+
+#[test]
 fn resolved_config_round_trips_through_toml_with_mixer_defaults_filled_in() {
     let mut a = args("tiny");
     a.attention = Some("local".into());

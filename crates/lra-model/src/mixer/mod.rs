@@ -6,6 +6,7 @@
 //! needs no special case for them.
 
 pub mod afno;
+pub mod contextpool;
 pub mod cur;
 pub mod fedformer;
 pub mod fno;
@@ -18,9 +19,11 @@ pub mod lowrank;
 pub mod luna;
 pub mod nystrom;
 pub mod performer;
+pub mod pixelfly;
 pub mod ra;
 pub mod reference;
 mod registry;
+pub mod scatterbrain;
 pub mod sinkhorn;
 pub mod skeinformer;
 pub mod sktr;

@@ -136,6 +136,9 @@ mixers! {
     Fno => "fno", fno::FnoConfig, fno::FnoMixer;
     Afno => "afno", afno::AfnoConfig, afno::AfnoMixer;
     Fedformer => "fedformer", fedformer::FedformerConfig, fedformer::FedformerMixer;
+    Pixelfly => "pixelfly", pixelfly::PixelflyConfig, pixelfly::PixelflyAttention;
+    Scatterbrain => "scatterbrain", scatterbrain::ScatterbrainConfig, scatterbrain::ScatterbrainAttention;
+    ContextPool => "contextpool", contextpool::ContextPoolConfig, contextpool::ContextPoolMixer;
 }
 
 impl MixerKind {
