@@ -295,8 +295,9 @@ fn coerce_like(existing: Option<&toml::Value>, value: toml::Value) -> toml::Valu
     }
 }
 
-/// Sub-folder of `experiments/` holding sweep grids, which are not presets.
-const SWEEP_DIR: &str = "sweeps";
+/// Sub-folders of `experiments/` that hold other files than presets: sweep grids, benchmark
+/// definitions and published numbers.
+const NOT_PRESET_DIRS: [&str; 3] = ["sweeps", "bench", "published"];
 
 /// Where named presets live: `./experiments`, then the repository's `experiments/`.
 pub fn preset_dirs() -> Vec<PathBuf> {
@@ -345,7 +346,11 @@ fn collect_presets(root: &Path, dir: &Path, names: &mut Vec<String>) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.is_dir() && path.file_name().is_some_and(|name| name != SWEEP_DIR) {
+        if path.is_dir()
+            && !path
+                .file_name()
+                .is_some_and(|name| NOT_PRESET_DIRS.iter().any(|d| name == *d))
+        {
             collect_presets(root, &path, names);
         } else if path.extension().is_some_and(|ext| ext == "toml") {
             let relative = path.strip_prefix(root).unwrap_or(&path).with_extension("");
