@@ -18,6 +18,7 @@ pub mod performer;
 pub mod ra;
 pub mod reference;
 mod registry;
+pub mod s4;
 pub mod s4d;
 pub mod sinkhorn;
 pub mod skeinformer;

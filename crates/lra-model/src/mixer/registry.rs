@@ -10,8 +10,8 @@ use burn::tensor::Device;
 
 use super::{
     Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, cur, lara, linear, linformer,
-    local, lowrank, luna, nystrom, performer, ra, s4d, sinkhorn, skeinformer, sktr, soft, softmax,
-    sparse, synthesizer,
+    local, lowrank, luna, nystrom, performer, ra, s4, s4d, sinkhorn, skeinformer, sktr, soft,
+    softmax, sparse, synthesizer,
 };
 use crate::ConfigError;
 
@@ -136,6 +136,7 @@ mixers! {
     Nystrom => "nystrom", nystrom::NystromConfig, nystrom::NystromAttention;
     Cur => "cur", cur::CurConfig, cur::CurAttention;
     LowRank => "lowrank", lowrank::LowRankConfig, lowrank::LowRankAttention;
+    S4 => "s4", s4::S4Config, s4::S4;
     S4d => "s4d", s4d::S4dConfig, s4d::S4d;
 }
 

@@ -119,7 +119,7 @@ impl MixerSpec for S4dConfig {
 
 /// Checks the settings shared by S4 and S4D.
 pub(super) fn validate_ssm(d_state: usize, dt_min: f64, dt_max: f64) -> Result<(), String> {
-    if d_state < 2 || d_state % 2 != 0 {
+    if d_state < 2 || !d_state.is_multiple_of(2) {
         return Err(format!(
             "d_state = {d_state}: expected an even state size ≥ 2 (conjugate pairs)"
         ));
