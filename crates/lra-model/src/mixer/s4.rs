@@ -737,6 +737,32 @@ mod tests {
     }
 
     #[test]
+    fn a_shorter_input_uses_the_prefix_of_the_max_len_kernel() {
+        let device = Device::flex();
+        let dims = MixerDims {
+            d_model: 4,
+            n_heads: 1,
+            max_len: 32,
+            dropout: 0.0,
+        };
+        device.seed(2);
+        let mixer = S4Config {
+            d_state: 8,
+            ..S4Config::default()
+        }
+        .init(&dims, &device);
+        // 20 tokens (not a power of two), and the same tokens followed by zeros up to max_len:
+        // zeros add nothing to a convolution, so the first 20 outputs must agree.
+        let x = Tensor::<3>::random([1, 20, 4], Distribution::Normal(0.0, 1.0), &device);
+        let padded = Tensor::cat(vec![x.clone(), Tensor::zeros([1, 12, 4], &device)], 1);
+        let short = mixer.forward(MixerInput::new(x)).x;
+        let long = mixer.forward(MixerInput::new(padded)).x.narrow(1, 0, 20);
+        short
+            .into_data()
+            .assert_approx_eq::<f32>(&long.into_data(), burn::tensor::Tolerance::absolute(1e-5));
+    }
+
+    #[test]
     fn learned_step_starts_log_uniform_in_its_range() {
         let device = Device::flex();
         let dims = MixerDims {
