@@ -1,6 +1,8 @@
 //! The LRA encoder: token embedding + learned positions, pre-LN blocks (mixer + FFN), final norm.
 //! Same shape as the PyTorch LRA code bases (`mlpen/Nystromformer/LRA/code/model.py`) and, with a
-//! CLS token, the original JAX LRA transformer.
+//! CLS token, the original JAX LRA transformer. Block options give the official LRA S4 model's
+//! shape (state-spaces/s4 `SequenceResidualBlock`): post-norm (`prenorm: false`, no final norm),
+//! no FFN (the S4 layer carries its own output linear), and no position embeddings.
 
 use burn::module::{Module, Param};
 use burn::nn::{
@@ -8,11 +10,23 @@ use burn::nn::{
     LayerNormConfig, Linear, LinearConfig,
 };
 use burn::tensor::{Bool, Device, Int, Tensor};
+use serde::{Deserialize, Serialize};
 
 use crate::mixer::{Mixer, MixerConfig, MixerDims, MixerInput, TokenMixer};
 
 /// Embedding init std, as in the PyTorch LRA code (`normal_(std=0.02)`).
 const EMBEDDING_STD: f64 = 0.02;
+
+/// Where each block's LayerNorms sit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NormPlacement {
+    /// `x + f(LN(x))`, and a final LayerNorm after the last block (PyTorch/JAX LRA, S4 `prenorm`).
+    #[default]
+    Pre,
+    /// `LN(x + f(x))`, no final LayerNorm (original Transformer; S4 ListOps/Image `prenorm: false`).
+    Post,
+}
 
 /// Builds an [`Encoder`].
 #[derive(Clone, Debug)]
@@ -29,6 +43,12 @@ pub struct EncoderConfig {
     pub n_heads: usize,
     /// Hidden width of the feed-forward network.
     pub d_ffn: usize,
+    /// Whether blocks have a feed-forward network after the mixer (the LRA S4 model has none).
+    pub ffn: bool,
+    /// LayerNorm placement in the blocks.
+    pub norm: NormPlacement,
+    /// Learned position embeddings (the LRA S4 model has none: the convolution knows positions).
+    pub positions: bool,
     /// Dropout on embeddings, mixer and FFN outputs.
     pub dropout: f64,
     /// Dropout inside the mixer (attention probabilities).
@@ -66,9 +86,11 @@ impl EncoderConfig {
             tokens: EmbeddingConfig::new(self.vocab_size, self.d_model)
                 .with_initializer(normal.clone())
                 .init(device),
-            positions: EmbeddingConfig::new(self.mixer_len(), self.d_model)
-                .with_initializer(normal.clone())
-                .init(device),
+            positions: self.positions.then(|| {
+                EmbeddingConfig::new(self.mixer_len(), self.d_model)
+                    .with_initializer(normal.clone())
+                    .init(device)
+            }),
             cls: self
                 .cls_token
                 .then(|| normal.init([1, 1, self.d_model], device)),
@@ -76,20 +98,25 @@ impl EncoderConfig {
             blocks: (0..self.n_layers)
                 .map(|_| self.init_block(&dims, device))
                 .collect(),
-            norm: LayerNormConfig::new(self.d_model).init(device),
+            norm: (self.norm == NormPlacement::Pre)
+                .then(|| LayerNormConfig::new(self.d_model).init(device)),
             max_len: self.max_len,
         }
     }
 
     fn init_block(&self, dims: &MixerDims, device: &Device) -> Block {
+        let ffn = |layer: Linear| self.ffn.then_some(layer);
         Block {
             mixer_norm: LayerNormConfig::new(self.d_model).init(device),
             mixer: self.mixer.init(dims, device),
-            ffn_norm: LayerNormConfig::new(self.d_model).init(device),
-            ffn_in: LinearConfig::new(self.d_model, self.d_ffn).init(device),
-            ffn_out: LinearConfig::new(self.d_ffn, self.d_model).init(device),
+            ffn_norm: self
+                .ffn
+                .then(|| LayerNormConfig::new(self.d_model).init(device)),
+            ffn_in: ffn(LinearConfig::new(self.d_model, self.d_ffn).init(device)),
+            ffn_out: ffn(LinearConfig::new(self.d_ffn, self.d_model).init(device)),
             activation: Gelu::new(),
             dropout: DropoutConfig::new(self.dropout).init(),
+            post_norm: self.norm == NormPlacement::Post,
         }
     }
 }
@@ -103,15 +130,15 @@ pub struct EncoderOutput {
     pub pad_mask: Tensor<2, Bool>,
 }
 
-/// Token + position embedding, a stack of pre-LN blocks and a final LayerNorm.
+/// Token (+ position) embedding, a stack of blocks and, with pre-norm, a final LayerNorm.
 #[derive(Module, Debug)]
 pub struct Encoder {
     tokens: Embedding,
-    positions: Embedding,
+    positions: Option<Embedding>,
     cls: Option<Param<Tensor<3>>>,
     dropout: Dropout,
     blocks: Vec<Block>,
-    norm: LayerNorm,
+    norm: Option<LayerNorm>,
     max_len: usize,
 }
 
@@ -127,10 +154,11 @@ impl Encoder {
         for block in &self.blocks {
             (x, carry) = block.forward(x, pad_mask.clone(), carry);
         }
-        EncoderOutput {
-            hidden: self.norm.forward(x),
-            pad_mask,
-        }
+        let hidden = match &self.norm {
+            Some(norm) => norm.forward(x),
+            None => x,
+        };
+        EncoderOutput { hidden, pad_mask }
     }
 
     /// What block `layer`'s mixer receives for these tokens (its normalised input and padding
@@ -148,7 +176,7 @@ impl Encoder {
         for block in &self.blocks[..layer] {
             (x, carry) = block.forward(x, pad_mask.clone(), carry);
         }
-        Some((target.mixer_norm.forward(x), pad_mask, &target.mixer))
+        Some((target.mixer_input(x), pad_mask, &target.mixer))
     }
 
     /// Token + position embeddings (with the CLS slot when configured) and the matching mask.
@@ -172,12 +200,12 @@ impl Encoder {
             let cls_mask = Tensor::<2, Bool>::from_data([[false]], &device).expand([batch, 1]);
             pad_mask = Tensor::cat(vec![cls_mask, pad_mask], 1);
         }
-        let len = x.dims()[1];
-        let positions = Tensor::<1, Int>::arange(0..len as i64, &device).reshape([1, len]);
-        (
-            self.dropout.forward(x + self.positions.forward(positions)),
-            pad_mask,
-        )
+        if let Some(embedding) = &self.positions {
+            let len = x.dims()[1];
+            let positions = Tensor::<1, Int>::arange(0..len as i64, &device).reshape([1, len]);
+            x = x + embedding.forward(positions);
+        }
+        (self.dropout.forward(x), pad_mask)
     }
 
     /// Number of blocks.
@@ -186,16 +214,18 @@ impl Encoder {
     }
 }
 
-/// `x + mixer(LN(x))`, then `x + FFN(LN(x))` (pre-LN).
+/// Pre-norm: `x + mixer(LN(x))`, then `x + FFN(LN(x))`; post-norm: `LN(x + mixer(x))`, then
+/// `LN(x + FFN(x))`. The FFN sublayer is optional.
 #[derive(Module, Debug)]
 struct Block {
     mixer_norm: LayerNorm,
     mixer: Mixer,
-    ffn_norm: LayerNorm,
-    ffn_in: Linear,
-    ffn_out: Linear,
+    ffn_norm: Option<LayerNorm>,
+    ffn_in: Option<Linear>,
+    ffn_out: Option<Linear>,
     activation: Gelu,
     dropout: Dropout,
+    post_norm: bool,
 }
 
 impl Block {
@@ -205,17 +235,131 @@ impl Block {
         pad_mask: Tensor<2, Bool>,
         carry: Option<Tensor<3>>,
     ) -> (Tensor<3>, Option<Tensor<3>>) {
-        let input = MixerInput::new(self.mixer_norm.forward(x.clone()))
+        let input = MixerInput::new(self.mixer_input(x.clone()))
             .pad_mask(pad_mask)
             .carry(carry);
         let mixed = self.mixer.forward(input);
-        let x = x + self.dropout.forward(mixed.x);
-        let hidden = self
-            .activation
-            .forward(self.ffn_in.forward(self.ffn_norm.forward(x.clone())));
-        let x = x + self
-            .dropout
-            .forward(self.ffn_out.forward(self.dropout.forward(hidden)));
+        let mut x = self.residual(x, self.dropout.forward(mixed.x), &self.mixer_norm);
+        if let (Some(norm), Some(ffn_in), Some(ffn_out)) =
+            (&self.ffn_norm, &self.ffn_in, &self.ffn_out)
+        {
+            let input = if self.post_norm {
+                x.clone()
+            } else {
+                norm.forward(x.clone())
+            };
+            let hidden = self.activation.forward(ffn_in.forward(input));
+            let update = self
+                .dropout
+                .forward(ffn_out.forward(self.dropout.forward(hidden)));
+            x = self.residual(x, update, norm);
+        }
         (x, mixed.carry)
+    }
+
+    /// What the mixer sees: the normalised input with pre-norm, the input itself with post-norm.
+    fn mixer_input(&self, x: Tensor<3>) -> Tensor<3> {
+        if self.post_norm {
+            x
+        } else {
+            self.mixer_norm.forward(x)
+        }
+    }
+
+    /// `x + update`, normalised afterwards with post-norm.
+    fn residual(&self, x: Tensor<3>, update: Tensor<3>, norm: &LayerNorm) -> Tensor<3> {
+        if self.post_norm {
+            norm.forward(x + update)
+        } else {
+            x + update
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Distribution, TensorData, Tolerance};
+
+    use super::*;
+    use crate::mixer::MixerKind;
+
+    fn config(norm: NormPlacement, ffn: bool, positions: bool) -> EncoderConfig {
+        EncoderConfig {
+            vocab_size: 8,
+            max_len: 16,
+            d_model: 8,
+            n_layers: 2,
+            n_heads: 2,
+            d_ffn: 16,
+            ffn,
+            norm,
+            positions,
+            dropout: 0.0,
+            attention_dropout: 0.0,
+            cls_token: false,
+            mixer: MixerKind::ALL[0].default_config(),
+        }
+    }
+
+    fn tokens(device: &Device) -> (Tensor<2, Int>, Tensor<2, Bool>) {
+        let ids = Tensor::<2, Int>::from_data(
+            TensorData::new((0..16i64).map(|i| i % 8).collect(), [1, 16]),
+            device,
+        );
+        (
+            ids,
+            Tensor::<2, Bool>::from_data(TensorData::new(vec![false; 16], [1, 16]), device),
+        )
+    }
+
+    #[test]
+    fn post_norm_block_without_ffn_is_layer_norm_of_the_residual() {
+        let device = Device::flex();
+        device.seed(1);
+        let encoder = config(NormPlacement::Post, false, true).init(&device);
+        let block = &encoder.blocks[0];
+        assert!(block.ffn_in.is_none() && encoder.norm.is_none());
+        let x = Tensor::<3>::random([1, 16, 8], Distribution::Normal(0.0, 1.0), &device);
+        let mask = Tensor::<2, Bool>::from_data(TensorData::new(vec![false; 16], [1, 16]), &device);
+        let mixed = block
+            .mixer
+            .forward(MixerInput::new(x.clone()).pad_mask(mask.clone()))
+            .x;
+        let expected = block.mixer_norm.forward(x.clone() + mixed);
+        let (actual, _) = block.forward(x, mask, None);
+        actual
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-6));
+    }
+
+    #[test]
+    fn options_default_to_the_pre_norm_transformer() {
+        let device = Device::flex();
+        let encoder = config(NormPlacement::Pre, true, true).init(&device);
+        assert!(encoder.norm.is_some() && encoder.positions.is_some());
+        assert!(
+            encoder
+                .blocks
+                .iter()
+                .all(|b| b.ffn_in.is_some() && !b.post_norm)
+        );
+        let (ids, mask) = tokens(&device);
+        let out = encoder.forward(ids, mask).hidden;
+        // The final LayerNorm makes every position zero-mean.
+        let mean = out.mean_dim(2).abs().max().into_scalar::<f32>();
+        assert!(mean < 1e-5);
+    }
+
+    #[test]
+    fn without_positions_equal_tokens_give_equal_embeddings() {
+        let device = Device::flex();
+        let encoder = config(NormPlacement::Pre, true, false).init(&device);
+        let (ids, mask) = tokens(&device);
+        let (x, _) = encoder.embed(ids, mask);
+        // Tokens 0 and 8 carry the same id.
+        x.clone()
+            .narrow(1, 0, 1)
+            .into_data()
+            .assert_approx_eq::<f32>(&x.narrow(1, 8, 1).into_data(), Tolerance::absolute(0.0));
     }
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use lra_data::listops::GenerateConfig;
+use lra_model::encoder::NormPlacement;
 use lra_model::{ClassifierConfig, EncoderConfig, MixerConfig, MixerDims, MixerKind, Pooling};
 use serde::{Deserialize, Serialize};
 
@@ -81,6 +82,20 @@ pub struct ModelConfig {
     pub pooling: Pooling,
     /// Hidden width of the classifier head.
     pub head_hidden: usize,
+    /// Feed-forward sublayer in each block. Default: true (false: the LRA S4 model).
+    #[serde(default = "enabled")]
+    pub ffn: bool,
+    /// LayerNorm placement: `pre` (default) or `post` (S4 ListOps/Image `prenorm: false`).
+    #[serde(default)]
+    pub norm: NormPlacement,
+    /// Learned position embeddings. Default: true (false: the LRA S4 model).
+    #[serde(default = "enabled")]
+    pub positions: bool,
+}
+
+/// Serde default of the on-by-default model options.
+fn enabled() -> bool {
+    true
 }
 
 /// Optimisation and evaluation schedule.
@@ -232,6 +247,9 @@ impl ExperimentConfig {
                 n_layers: m.n_layers,
                 n_heads: m.n_heads,
                 d_ffn: m.d_ffn,
+                ffn: m.ffn,
+                norm: m.norm,
+                positions: m.positions,
                 dropout: m.dropout,
                 attention_dropout: m.attention_dropout,
                 cls_token: m.pooling == Pooling::Cls,

@@ -23,6 +23,8 @@ pub mod pixelfly;
 pub mod ra;
 pub mod reference;
 mod registry;
+pub mod s4;
+pub mod s4d;
 pub mod scatterbrain;
 pub mod sinkhorn;
 pub mod skeinformer;

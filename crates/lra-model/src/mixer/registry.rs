@@ -139,6 +139,8 @@ mixers! {
     Pixelfly => "pixelfly", pixelfly::PixelflyConfig, pixelfly::PixelflyAttention;
     Scatterbrain => "scatterbrain", scatterbrain::ScatterbrainConfig, scatterbrain::ScatterbrainAttention;
     ContextPool => "contextpool", contextpool::ContextPoolConfig, contextpool::ContextPoolMixer;
+    S4 => "s4", s4::S4Config, s4::S4;
+    S4d => "s4d", s4d::S4dConfig, s4d::S4d;
 }
 
 impl MixerKind {
