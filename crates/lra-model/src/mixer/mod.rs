@@ -5,12 +5,14 @@
 //! [`MixerInput::carry`] / [`MixerOutput::carry`]; the encoder threads it through unchanged, so it
 //! needs no special case for them.
 
+mod blocks;
 pub mod cur;
 mod heads;
 pub mod lara;
 pub mod linear;
 pub mod linformer;
 pub mod local;
+pub mod longformer;
 pub mod lowrank;
 pub mod luna;
 pub mod nystrom;

@@ -10,8 +10,8 @@ use burn::tensor::Device;
 
 use super::{
     Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, cur, lara, linear, linformer,
-    local, lowrank, luna, nystrom, performer, ra, sinkhorn, skeinformer, sktr, soft, softmax,
-    sparse, synthesizer,
+    local, longformer, lowrank, luna, nystrom, performer, ra, sinkhorn, skeinformer, sktr, soft,
+    softmax, sparse, synthesizer,
 };
 use crate::ConfigError;
 
@@ -121,6 +121,7 @@ macro_rules! mixers {
 mixers! {
     Softmax => "softmax", softmax::SoftmaxConfig, softmax::SoftmaxAttention;
     Local => "local", local::LocalConfig, local::LocalAttention;
+    Longformer => "longformer", longformer::LongformerConfig, longformer::LongformerAttention;
     Sparse => "sparse", sparse::SparseConfig, sparse::SparseAttention;
     Sinkhorn => "sinkhorn", sinkhorn::SinkhornConfig, sinkhorn::SinkhornAttention;
     Synthesizer => "synthesizer", synthesizer::SynthesizerConfig, synthesizer::SynthesizerAttention;
