@@ -5,6 +5,7 @@
 //! [`MixerInput::carry`] / [`MixerOutput::carry`]; the encoder threads it through unchanged, so it
 //! needs no special case for them.
 
+pub mod bigbird;
 mod blocks;
 pub mod cur;
 mod heads;

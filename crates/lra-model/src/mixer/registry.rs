@@ -9,9 +9,9 @@ use burn::module::Module;
 use burn::tensor::Device;
 
 use super::{
-    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, cur, lara, linear, linformer,
-    local, longformer, lowrank, luna, nystrom, performer, ra, sinkhorn, skeinformer, sktr, soft,
-    softmax, sparse, synthesizer,
+    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, bigbird, cur, lara, linear,
+    linformer, local, longformer, lowrank, luna, nystrom, performer, ra, sinkhorn, skeinformer,
+    sktr, soft, softmax, sparse, synthesizer,
 };
 use crate::ConfigError;
 
@@ -122,6 +122,7 @@ mixers! {
     Softmax => "softmax", softmax::SoftmaxConfig, softmax::SoftmaxAttention;
     Local => "local", local::LocalConfig, local::LocalAttention;
     Longformer => "longformer", longformer::LongformerConfig, longformer::LongformerAttention;
+    BigBird => "bigbird", bigbird::BigBirdConfig, bigbird::BigBirdAttention;
     Sparse => "sparse", sparse::SparseConfig, sparse::SparseAttention;
     Sinkhorn => "sinkhorn", sinkhorn::SinkhornConfig, sinkhorn::SinkhornAttention;
     Synthesizer => "synthesizer", synthesizer::SynthesizerConfig, synthesizer::SynthesizerAttention;
