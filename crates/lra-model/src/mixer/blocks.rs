@@ -117,8 +117,8 @@ pub(super) fn block_sparse_attention(
         .reshape([batch, plan.groups * (blocks + 1), chunk])
         .select(1, plan_indices(plan, plan.groups, &device))
         .reshape([batch, plan.groups, blocks, 1, width]);
-    let mut scores =
-        q.clone().matmul(k.swap_dims(3, 4)) / (head_dim as f64).sqrt() + excluded * PAD_BIAS; // [b, h, nb, c, W]
+    let scores = q.clone().matmul(k.swap_dims(3, 4)) / (head_dim as f64).sqrt(); // [b, h, nb, c, W]
+    let mut scores = scores + excluded * PAD_BIAS;
     if let Some(mask) = &plan.token_mask {
         let bias: Vec<f32> = mask
             .iter()
