@@ -415,6 +415,15 @@ mod tests {
     }
 
     #[test]
+    fn training_and_evaluation_copies_share_the_random_blocks() {
+        let device = Device::flex().autodiff();
+        let attention = build(4, 3, 1, &device);
+        let random = attention.random_blocks(16);
+        assert_eq!(attention.valid().random_blocks(16), random);
+        assert_eq!(attention.valid().train().random_blocks(16), random);
+    }
+
+    #[test]
     fn config_parses_and_validates() {
         let parsed: BigBirdConfig = toml::from_str("block_size = 32\nrandom_blocks = 2").unwrap();
         assert_eq!((parsed.block_size, parsed.random_blocks), (32, 2));
