@@ -190,12 +190,12 @@ mod tests {
         .init(&dims, device)
     }
 
-    fn sliding(window: usize, dropout: f64, device: &Device) -> LocalAttention {
+    fn sliding(window: usize, device: &Device) -> LocalAttention {
         let dims = MixerDims {
             d_model: 8,
             n_heads: 2,
             max_len: 64,
-            dropout,
+            dropout: 0.0,
         };
         let config = LocalConfig {
             mode: LocalMode::Sliding,
@@ -211,7 +211,7 @@ mod tests {
         // (window, seq, real): partial last block and padding; whole blocks; a window wider
         // than the sequence; the narrowest window.
         for (window, seq, real) in [(6, 23, 17), (8, 24, 24), (40, 13, 9), (2, 11, 7)] {
-            let attention = sliding(window, 0.0, &device);
+            let attention = sliding(window, &device);
             let radius = window / 2;
             dense::assert_equals_dense(
                 &|q, k, v, mask| attention.attend(q, k, v, Some(mask)),
@@ -231,7 +231,7 @@ mod tests {
         let seq = 10;
         let zeros = Tensor::<4>::zeros([1, 1, seq, seq], &device);
         let identity = Tensor::<2>::eye(seq, &device).reshape([1, 1, seq, seq]);
-        let probs = sliding(4, 0.0, &device).attend(zeros.clone(), zeros, identity, None);
+        let probs = sliding(4, &device).attend(zeros.clone(), zeros, identity, None);
         let rows = probs.into_data().try_to_vec::<f32>().unwrap();
         for (query, expected) in [
             (0, vec![0, 1, 2]),
