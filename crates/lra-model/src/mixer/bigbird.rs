@@ -23,7 +23,7 @@
 //!
 //! Deviations, and why:
 //! - The official kernel special-cases query blocks 1 and `nb - 2` (their window overlaps a
-//!   global block); here those slots point at an empty block instead, so each key counts once.
+//!   global block); here those window slots are masked out, so each key counts once.
 //! - `bigbird_block_rand_mask` lets the last two rows draw window blocks (its own comments say the
 //!   slices miss `-3`/`-4`) and, for `n ≤ 4096`, draws only among the first 1024 tokens ("old
 //!   plan"); here every row draws among all non-window, non-global blocks, the rule the paper and
@@ -38,7 +38,7 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::blocks::{BlockPlan, block_sparse_attention, dense_rows, pad_indicator};
+use super::blocks::{BlockPlan, Slot, block_sparse_attention, dense_rows, pad_indicator};
 use super::{
     AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
     MultiHeadProjectionConfig, TokenMixer,
@@ -151,39 +151,45 @@ impl BigBirdAttention {
             .collect()
     }
 
-    /// Key blocks per head and query block: global first and last, window, random; slots that
-    /// would repeat a global block (or leave the sequence) point at the empty block `blocks`.
+    /// Key blocks per query block: the global first and last blocks, the window, and the random
+    /// blocks of each head. Window slots that repeat a global block (query blocks 1 and
+    /// `blocks - 2`) are dropped, so each key counts once.
     fn plan(&self, seq: usize) -> BlockPlan {
         let chunk = self.block_size;
         let blocks = seq.div_ceil(chunk);
         let random = self.random_blocks(blocks);
-        let slots = 5 + random[0][1].len();
-        let empty = blocks;
-        let not_global = |block: usize| {
-            if block == 0 || block == blocks - 1 {
-                empty
-            } else {
-                block
-            }
-        };
-        let mut indices = Vec::with_capacity(random.len() * blocks * slots);
-        for per_head in &random {
-            for (row, random_row) in per_head.iter().enumerate() {
-                if row == 0 || row == blocks - 1 {
-                    // Global query blocks are computed densely; their block rows are discarded.
-                    indices.extend(std::iter::repeat_n(empty, slots));
-                    continue;
-                }
-                indices.extend([0, blocks - 1, not_global(row - 1), row, not_global(row + 1)]);
-                indices.extend(random_row);
-            }
+        let heads = random.len();
+        let mut slots = vec![
+            Slot::Fixed(0),
+            Slot::Fixed(blocks - 1),
+            Slot::Shift(-1),
+            Slot::Shift(0),
+            Slot::Shift(1),
+        ];
+        for draw in 0..random[0][1].len() {
+            // Global query blocks (rows 0 and `blocks - 1`) have no draws; their rows are
+            // recomputed densely, so any block will do there.
+            let indices = random
+                .iter()
+                .flat_map(|rows| {
+                    rows.iter()
+                        .map(move |row| row.get(draw).copied().unwrap_or(0))
+                })
+                .collect();
+            slots.push(Slot::Listed {
+                groups: heads,
+                indices,
+            });
         }
+        let slot_count = slots.len();
+        let mut dropped = vec![false; blocks * slot_count];
+        dropped[slot_count + 2] = true; // query block 1, window block 0
+        dropped[(blocks - 2) * slot_count + 4] = true; // query block nb - 2, window block nb - 1
         BlockPlan {
             chunk,
             blocks,
-            groups: random.len(),
             slots,
-            indices,
+            dropped: Some(dropped),
             token_mask: None,
         }
     }

@@ -1,11 +1,14 @@
 //! Block-sparse attention by gathering: the sequence is cut into blocks of `chunk` tokens, each
-//! query block lists the key blocks it sees, and only those are gathered (`select` on the block
-//! axis) and scored with batched `[chunk, slots·chunk]` matmuls. Sliding windows (`local`,
-//! `longformer`) and BigBird's window + global + random blocks are all such lists; no `[n, n]`
-//! score matrix is ever built.
+//! query block lists the key blocks it sees (its slots), and only those are gathered and scored
+//! with batched `[chunk, slots·chunk]` matmuls. Sliding windows (`local`, `longformer`) and
+//! BigBird's window + global + random blocks are all such lists; no `[n, n]` score matrix is ever
+//! built.
 //!
 //! Cost per head: O(n·slots·chunk·d) time and O(n·slots·chunk) memory for the scores, plus the
-//! gathered keys and values `[nb, slots·chunk, d]` (`slots` copies of K and V).
+//! gathered keys and values `[nb, slots·chunk, d]` (`slots` copies of K and V). Slots that are a
+//! fixed shift of the query block or one fixed block are gathered by slicing (whose backward is a
+//! slice copy); only per-row lists (BigBird's random blocks) use `select`, whose backward (a
+//! scatter-add) is several times slower on the CPU backend.
 
 use burn::nn::Dropout;
 use burn::tensor::activation::softmax;
@@ -13,19 +16,28 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::reference::{PAD_BIAS, attention_probs};
 
+/// Where one slot's key block comes from, for every query block `B`.
+pub(super) enum Slot {
+    /// Block `B + offset`; outside the sequence, an empty (fully excluded) block.
+    Shift(isize),
+    /// The same block for every query block (a global block).
+    Fixed(usize),
+    /// `[groups, blocks]` block indices: one list shared by the heads (`groups = 1`) or one per
+    /// head.
+    Listed { groups: usize, indices: Vec<usize> },
+}
+
 /// Which key blocks each query block sees.
 pub(super) struct BlockPlan {
     /// Tokens per block.
     pub chunk: usize,
-    /// Query blocks `nb = ⌈n / chunk⌉`; key block index `nb` is an empty (fully masked) block,
-    /// used for slots that fall outside the sequence or would repeat a key.
+    /// Query (and key) blocks `nb = ⌈n / chunk⌉`.
     pub blocks: usize,
-    /// Key-block lists: one shared by all heads (`groups = 1`) or one per head.
-    pub groups: usize,
-    /// Key blocks per query block.
-    pub slots: usize,
-    /// `[groups, blocks, slots]` key-block indices, row-major.
-    pub indices: Vec<usize>,
+    /// The key blocks of every query block, in order.
+    pub slots: Vec<Slot>,
+    /// `[blocks, slots]`, `true` where a query block must not use a slot (it repeats the key
+    /// block of another slot, which would count those keys twice).
+    pub dropped: Option<Vec<bool>>,
     /// `[chunk, slots·chunk]`, `true` where a query offset must not see a key of a slot
     /// (the exact edge of a sliding window); the same for every query block.
     pub token_mask: Option<Vec<bool>>,
@@ -36,17 +48,11 @@ impl BlockPlan {
     /// gathers the blocks `B - c ..= B + c`, `c = ⌈max(left, right) / chunk⌉`, and the exact
     /// window is cut out of them by `token_mask`.
     pub fn sliding(seq: usize, chunk: usize, left: usize, right: usize) -> Self {
-        let blocks = seq.div_ceil(chunk);
         let reach = left.max(right).div_ceil(chunk);
-        let slots = 2 * reach + 1;
-        let mut indices = Vec::with_capacity(blocks * slots);
-        for block in 0..blocks {
-            for slot in 0..slots {
-                let key_block = (block + slot).checked_sub(reach);
-                indices.push(key_block.filter(|&b| b < blocks).unwrap_or(blocks));
-            }
-        }
-        let width = slots * chunk;
+        let slots: Vec<Slot> = (-(reach as isize)..=reach as isize)
+            .map(Slot::Shift)
+            .collect();
+        let width = slots.len() * chunk;
         let token_mask = (0..chunk * width)
             .map(|x| {
                 let (query, key) = (x / width, x % width);
@@ -57,12 +63,84 @@ impl BlockPlan {
             .collect();
         Self {
             chunk,
-            blocks,
-            groups: 1,
+            blocks: seq.div_ceil(chunk),
             slots,
-            indices,
+            dropped: None,
             token_mask: Some(token_mask),
         }
+    }
+
+    /// Head groups of the plan: 1, or the heads when some slot lists blocks per head.
+    fn groups(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|slot| match slot {
+                Slot::Listed { groups, .. } => *groups,
+                _ => 1,
+            })
+            .max()
+            .unwrap_or(1)
+    }
+
+    /// `[b, g, nb, c, e]` blocks → `[b, g', nb, slots·c, e]`: for each query block the key
+    /// blocks of its slots, side by side; blocks outside the sequence are filled with `fill`.
+    /// `g` is 1 or the heads; `g'` grows to a listed slot's groups when `g` is 1.
+    fn gather(&self, x: Tensor<5>, fill: f32) -> Tensor<5> {
+        let [batch, groups, blocks, chunk, width] = x.dims();
+        let groups = groups.max(self.groups());
+        let x = x.expand([batch, groups, blocks, chunk, width]);
+        let device = x.device();
+        let empty =
+            |count: usize| Tensor::full([batch, groups, count, chunk, width], fill, &device);
+        let parts = self
+            .slots
+            .iter()
+            .map(|slot| match *slot {
+                Slot::Shift(offset) if offset.unsigned_abs() >= blocks => empty(blocks),
+                Slot::Shift(offset) if offset < 0 => {
+                    let shift = offset.unsigned_abs();
+                    Tensor::cat(
+                        vec![empty(shift), x.clone().narrow(2, 0, blocks - shift)],
+                        2,
+                    )
+                }
+                Slot::Shift(offset) if offset > 0 => {
+                    let shift = offset as usize;
+                    Tensor::cat(
+                        vec![x.clone().narrow(2, shift, blocks - shift), empty(shift)],
+                        2,
+                    )
+                }
+                Slot::Shift(_) => x.clone(),
+                Slot::Fixed(block) => x
+                    .clone()
+                    .narrow(2, block, 1)
+                    .expand([batch, groups, blocks, chunk, width]),
+                Slot::Listed {
+                    groups: listed,
+                    ref indices,
+                } => {
+                    // Flat indices into the `[groups·blocks]` axis, per head when listed so.
+                    let flat: Vec<i64> = (0..groups)
+                        .flat_map(|group| {
+                            let list = if listed == 1 { 0 } else { group };
+                            indices[list * blocks..(list + 1) * blocks]
+                                .iter()
+                                .map(move |&block| (group * blocks + block) as i64)
+                        })
+                        .collect();
+                    let flat = Tensor::<1, Int>::from_data(
+                        TensorData::new(flat, [groups * blocks]),
+                        &device,
+                    );
+                    x.clone()
+                        .reshape([batch, groups * blocks, chunk, width])
+                        .select(1, flat)
+                        .reshape([batch, groups, blocks, chunk, width])
+                }
+            })
+            .collect();
+        Tensor::cat(parts, 3)
     }
 }
 
@@ -92,31 +170,20 @@ pub(super) fn block_sparse_attention(
     dropout: &Dropout,
 ) -> Tensor<4> {
     let [batch, heads, seq, head_dim] = q.dims();
-    let (chunk, blocks, slots) = (plan.chunk, plan.blocks, plan.slots);
+    let (chunk, blocks) = (plan.chunk, plan.blocks);
     let padded = blocks * chunk;
-    let width = slots * chunk;
+    let width = plan.slots.len() * chunk;
     let device = q.device();
-    assert!(
-        plan.groups == 1 || plan.groups == heads,
-        "block plan has {} groups for {heads} heads",
-        plan.groups
-    );
-    // One empty block after the sequence; positions past the end count as excluded.
-    let with_empty = padded + chunk;
-    let q = pad_tail(q, padded, 0.0).reshape([batch, heads, blocks, chunk, head_dim]);
-    let gather_rows = |x: Tensor<4>| {
-        let x =
-            pad_tail(x, with_empty, 0.0).reshape([batch, heads * (blocks + 1), chunk, head_dim]);
-        x.select(1, plan_indices(plan, heads, &device))
-            .reshape([batch, heads, blocks, width, head_dim])
-    };
-    let (k, v) = (gather_rows(k), gather_rows(v)); // [b, h, nb, W, dh]
-    let excluded = pad_tail(excluded, with_empty, 1.0)
-        .reshape([batch, 1, blocks + 1, chunk])
-        .expand([batch, plan.groups, blocks + 1, chunk])
-        .reshape([batch, plan.groups * (blocks + 1), chunk])
-        .select(1, plan_indices(plan, plan.groups, &device))
-        .reshape([batch, plan.groups, blocks, 1, width]);
+    let to_blocks =
+        |x: Tensor<4>| pad_tail(x, padded, 0.0).reshape([batch, heads, blocks, chunk, head_dim]);
+    let q = to_blocks(q);
+    let k = plan.gather(to_blocks(k), 0.0); // [b, h, nb, W, dh]
+    let v = plan.gather(to_blocks(v), 0.0);
+    // Positions past the end of the sequence count as excluded.
+    let excluded = pad_tail(excluded, padded, 1.0).reshape([batch, 1, blocks, chunk, 1]);
+    let excluded = plan
+        .gather(excluded, 1.0)
+        .reshape([batch, plan.groups(), blocks, 1, width]);
     let scores = q.clone().matmul(k.swap_dims(3, 4)) / (head_dim as f64).sqrt(); // [b, h, nb, c, W]
     let mut scores = scores + excluded * PAD_BIAS;
     if let Some(mask) = &plan.token_mask {
@@ -126,6 +193,15 @@ pub(super) fn block_sparse_attention(
             .collect();
         scores =
             scores + Tensor::from_data(TensorData::new(bias, [1, 1, 1, chunk, width]), &device);
+    }
+    if let Some(dropped) = &plan.dropped {
+        // Repeat each slot's flag over its `chunk` keys.
+        let bias: Vec<f32> = dropped
+            .iter()
+            .flat_map(|&d| std::iter::repeat_n(if d { PAD_BIAS } else { 0.0 }, chunk))
+            .collect();
+        scores =
+            scores + Tensor::from_data(TensorData::new(bias, [1, 1, blocks, 1, width]), &device);
     }
     let Some(shared) = shared else {
         let probs = dropout.forward(softmax(scores, 4));
@@ -159,21 +235,6 @@ pub(super) fn dense_rows(
     let [batch, seq] = is_pad.dims();
     let bias = (is_pad * PAD_BIAS).reshape([batch, 1, 1, seq]);
     dropout.forward(attention_probs(q, k, Some(bias))).matmul(v)
-}
-
-/// Indices into a `[groups·(nb + 1)]` block axis for `rows` (= groups, or heads sharing one
-/// group) in `[rows, nb, slots]` order.
-fn plan_indices(plan: &BlockPlan, rows: usize, device: &Device) -> Tensor<1, Int> {
-    let per_group = plan.blocks * plan.slots;
-    let indices: Vec<i64> = (0..rows)
-        .flat_map(|row| {
-            let group = if plan.groups == 1 { 0 } else { row };
-            let list = &plan.indices[group * per_group..(group + 1) * per_group];
-            list.iter()
-                .map(move |&b| (row * (plan.blocks + 1) + b) as i64)
-        })
-        .collect();
-    Tensor::from_data(TensorData::new(indices, [rows * per_group]), device)
 }
 
 /// `[b, h, nb, c, dh]` → `[b, h, seq, dh]`.
@@ -307,14 +368,55 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sliding_plan_lists_neighbour_blocks_and_the_empty_block_at_the_edges() {
+    fn sliding_plan_shifts_by_up_to_the_reach_and_masks_the_window_edge() {
         let plan = BlockPlan::sliding(10, 4, 4, 4); // 3 blocks, reach 1
-        assert_eq!((plan.blocks, plan.slots), (3, 3));
-        assert_eq!(plan.indices, vec![3, 0, 1, 0, 1, 2, 1, 2, 3]);
+        assert_eq!(plan.blocks, 3);
+        let offsets: Vec<isize> = plan
+            .slots
+            .iter()
+            .map(|slot| match slot {
+                Slot::Shift(offset) => *offset,
+                _ => panic!("a sliding plan only shifts"),
+            })
+            .collect();
+        assert_eq!(offsets, vec![-1, 0, 1]);
         // Query offset 0 sees slot keys at offsets -4..=4 around it: window slots 0..=8 of 12.
         let mask = plan.token_mask.unwrap();
-        let row0: Vec<bool> = mask[..12].to_vec();
         let expected: Vec<bool> = (0..12).map(|x| x > 8).collect();
-        assert_eq!(row0, expected);
+        assert_eq!(mask[..12].to_vec(), expected);
+    }
+
+    #[test]
+    fn gather_places_shifted_fixed_and_listed_blocks_side_by_side() {
+        let device = Device::flex();
+        // 2 heads, 3 blocks of 1 token, value = 10·head + block.
+        let values: Vec<f32> = (0..6).map(|x| (10 * (x / 3) + x % 3) as f32).collect();
+        let x = Tensor::<5>::from_data(TensorData::new(values, [1, 2, 3, 1, 1]), &device);
+        let plan = BlockPlan {
+            chunk: 1,
+            blocks: 3,
+            slots: vec![
+                Slot::Shift(-1),
+                Slot::Shift(2),
+                Slot::Fixed(2),
+                Slot::Listed {
+                    groups: 2,
+                    indices: vec![2, 0, 1, 1, 1, 0],
+                },
+            ],
+            dropped: None,
+            token_mask: None,
+        };
+        let gathered = plan
+            .gather(x, -1.0)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        #[rustfmt::skip]
+        let expected = vec![
+            -1.0, 2.0, 2.0, 2.0,   0.0, -1.0, 2.0, 0.0,   1.0, -1.0, 2.0, 1.0,
+            -1.0, 12.0, 12.0, 11.0,   10.0, -1.0, 12.0, 11.0,   11.0, -1.0, 12.0, 10.0,
+        ];
+        assert_eq!(gathered, expected);
     }
 }
