@@ -6,6 +6,8 @@
 //! needs no special case for them.
 
 pub mod afno;
+pub mod bigbird;
+mod blocks;
 pub mod contextpool;
 pub mod cur;
 pub mod fedformer;
@@ -15,6 +17,7 @@ pub mod lara;
 pub mod linear;
 pub mod linformer;
 pub mod local;
+pub mod longformer;
 pub mod lowrank;
 pub mod luna;
 pub mod nystrom;

@@ -118,6 +118,8 @@ macro_rules! mixers {
 mixers! {
     Softmax => "softmax", softmax::SoftmaxConfig, softmax::SoftmaxAttention;
     Local => "local", local::LocalConfig, local::LocalAttention;
+    Longformer => "longformer", longformer::LongformerConfig, longformer::LongformerAttention;
+    BigBird => "bigbird", bigbird::BigBirdConfig, bigbird::BigBirdAttention;
     Sparse => "sparse", sparse::SparseConfig, sparse::SparseAttention;
     Sinkhorn => "sinkhorn", sinkhorn::SinkhornConfig, sinkhorn::SinkhornAttention;
     Synthesizer => "synthesizer", synthesizer::SynthesizerConfig, synthesizer::SynthesizerAttention;
