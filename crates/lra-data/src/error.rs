@@ -24,6 +24,37 @@ pub enum DataError {
         /// What was expected and what was found instead.
         message: String,
     },
+    /// A record of a binary file (counted from 0) does not fit its format, or the file ends
+    /// inside a record.
+    #[error("{path}: record {record}: {message}")]
+    Record {
+        /// The offending file.
+        path: PathBuf,
+        /// 0-based record index.
+        record: usize,
+        /// What was expected and what was found instead.
+        message: String,
+    },
+    /// A file that should hold one whole record (e.g. one IMDB review) is malformed.
+    #[error("{path}: {message}")]
+    File {
+        /// The offending file.
+        path: PathBuf,
+        /// What was expected and what was found instead.
+        message: String,
+    },
+    /// A prepared cache file is corrupt, truncated, or written by another format version.
+    #[error("{path}: {message}; delete it or run `lra data prepare` again")]
+    Cache {
+        /// The cache file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A task's files are not where they were looked for; the message lists the files expected,
+    /// the places searched and where to get them.
+    #[error("{0}")]
+    Missing(String),
     /// A request that cannot be carried out, such as generator limits no expression can meet.
     #[error("{0}")]
     Invalid(String),
@@ -38,6 +69,29 @@ impl DataError {
         Self::Io {
             path: path.into(),
             source,
+        }
+    }
+}
+
+/// What a reader does with a bad record: stop at the first (loading data for training), or
+/// collect every one and skip the record (`lra data check`).
+#[derive(Debug)]
+pub enum OnProblem<'a> {
+    /// Return the first problem as the error.
+    Fail,
+    /// Add each problem here and go on with the next record.
+    Collect(&'a mut Vec<DataError>),
+}
+
+impl OnProblem<'_> {
+    /// Hands `problem` over: `Err` when failing fast, `Ok` (skip the record) when collecting.
+    pub fn report(&mut self, problem: DataError) -> Result<()> {
+        match self {
+            OnProblem::Fail => Err(problem),
+            OnProblem::Collect(found) => {
+                found.push(problem);
+                Ok(())
+            }
         }
     }
 }

@@ -2,10 +2,16 @@
 //!
 //! Everything here works on plain token ids; turning them into tensors is the model crates' job.
 
+pub mod cache;
 pub mod error;
 pub mod example;
+pub mod fixtures;
+pub mod image;
+pub mod layout;
 pub mod listops;
 pub mod pathfinder;
+pub mod retrieval;
+pub mod text;
 
-pub use error::{DataError, Result};
-pub use example::{Example, PAD_ID, Split, TaskData, pad_to};
+pub use error::{DataError, OnProblem, Result};
+pub use example::{Example, PAD_ID, Split, SplitBuilder, SplitData, TaskData, pad_to};

@@ -65,10 +65,11 @@ fn write_dataset_then_load_gives_the_same_examples() {
     for (split, trees) in Split::ALL.into_iter().zip(&splits) {
         let examples = data.split(split);
         assert_eq!(examples.len(), trees.len());
-        for (example, tree) in examples.iter().zip(trees) {
-            assert_eq!(example.tokens, tokenize(&tree.to_lra_string()).unwrap());
-            assert_eq!(example.label, u32::from(tree.value()));
-            assert!(example.tokens.iter().all(|&id| id > 0 && id < 16));
+        for (index, tree) in trees.iter().enumerate() {
+            let tokens: Vec<u32> = examples.token_ids(index, 0).collect();
+            assert_eq!(tokens, tokenize(&tree.to_lra_string()).unwrap());
+            assert_eq!(examples.labels()[index], u32::from(tree.value()));
+            assert!(tokens.iter().all(|&id| id > 0 && id < 16));
         }
     }
 

@@ -1,5 +1,10 @@
 //! Sequence classifier: encoder, pooling, and a two-layer MLP head (PyTorch LRA `SCHead`,
-//! JAX LRA classifier head).
+//! JAX LRA classifier head); for pair tasks a dual encoder: both documents go through the same
+//! encoder and the head classifies `[a, b, a·b, a − b]` (PyTorch LRA `SCHeadDual`, JAX LRA
+//! `ClassifierHeadDual` with `interaction = "NLI"`, `lra_benchmarks/matching/`).
+//!
+//! Deviation: the JAX dual head has a second hidden layer (`mlp_dim → mlp_dim / 2`); this one
+//! keeps the PyTorch LRA head (one hidden layer) for both presets.
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig, Relu};
@@ -31,6 +36,8 @@ pub struct ClassifierConfig {
     pub head_hidden: usize,
     /// Output classes.
     pub num_classes: usize,
+    /// Classify pairs of documents with the shared encoder (retrieval) instead of single ones.
+    pub dual_encoder: bool,
 }
 
 impl ClassifierConfig {
@@ -38,11 +45,21 @@ impl ClassifierConfig {
     pub fn init(&self, device: &Device) -> Classifier {
         crate::init_now(Classifier {
             encoder: self.encoder.init(device),
-            head_in: LinearConfig::new(self.encoder.d_model, self.head_hidden).init(device),
+            head_in: LinearConfig::new(self.head_input(), self.head_hidden).init(device),
             head_out: LinearConfig::new(self.head_hidden, self.num_classes).init(device),
             activation: Relu::new(),
             pooling: self.pooling,
+            dual_encoder: self.dual_encoder,
         })
+    }
+
+    /// Width of the head's input: the pooled vector, or the four pair features.
+    fn head_input(&self) -> usize {
+        if self.dual_encoder {
+            4 * self.encoder.d_model
+        } else {
+            self.encoder.d_model
+        }
     }
 }
 
@@ -55,6 +72,8 @@ pub struct Classifier {
     activation: Relu,
     #[module(skip)]
     pooling: Pooling,
+    #[module(skip)]
+    dual_encoder: bool,
 }
 
 impl Classifier {
@@ -63,17 +82,71 @@ impl Classifier {
         &self.encoder
     }
 
-    /// Class logits.
+    /// Whether this classifier takes pairs of documents ([`Self::forward_pair`]).
+    pub fn is_dual_encoder(&self) -> bool {
+        self.dual_encoder
+    }
+
+    /// Class logits of single documents.
     ///
     /// # Shapes
     /// - `tokens`, `pad_mask`: `[batch, seq]` (`true` = padding)
     /// - output: `[batch, num_classes]`
+    ///
+    /// # Panics
+    /// If the classifier is a dual encoder.
     pub fn forward(&self, tokens: Tensor<2, Int>, pad_mask: Tensor<2, Bool>) -> Tensor<2> {
-        let encoded = self.encoder.forward(tokens, pad_mask);
-        let pooled = pool(encoded.hidden, encoded.pad_mask, self.pooling); // [b, d]
-        self.head_out
-            .forward(self.activation.forward(self.head_in.forward(pooled)))
+        assert!(
+            !self.dual_encoder,
+            "a dual-encoder classifier takes pairs: use forward_pair"
+        );
+        self.head(self.embed(tokens, pad_mask))
     }
+
+    /// Class logits of document pairs: both documents are embedded by the one shared encoder
+    /// (in one batched pass), and the head sees `[a, b, a·b, a − b]`.
+    ///
+    /// # Shapes
+    /// - `tokens_a`, `pad_a`, `tokens_b`, `pad_b`: `[batch, seq]` (`true` = padding)
+    /// - output: `[batch, num_classes]`
+    ///
+    /// # Panics
+    /// If the classifier is not a dual encoder, or the two documents' shapes differ.
+    pub fn forward_pair(
+        &self,
+        (tokens_a, pad_a): (Tensor<2, Int>, Tensor<2, Bool>),
+        (tokens_b, pad_b): (Tensor<2, Int>, Tensor<2, Bool>),
+    ) -> Tensor<2> {
+        assert!(
+            self.dual_encoder,
+            "forward_pair needs a dual-encoder classifier"
+        );
+        let [batch, _] = tokens_a.dims();
+        let both = self.embed(
+            Tensor::cat(vec![tokens_a, tokens_b], 0),
+            Tensor::cat(vec![pad_a, pad_b], 0),
+        ); // [2b, d]
+        let a = both.clone().narrow(0, 0, batch);
+        let b = both.narrow(0, batch, batch);
+        self.head(pair_features(a, b))
+    }
+
+    /// The pooled encoding of each sequence, `[batch, seq]` → `[batch, d_model]`.
+    pub fn embed(&self, tokens: Tensor<2, Int>, pad_mask: Tensor<2, Bool>) -> Tensor<2> {
+        let encoded = self.encoder.forward(tokens, pad_mask);
+        pool(encoded.hidden, encoded.pad_mask, self.pooling)
+    }
+
+    /// The MLP head on pooled vectors (or pair features).
+    pub fn head(&self, features: Tensor<2>) -> Tensor<2> {
+        self.head_out
+            .forward(self.activation.forward(self.head_in.forward(features)))
+    }
+}
+
+/// The dual encoder's interaction features `[a, b, a·b, a − b]`: `[b, d]` × 2 → `[b, 4d]`.
+pub fn pair_features(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
+    Tensor::cat(vec![a.clone(), b.clone(), a.clone() * b.clone(), a - b], 1)
 }
 
 /// `[b, n, d]` → `[b, d]`.
@@ -90,5 +163,139 @@ fn pool(hidden: Tensor<3>, pad_mask: Tensor<2, Bool>, pooling: Pooling) -> Tenso
                 .div(count)
                 .reshape([batch, d_model])
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::module::Module;
+    use burn::tensor::{Device, TensorData, Tolerance};
+
+    use super::*;
+    use crate::MixerKind;
+
+    const SEQ: usize = 12;
+    const D_MODEL: usize = 16;
+
+    /// A small dual-encoder classifier in evaluation mode (no dropout), seeded.
+    fn dual_classifier(device: &Device) -> Classifier {
+        device.seed(3);
+        let config = ClassifierConfig {
+            encoder: EncoderConfig {
+                vocab_size: 257,
+                max_len: SEQ,
+                d_model: D_MODEL,
+                n_layers: 1,
+                n_heads: 2,
+                d_ffn: 32,
+                ffn: true,
+                norm: crate::encoder::NormPlacement::Pre,
+                positions: true,
+                dropout: 0.1,
+                attention_dropout: 0.1,
+                cls_token: false,
+                mixer: MixerKind::ALL[0].default_config(),
+            },
+            pooling: Pooling::Mean,
+            head_hidden: 8,
+            num_classes: 2,
+            dual_encoder: true,
+        };
+        config.init(device).valid()
+    }
+
+    /// `[2, SEQ]` documents of ids from `rows`, each padded after its length.
+    fn documents(device: &Device, rows: [&[i64]; 2]) -> (Tensor<2, Int>, Tensor<2, Bool>) {
+        let mut ids = Vec::new();
+        let mut pad = Vec::new();
+        for row in rows {
+            for position in 0..SEQ {
+                ids.push(row.get(position).copied().unwrap_or(0));
+                pad.push(position >= row.len());
+            }
+        }
+        (
+            Tensor::from_data(TensorData::new(ids, [2, SEQ]), device),
+            Tensor::from_data(TensorData::new(pad, [2, SEQ]), device),
+        )
+    }
+
+    #[test]
+    fn dual_encoder_logits_are_the_head_on_a_b_ab_a_minus_b_of_shared_embeddings() {
+        let device = Device::default();
+        let model = dual_classifier(&device);
+        let a = documents(&device, [&[5, 9, 200, 3], &[7; 10]]);
+        let b = documents(&device, [&[1, 2, 3, 4, 5, 6, 7, 8], &[256, 4]]);
+        let logits = model.forward_pair(a.clone(), b.clone());
+        assert_eq!(logits.dims(), [2, 2]);
+
+        let (ea, eb) = (
+            model.embed(a.0.clone(), a.1.clone()),
+            model.embed(b.0.clone(), b.1.clone()),
+        );
+        let expected = model.head(pair_features(ea.clone(), eb.clone()));
+        logits
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-5));
+
+        // Swapping the roles permutes the features: [b, a, b·a, b − a] = [a, b, a·b, a − b]
+        // with the first two blocks exchanged and the last negated.
+        let swapped = pair_features(eb.clone(), ea.clone());
+        let d = D_MODEL;
+        let forward = pair_features(ea, eb);
+        let permuted = Tensor::cat(
+            vec![
+                forward.clone().narrow(1, d, d),
+                forward.clone().narrow(1, 0, d),
+                forward.clone().narrow(1, 2 * d, d),
+                forward.narrow(1, 3 * d, d).neg(),
+            ],
+            1,
+        );
+        swapped
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&permuted.into_data(), Tolerance::absolute(1e-6));
+        model
+            .forward_pair(b, a)
+            .into_data()
+            .assert_approx_eq::<f32>(&model.head(swapped).into_data(), Tolerance::absolute(1e-5));
+    }
+
+    #[test]
+    fn the_shared_encoder_embeds_equal_documents_equally() {
+        let device = Device::default();
+        let model = dual_classifier(&device);
+        let doc: &[i64] = &[40, 41, 42, 43, 44, 45];
+        // The same document as a[0], b[1] (padded the same way), next to other documents.
+        let a = documents(&device, [doc, &[9, 9]]);
+        let b = documents(&device, [&[100; 12], doc]);
+        let both = model.embed(
+            Tensor::cat(vec![a.0.clone(), b.0.clone()], 0),
+            Tensor::cat(vec![a.1.clone(), b.1.clone()], 0),
+        );
+        both.clone()
+            .narrow(0, 0, 1)
+            .into_data()
+            .assert_approx_eq::<f32>(&both.narrow(0, 3, 1).into_data(), Tolerance::absolute(1e-6));
+
+        // A pair of equal documents has a − b = 0, so its logits are the head on [e, e, e², 0].
+        let same = model.forward_pair(a.clone(), a.clone());
+        let e = model.embed(a.0, a.1);
+        let features = Tensor::cat(
+            vec![e.clone(), e.clone(), e.clone() * e.clone(), e.zeros_like()],
+            1,
+        );
+        same.into_data()
+            .assert_approx_eq::<f32>(&model.head(features).into_data(), Tolerance::absolute(1e-5));
+    }
+
+    #[test]
+    #[should_panic(expected = "takes pairs")]
+    fn a_dual_encoder_refuses_single_documents() {
+        let device = Device::default();
+        let model = dual_classifier(&device);
+        let (tokens, pad) = documents(&device, [&[1], &[2]]);
+        let _ = model.forward(tokens, pad);
     }
 }

@@ -2,7 +2,7 @@
 //! run sees exactly the batches the uninterrupted run would have seen.
 
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use lra_data::{Example, pad_to};
+use lra_data::{PAD_ID, SplitData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -10,30 +10,55 @@ use rand_chacha::ChaCha8Rng;
 /// One batch on a device.
 #[derive(Clone, Debug)]
 pub struct Batch {
-    /// Token ids `[batch, max_len]`.
+    /// Token ids `[batch, max_len]` (of the first document, for pair tasks).
     pub tokens: Tensor<2, Int>,
     /// `[batch, max_len]`, `true` at padding.
     pub pad_mask: Tensor<2, Bool>,
+    /// Pair tasks: the second document's token ids and padding mask, `[batch, max_len]` each.
+    pub second: Option<(Tensor<2, Int>, Tensor<2, Bool>)>,
     /// Class ids `[batch]`.
     pub labels: Tensor<1, Int>,
 }
 
-/// Pads or truncates each example to `max_len` and stacks them.
-pub fn make_batch(examples: &[&Example], max_len: usize, device: &Device) -> Batch {
-    let batch = examples.len();
+/// The examples `indices` of `split`, each document truncated or padded to `max_len`.
+pub fn make_batch(split: &SplitData, indices: &[usize], max_len: usize, device: &Device) -> Batch {
+    let labels: Vec<i64> = indices
+        .iter()
+        .map(|&i| i64::from(split.labels()[i]))
+        .collect();
+    let second = (split.docs_per_example() == 2)
+        .then(|| document_tensors(split, indices, 1, max_len, device));
+    let (tokens, pad_mask) = document_tensors(split, indices, 0, max_len, device);
+    Batch {
+        tokens,
+        pad_mask,
+        second,
+        labels: Tensor::from_data(TensorData::new(labels, [indices.len()]), device),
+    }
+}
+
+/// Document `doc` of each example as `[batch, max_len]` ids and padding mask.
+fn document_tensors(
+    split: &SplitData,
+    indices: &[usize],
+    doc: usize,
+    max_len: usize,
+    device: &Device,
+) -> (Tensor<2, Int>, Tensor<2, Bool>) {
+    let batch = indices.len();
     let mut tokens = Vec::with_capacity(batch * max_len);
     let mut pad = Vec::with_capacity(batch * max_len);
-    for example in examples {
-        let (ids, is_pad) = pad_to(&example.tokens, max_len);
-        tokens.extend(ids.into_iter().map(i64::from));
-        pad.extend(is_pad);
+    for &index in indices {
+        let before = tokens.len();
+        tokens.extend(split.token_ids(index, doc).take(max_len).map(i64::from));
+        let real = tokens.len() - before;
+        tokens.resize(before + max_len, i64::from(PAD_ID));
+        pad.extend((0..max_len).map(|position| position >= real));
     }
-    let labels: Vec<i64> = examples.iter().map(|e| i64::from(e.label)).collect();
-    Batch {
-        tokens: Tensor::from_data(TensorData::new(tokens, [batch, max_len]), device),
-        pad_mask: Tensor::from_data(TensorData::new(pad, [batch, max_len]), device),
-        labels: Tensor::from_data(TensorData::new(labels, [batch]), device),
-    }
+    (
+        Tensor::from_data(TensorData::new(tokens, [batch, max_len]), device),
+        Tensor::from_data(TensorData::new(pad, [batch, max_len]), device),
+    )
 }
 
 /// Training order: every epoch is a fresh permutation seeded by (seed, epoch); the batch of step
@@ -81,7 +106,40 @@ impl TrainOrder {
 
 #[cfg(test)]
 mod tests {
+    use lra_data::SplitBuilder;
+
     use super::*;
+
+    #[test]
+    fn batches_pad_truncate_and_carry_the_second_document() {
+        let device = Device::default();
+        let mut builder = SplitBuilder::new(2, 1);
+        builder.push(&[b"abcdef", b"x"], 1);
+        builder.push(&[b"", b"yz"], 0);
+        let split = builder.finish();
+        let batch = make_batch(&split, &[1, 0], 4, &device);
+        let ids = |t: Tensor<2, Int>| t.into_data().iter::<i64>().collect::<Vec<_>>();
+        let pads = |t: Tensor<2, Bool>| t.into_data().try_to_vec::<bool>().unwrap();
+        let b = |c: u8| i64::from(c) + 1;
+        assert_eq!(
+            ids(batch.tokens),
+            [0, 0, 0, 0, b(b'a'), b(b'b'), b(b'c'), b(b'd')]
+        );
+        assert_eq!(
+            pads(batch.pad_mask),
+            [true, true, true, true, false, false, false, false]
+        );
+        let (second, second_pad) = batch.second.expect("pairs carry a second document");
+        assert_eq!(ids(second), [b(b'y'), b(b'z'), 0, 0, b(b'x'), 0, 0, 0]);
+        assert_eq!(
+            pads(second_pad),
+            [false, false, true, true, false, true, true, true]
+        );
+        assert_eq!(
+            batch.labels.into_data().iter::<i64>().collect::<Vec<_>>(),
+            [0, 1]
+        );
+    }
 
     #[test]
     fn every_epoch_is_a_permutation_and_order_depends_only_on_seed_and_step() {

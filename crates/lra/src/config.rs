@@ -52,13 +52,58 @@ pub struct TaskConfig {
 pub enum TaskName {
     /// ListOps: nested MAX/MIN/MED/SM expressions, 10 classes.
     Listops,
+    /// Byte-level IMDB sentiment, 2 classes.
+    Text,
+    /// Byte-level AAN citation matching of document pairs (dual encoder), 2 classes.
+    Retrieval,
+    /// CIFAR-10 as 1,024 grayscale pixel tokens, 10 classes.
+    Image,
 }
 
 impl TaskName {
+    /// Every task, in LRA table order.
+    pub const ALL: [TaskName; 4] = [
+        TaskName::Listops,
+        TaskName::Text,
+        TaskName::Retrieval,
+        TaskName::Image,
+    ];
+
     /// The name used on the command line and in folder names.
     pub fn name(self) -> &'static str {
         match self {
             TaskName::Listops => "listops",
+            TaskName::Text => "text",
+            TaskName::Retrieval => "retrieval",
+            TaskName::Image => "image",
+        }
+    }
+
+    /// Token ids of the task's vocabulary, padding included (the model's embedding rows).
+    pub fn vocab_size(self) -> usize {
+        match self {
+            TaskName::Listops => lra_data::listops::VOCAB.len(),
+            TaskName::Text => lra_data::text::VOCAB_SIZE,
+            TaskName::Retrieval => lra_data::retrieval::VOCAB_SIZE,
+            TaskName::Image => lra_data::image::VOCAB_SIZE,
+        }
+    }
+
+    /// Number of labels.
+    pub fn num_classes(self) -> usize {
+        match self {
+            TaskName::Listops => lra_data::listops::NUM_CLASSES,
+            TaskName::Text => lra_data::text::NUM_CLASSES,
+            TaskName::Retrieval => lra_data::retrieval::NUM_CLASSES,
+            TaskName::Image => lra_data::image::NUM_CLASSES,
+        }
+    }
+
+    /// Documents per example: 2 for pair tasks, which use the dual encoder.
+    pub fn documents(self) -> usize {
+        match self {
+            TaskName::Retrieval => 2,
+            TaskName::Listops | TaskName::Text | TaskName::Image => 1,
         }
     }
 }
@@ -258,6 +303,7 @@ impl ExperimentConfig {
             pooling: m.pooling,
             head_hidden: m.head_hidden,
             num_classes,
+            dual_encoder: self.task.name.documents() == 2,
         })
     }
 }

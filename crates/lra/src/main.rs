@@ -26,6 +26,8 @@ static JEMALLOC_CONF: &[u8; 36] = b"dirty_decay_ms:-1,muzzy_decay_ms:-1\0";
   lra data generate listops --out datasets/listops --train 1000 --val 100 --test 100
   lra sweep experiments/sweeps/lra-table1.toml --shard 0/4
   lra table experiments/sweeps/lra-table1.toml
+  lra data check retrieval --data path/to/lra_release
+  lra data prepare text --data path/to/aclImdb
   lra list"
 )]
 struct Cli {
@@ -39,7 +41,7 @@ enum Command {
     Run(run::RunArgs),
     /// List the registered token mixers and their settings.
     List,
-    /// Data tools (generators).
+    /// Data tools: generate, prepare (binary cache), check.
     #[command(subcommand)]
     Data(data::DataCommand),
     /// Compare a mixer's attention core with exact softmax attention (error sweeps, .npy I/O).

@@ -1,42 +1,81 @@
-//! Loads a task's data from its official-format files, generating synthetic data when the config
-//! says how and the files are missing.
+//! Loads a task's data: from its prepared cache (`lra data prepare`) when there is one, otherwise
+//! from the official-format files, generating synthetic data when the config says how and the
+//! files are missing. Adding a task = one reader in `lra-data` + one arm in [`read_raw`].
+
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use lra_data::{TaskData, listops};
+use lra_data::layout::Layout;
+use lra_data::{OnProblem, TaskData, cache, image, listops, retrieval, text};
 
 use crate::config::{TaskConfig, TaskName};
 
+/// Where the ListOps files are looked for (the release keeps them in `listops-1000/`).
+pub const LISTOPS_LAYOUT: Layout = Layout {
+    task: "listops",
+    subdirs: &["", "listops-1000"],
+    required: &["basic_train.tsv", "basic_val.tsv", "basic_test.tsv"],
+    source: "the LRA release https://storage.googleapis.com/long-range-arena/lra_release.gz \
+             (lra_release/listops-1000/), or generate them: `lra data generate listops --out DIR` \
+             or a [task.generate] section",
+};
+
 /// Reads (or first generates) the task's train/val/test splits.
 pub fn load(task: &TaskConfig, quiet: bool) -> Result<TaskData> {
-    match task.name {
-        TaskName::Listops => load_listops(task, quiet),
+    let cache_dir = cache_dir(task.name, &task.data_dir);
+    if cache::exists(&cache_dir) {
+        return cache::read(&cache_dir, task.name.name())
+            .with_context(|| format!("loading the prepared {} cache", task.name));
     }
+    if task.name == TaskName::Listops && LISTOPS_LAYOUT.find(&task.data_dir).is_none() {
+        generate_listops(task, quiet)?;
+    }
+    read_raw(task.name, &task.data_dir, OnProblem::Fail).with_context(|| {
+        format!(
+            "loading {} data from {}",
+            task.name,
+            task.data_dir.display()
+        )
+    })
 }
 
-fn load_listops(task: &TaskConfig, quiet: bool) -> Result<TaskData> {
+/// The cache folder `lra data prepare` writes for `task` under `data_dir`.
+pub fn cache_dir(task: TaskName, data_dir: &Path) -> PathBuf {
+    cache::cache_dir(data_dir, task.name())
+}
+
+/// Reads a task's official-format files under `root` (which may be the top of the LRA release).
+pub fn read_raw(task: TaskName, root: &Path, on_problem: OnProblem) -> Result<TaskData> {
+    Ok(match task {
+        TaskName::Listops => listops::load(&LISTOPS_LAYOUT.locate(root)?)?,
+        TaskName::Text => text::load(root, on_problem)?,
+        TaskName::Retrieval => retrieval::load(root, on_problem)?,
+        TaskName::Image => image::load(root, on_problem)?,
+    })
+}
+
+fn generate_listops(task: &TaskConfig, quiet: bool) -> Result<()> {
     let dir = &task.data_dir;
-    if !listops::files_exist(dir) {
-        let Some(generate) = &task.generate else {
-            bail!(
-                "no ListOps data in {}: expected basic_train.tsv, basic_val.tsv and basic_test.tsv \
-                 (the LRA release's listops-1000 folder); point --data at them or add a \
-                 [task.generate] section to generate them",
-                dir.display()
-            );
-        };
-        if !quiet {
-            eprintln!(
-                "generating ListOps data into {} ({} / {} / {} expressions, {}..{} tokens)",
-                dir.display(),
-                generate.train,
-                generate.val,
-                generate.test,
-                generate.min_len,
-                generate.max_len
-            );
-        }
-        let splits = listops::generate(generate).context("generating ListOps data")?;
-        listops::write_dataset(dir, &splits)?;
+    let Some(generate) = &task.generate else {
+        bail!(
+            "{}\n(or add a [task.generate] section to generate them)",
+            LISTOPS_LAYOUT
+                .locate(dir)
+                .expect_err("no ListOps files were found")
+        );
+    };
+    if !quiet {
+        eprintln!(
+            "generating ListOps data into {} ({} / {} / {} expressions, {}..{} tokens)",
+            dir.display(),
+            generate.train,
+            generate.val,
+            generate.test,
+            generate.min_len,
+            generate.max_len
+        );
     }
-    listops::load(dir).with_context(|| format!("loading ListOps data from {}", dir.display()))
+    let splits = listops::generate(generate).context("generating ListOps data")?;
+    listops::write_dataset(dir, &splits)?;
+    Ok(())
 }

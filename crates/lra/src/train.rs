@@ -14,10 +14,10 @@ use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
-use lra_data::{Example, Split, TaskData};
+use lra_data::{Split, TaskData};
 use lra_model::Classifier;
 
-use crate::batches::{TrainOrder, make_batch};
+use crate::batches::{Batch, TrainOrder, make_batch};
 use crate::checkpoint::{self, TrainState, Window};
 use crate::config::{ExperimentConfig, TrainConfig};
 use crate::results::{MetricsRow, RunDir, Summary, git_commit, temp_path};
@@ -62,6 +62,13 @@ pub fn train(
     let t = &config.train;
     let device = options.device.clone().autodiff();
     device.seed(config.seed);
+    anyhow::ensure!(
+        data.docs_per_example() == config.task.name.documents(),
+        "task {} has {} document(s) per example, but the data has {}",
+        config.task.name,
+        config.task.name.documents(),
+        data.docs_per_example()
+    );
     let classifier = config.classifier(data.vocab_size, data.num_classes)?;
     let mut model = classifier.init(&device);
     let mut optim = optimizer(t);
@@ -85,11 +92,11 @@ pub fn train(
         // Dropout draws from the device RNG: seeding it per step makes a resumed run identical.
         device.seed(step_seed(config.seed, state.step));
         let indices = order.batch(state.step, t.batch_size);
-        let examples: Vec<&Example> = indices.iter().map(|&i| &data.train[i]).collect();
-        let batch = make_batch(&examples, config.task.max_len, &device);
-        let logits = model.forward(batch.tokens, batch.pad_mask);
-        let loss = loss_fn.forward(logits.clone(), batch.labels.clone());
-        let correct = count_correct(logits, batch.labels);
+        let batch = make_batch(&data.train, &indices, config.task.max_len, &device);
+        let labels = batch.labels.clone();
+        let logits = logits(&model, batch);
+        let loss = loss_fn.forward(logits.clone(), labels.clone());
+        let correct = count_correct(logits, labels);
         let loss_value = loss.clone().into_scalar::<f32>() as f64;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let lr = learning_rate(t, state.step);
@@ -103,7 +110,7 @@ pub fn train(
             loss_value,
             correct,
             t.batch_size,
-            config.task.max_len,
+            config.task.max_len * data.docs_per_example(),
             seconds,
         );
         progress.set_position(state.step as u64);
@@ -155,7 +162,10 @@ pub fn train(
         test_loss: test.loss,
         majority_class_accuracy: majority_class_accuracy(data),
         train_seconds: state.train_seconds,
-        tokens_per_second: (state.step * t.batch_size * config.task.max_len) as f64
+        tokens_per_second: (state.step
+            * t.batch_size
+            * config.task.max_len
+            * data.docs_per_example()) as f64
             / state.train_seconds,
         parameters: best.num_params(),
         device: options.device_name.clone(),
@@ -181,26 +191,34 @@ pub fn evaluate(
     let device = device.clone().inner();
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let batch_size = config.train.batch_size;
-    let batches = examples.chunks(batch_size);
+    let all: Vec<usize> = (0..examples.len()).collect();
     let limit = if max_batches == 0 {
         usize::MAX
     } else {
         max_batches
     };
     let (mut loss_sum, mut correct, mut seen) = (0.0, 0, 0);
-    for chunk in batches.take(limit) {
-        let refs: Vec<&Example> = chunk.iter().collect();
-        let batch = make_batch(&refs, config.task.max_len, &device);
-        let logits = model.forward(batch.tokens, batch.pad_mask);
-        let loss = loss_fn.forward(logits.clone(), batch.labels.clone());
+    for chunk in all.chunks(batch_size).take(limit) {
+        let batch = make_batch(examples, chunk, config.task.max_len, &device);
+        let labels = batch.labels.clone();
+        let logits = logits(&model, batch);
+        let loss = loss_fn.forward(logits.clone(), labels.clone());
         loss_sum += loss.into_scalar::<f32>() as f64 * chunk.len() as f64;
-        correct += count_correct(logits, batch.labels);
+        correct += count_correct(logits, labels);
         seen += chunk.len();
     }
     Ok(Evaluation {
         loss: loss_sum / seen as f64,
         accuracy: correct as f64 / seen as f64,
     })
+}
+
+/// The model's logits for a batch: single documents, or pairs through the dual encoder.
+pub fn logits(model: &Classifier, batch: Batch) -> Tensor<2> {
+    match batch.second {
+        Some(second) => model.forward_pair((batch.tokens, batch.pad_mask), second),
+        None => model.forward(batch.tokens, batch.pad_mask),
+    }
 }
 
 fn optimizer(t: &TrainConfig) -> ModuleOptimizer {
@@ -250,11 +268,16 @@ fn metrics_row(window: &Window, lr: f64, val: Evaluation, step: usize) -> Metric
 
 fn majority_class_accuracy(data: &TaskData) -> f64 {
     let mut counts = vec![0usize; data.num_classes];
-    for example in &data.train {
-        counts[example.label as usize] += 1;
+    for &label in data.train.labels() {
+        counts[label as usize] += 1;
     }
     let majority = (0..counts.len()).max_by_key(|&c| counts[c]).unwrap_or(0) as u32;
-    let hits = data.test.iter().filter(|e| e.label == majority).count();
+    let hits = data
+        .test
+        .labels()
+        .iter()
+        .filter(|&&l| l == majority)
+        .count();
     hits as f64 / data.test.len().max(1) as f64
 }
 

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Expr, NUM_CLASSES, VOCAB, expr, tokenize};
 use crate::error::{DataError, Result};
-use crate::example::{Example, Split, TaskData};
+use crate::example::{Example, Split, SplitData, TaskData};
 
 /// First line of every split file.
 pub const HEADER: &str = "Source\tTarget";
@@ -169,11 +169,14 @@ fn parse_line(line: &str) -> std::result::Result<Example, String> {
 
 /// Reads the three split files of a ListOps data directory (see [`split_file`]).
 pub fn load(dir: &Path) -> Result<TaskData> {
-    let [train, val, test] = Split::ALL.map(|split| read_split(&split_file(dir, split)));
+    let compact = |split| -> Result<SplitData> {
+        let examples = read_split(&split_file(dir, split))?;
+        SplitData::from_examples(&examples).map_err(DataError::Invalid)
+    };
     Ok(TaskData {
-        train: train?,
-        val: val?,
-        test: test?,
+        train: compact(Split::Train)?,
+        val: compact(Split::Val)?,
+        test: compact(Split::Test)?,
         vocab_size: VOCAB.len(),
         num_classes: NUM_CLASSES,
     })

@@ -302,8 +302,8 @@ fn trained_qkv(
         .init(device)
         .try_load_file(run_dir.join("best_model.bpk"))
         .map_err(|e| anyhow!("{}: cannot load best_model.bpk: {e:?}", run_dir.display()))?;
-    let chosen: Vec<&lra_data::Example> = data.val.iter().take(examples.max(1)).collect();
-    let batch = crate::batches::make_batch(&chosen, config.task.max_len, device);
+    let chosen: Vec<usize> = (0..examples.max(1).min(data.val.len())).collect();
+    let batch = crate::batches::make_batch(&data.val, &chosen, config.task.max_len, device);
     let encoder = model.encoder();
     let (x, pad_mask, mixer) = encoder
         .mixer_input(batch.tokens, batch.pad_mask, layer)

@@ -14,15 +14,17 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
-use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use clap::{Args, Subcommand, ValueEnum};
 use lra_model::{MixerDims, MixerInput, MixerKind, TokenMixer};
 use serde::{Deserialize, Serialize};
 
 use super::run::{RunArgs, resolve};
+use crate::batches::Batch;
 use crate::config::ExperimentConfig;
 use crate::plot::{Series, log_log_svg};
 use crate::results::atomic_write;
+use crate::train::logits;
 use crate::{device, memory};
 
 /// What to benchmark.
@@ -556,43 +558,36 @@ fn bench_efficiency(args: &EfficiencyArgs) -> Result<(EfficiencyFile, Vec<BenchR
     Ok((file, rows))
 }
 
-/// Vocabulary and class count of the config's task (the model's embedding and head sizes).
-fn task_sizes(config: &ExperimentConfig) -> (usize, usize) {
-    match config.task.name {
-        crate::config::TaskName::Listops => (
-            lra_data::listops::VOCAB.len(),
-            lra_data::listops::NUM_CLASSES,
+/// Random documents with realistic padding (each sequence's real length between n/4 and n),
+/// two per example for pair tasks, and labels cycling through the classes.
+fn random_batch(config: &ExperimentConfig, device: &Device) -> Batch {
+    let task = config.task.name;
+    let (batch, len) = (config.train.batch_size, config.task.max_len);
+    let document = || {
+        let tokens = Tensor::<2, Int>::random(
+            [batch, len],
+            Distribution::Uniform(1.0, task.vocab_size() as f64),
+            device,
+        );
+        let lengths = Tensor::<2, Int>::random(
+            [batch, 1],
+            Distribution::Uniform((len / 4) as f64, len as f64),
+            device,
+        );
+        let positions = Tensor::<1, Int>::arange(0..len as i64, device).reshape([1, len]);
+        (tokens, positions.greater_equal(lengths))
+    };
+    let (tokens, pad_mask) = document();
+    let classes = task.num_classes() as i64;
+    Batch {
+        tokens,
+        pad_mask,
+        second: (task.documents() == 2).then(document),
+        labels: Tensor::<1, Int>::from_data(
+            TensorData::new((0..batch as i64).map(|i| i % classes).collect(), [batch]),
+            device,
         ),
     }
-}
-
-/// Random tokens with realistic padding (each sequence's real length between n/4 and n) and
-/// labels cycling through the classes.
-fn random_batch(
-    config: &ExperimentConfig,
-    device: &Device,
-) -> (Tensor<2, Int>, Tensor<2, Bool>, Tensor<1, Int>) {
-    let (vocab, classes) = task_sizes(config);
-    let (batch, len) = (config.train.batch_size, config.task.max_len);
-    let tokens = Tensor::<2, Int>::random(
-        [batch, len],
-        Distribution::Uniform(1.0, vocab as f64),
-        device,
-    );
-    let lengths = Tensor::<2, Int>::random(
-        [batch, 1],
-        Distribution::Uniform((len / 4) as f64, len as f64),
-        device,
-    );
-    let positions = Tensor::<1, Int>::arange(0..len as i64, device).reshape([1, len]);
-    let labels = Tensor::<1, Int>::from_data(
-        TensorData::new(
-            (0..batch as i64).map(|i| i % classes as i64).collect(),
-            [batch],
-        ),
-        device,
-    );
-    (tokens, positions.greater_equal(lengths), labels)
 }
 
 /// Times the config's whole model: a training step (forward, backward, AdamW) or a forward pass.
@@ -603,17 +598,14 @@ fn time_model(
     mode: Mode,
 ) -> Result<BenchRow> {
     let base = device::parse(device_name)?;
-    let (vocab, classes) = task_sizes(config);
-    let model_config = config.classifier(vocab, classes)?;
+    let task = config.task.name;
+    let model_config = config.classifier(task.vocab_size(), task.num_classes())?;
     let timing = if mode == Mode::Forward {
         base.seed(config.seed);
         let model = model_config.init(&base);
-        let (tokens, pad_mask, _) = random_batch(config, &base);
+        let batch = random_batch(config, &base);
         time_repeats(repeats, &base, || {
-            let _ = model
-                .forward(tokens.clone(), pad_mask.clone())
-                .sum()
-                .into_scalar::<f32>();
+            let _ = logits(&model, batch.clone()).sum().into_scalar::<f32>();
         })?
     } else {
         let device = base.autodiff();
@@ -621,10 +613,9 @@ fn time_model(
         let mut model = model_config.init(&device);
         let mut optim = AdamWConfig::new().init();
         let loss_fn = CrossEntropyLossConfig::new().init(&device);
-        let (tokens, pad_mask, labels) = random_batch(config, &device);
+        let batch = random_batch(config, &device);
         time_repeats(repeats, &device, || {
-            let logits = model.forward(tokens.clone(), pad_mask.clone());
-            let loss = loss_fn.forward(logits, labels.clone());
+            let loss = loss_fn.forward(logits(&model, batch.clone()), batch.labels.clone());
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(1e-4, model.clone(), grads);
         })?

@@ -1,10 +1,19 @@
-//! `lra data generate listops`: writes the official-format ListOps TSV files.
+//! `lra data`: generate synthetic data (`generate listops`), turn a task's official files into the
+//! compact cache training reads (`prepare`), and check a task's files (`check`).
 
-use std::path::PathBuf;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
+use burn::tensor::Device;
 use clap::{Args, Subcommand};
 use lra_data::listops::{self, GenerateConfig};
+use lra_data::{DataError, OnProblem, Split, SplitData, TaskData, cache};
+
+use crate::batches::{TrainOrder, make_batch};
+use crate::config::{self, TaskName};
+use crate::tasks;
 
 /// Data tools.
 #[derive(Debug, Subcommand)]
@@ -12,6 +21,12 @@ pub enum DataCommand {
     /// Generate a synthetic task's data in its official release format.
     #[command(subcommand)]
     Generate(GenerateCommand),
+    /// Read a task's official files once and write the compact binary cache that `lra run
+    /// --data DIR` then reads (memory-mapped) instead: DIR/lra-cache/TASK/{train,val,test}.lrac.
+    Prepare(TaskArgs),
+    /// Check a task's official files: examples per split, label balance, length statistics,
+    /// loader speed, and every problem found (file and line/record).
+    Check(CheckArgs),
 }
 
 /// Synthetic tasks that can be generated.
@@ -19,6 +34,31 @@ pub enum DataCommand {
 pub enum GenerateCommand {
     /// ListOps (`basic_{train,val,test}.tsv`, header `Source<TAB>Target`), as the LRA generator.
     Listops(ListopsArgs),
+}
+
+/// A task and its data folder.
+#[derive(Debug, Args)]
+pub struct TaskArgs {
+    /// The task.
+    pub task: TaskName,
+    /// Folder with the task's official files, or the top of the LRA release (its nested
+    /// `lra_release/lra_release/…` folders are searched).
+    #[arg(long)]
+    pub data: PathBuf,
+}
+
+/// Options of `lra data check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub target: TaskArgs,
+    /// Length the statistics count truncations at and the loader is timed with (default: the
+    /// `lra-pytorch/TASK` preset's `task.max_len`).
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Batch size the loader is timed with (default: the `lra-pytorch/TASK` preset's).
+    #[arg(long)]
+    pub batch_size: Option<usize>,
 }
 
 /// Options of `lra data generate listops`; defaults are the LRA release's.
@@ -56,27 +96,234 @@ pub struct ListopsArgs {
 /// Runs a data command.
 pub fn execute(command: DataCommand) -> Result<()> {
     match command {
-        DataCommand::Generate(GenerateCommand::Listops(args)) => {
-            let config = GenerateConfig {
-                train: args.train,
-                val: args.val,
-                test: args.test,
-                min_len: args.min_len,
-                max_len: args.max_len,
-                max_depth: args.max_depth,
-                max_args: args.max_args,
-                seed: args.seed,
-            };
-            let splits = listops::generate(&config).context("generating ListOps")?;
-            listops::write_dataset(&args.out, &splits)?;
-            println!(
-                "wrote {} / {} / {} ListOps expressions to {}",
-                splits[0].len(),
-                splits[1].len(),
-                splits[2].len(),
-                args.out.display()
-            );
+        DataCommand::Generate(GenerateCommand::Listops(args)) => generate(&args),
+        DataCommand::Prepare(args) => {
+            let dir = prepare(args.task, &args.data)?;
+            println!("wrote the {} cache to {}", args.task, dir.display());
             Ok(())
+        }
+        DataCommand::Check(args) => {
+            let report = check(&args)?;
+            print!("{report}");
+            if !report.problems.is_empty() {
+                bail!(
+                    "{} problem(s) found in the {} data",
+                    report.problems.len(),
+                    args.target.task
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+fn generate(args: &ListopsArgs) -> Result<()> {
+    let config = GenerateConfig {
+        train: args.train,
+        val: args.val,
+        test: args.test,
+        min_len: args.min_len,
+        max_len: args.max_len,
+        max_depth: args.max_depth,
+        max_args: args.max_args,
+        seed: args.seed,
+    };
+    let splits = listops::generate(&config).context("generating ListOps")?;
+    listops::write_dataset(&args.out, &splits)?;
+    println!(
+        "wrote {} / {} / {} ListOps expressions to {}",
+        splits[0].len(),
+        splits[1].len(),
+        splits[2].len(),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Reads `task`'s official files under `data` (stopping at the first problem) and writes its
+/// cache; returns the cache folder.
+pub fn prepare(task: TaskName, data: &Path) -> Result<PathBuf> {
+    let parsed = tasks::read_raw(task, data, OnProblem::Fail)
+        .with_context(|| format!("reading the {task} files under {}", data.display()))?;
+    let dir = tasks::cache_dir(task, data);
+    cache::write(&dir, task.name(), &parsed)?;
+    Ok(dir)
+}
+
+/// What `lra data check` found.
+#[derive(Debug)]
+pub struct CheckReport {
+    pub task: TaskName,
+    pub data: PathBuf,
+    /// Statistics of each split that could be read.
+    pub splits: Vec<(Split, SplitStats)>,
+    /// Every problem, as `file:line: message` / `file: record N: message`.
+    pub problems: Vec<String>,
+    /// Batches per second of the loader on the train split, with the batch shape.
+    pub loader: Option<LoaderSpeed>,
+}
+
+/// Counts and lengths of one split.
+#[derive(Debug)]
+pub struct SplitStats {
+    pub examples: usize,
+    /// Examples per class.
+    pub label_counts: Vec<usize>,
+    /// Document lengths in tokens: min, mean, median, max.
+    pub lengths: [f64; 4],
+    /// Documents longer than `max_len` (truncated when training).
+    pub truncated: usize,
+}
+
+/// Loader throughput.
+#[derive(Debug)]
+pub struct LoaderSpeed {
+    pub batch_size: usize,
+    pub max_len: usize,
+    pub batches_per_second: f64,
+}
+
+/// Reads `args.target.task`'s files collecting every problem, then measures the loader.
+pub fn check(args: &CheckArgs) -> Result<CheckReport> {
+    let TaskArgs { task, data } = &args.target;
+    let preset = config::load_preset(&format!("lra-pytorch/{task}")).ok();
+    let max_len = args
+        .max_len
+        .or(preset.as_ref().map(|p| p.task.max_len))
+        .unwrap_or(1024);
+    let batch_size = args
+        .batch_size
+        .or(preset.as_ref().map(|p| p.train.batch_size))
+        .unwrap_or(32);
+    let mut found: Vec<DataError> = Vec::new();
+    let parsed = match tasks::read_raw(*task, data, OnProblem::Collect(&mut found)) {
+        Ok(parsed) => Some(parsed),
+        // ListOps stops at its first bad line: report it like the others.
+        Err(error)
+            if error
+                .downcast_ref::<DataError>()
+                .is_some_and(is_record_problem) =>
+        {
+            found.push(error.downcast::<DataError>().expect("checked above"));
+            None
+        }
+        Err(error) => return Err(error),
+    };
+    let mut problems: Vec<String> = found.iter().map(ToString::to_string).collect();
+    let cache_dir = tasks::cache_dir(*task, data);
+    if cache::exists(&cache_dir)
+        && let Err(error) = cache::read(&cache_dir, task.name())
+    {
+        problems.push(error.to_string());
+    }
+    let splits = parsed
+        .as_ref()
+        .map(|d| {
+            Vec::from(Split::ALL.map(|s| (s, split_stats(d.split(s), d.num_classes, max_len))))
+        })
+        .unwrap_or_default();
+    let loader = parsed
+        .as_ref()
+        .filter(|d| !d.train.is_empty())
+        .map(|d| loader_speed(d, batch_size, max_len));
+    Ok(CheckReport {
+        task: *task,
+        data: data.clone(),
+        splits,
+        problems,
+        loader,
+    })
+}
+
+fn is_record_problem(error: &DataError) -> bool {
+    matches!(
+        error,
+        DataError::Parse { .. } | DataError::Record { .. } | DataError::File { .. }
+    )
+}
+
+fn split_stats(split: &SplitData, num_classes: usize, max_len: usize) -> SplitStats {
+    let mut label_counts = vec![0; num_classes];
+    for &label in split.labels() {
+        label_counts[label as usize] += 1;
+    }
+    let mut lengths: Vec<usize> = split.document_lengths().collect();
+    lengths.sort_unstable();
+    let truncated = lengths.iter().filter(|&&l| l > max_len).count();
+    let stats = if lengths.is_empty() {
+        [0.0; 4]
+    } else {
+        let mean = lengths.iter().sum::<usize>() as f64 / lengths.len() as f64;
+        [
+            lengths[0] as f64,
+            mean,
+            lengths[lengths.len() / 2] as f64,
+            lengths[lengths.len() - 1] as f64,
+        ]
+    };
+    SplitStats {
+        examples: split.len(),
+        label_counts,
+        lengths: stats,
+        truncated,
+    }
+}
+
+/// Times batch assembly (ids and masks into CPU tensors) in training order for about a second.
+fn loader_speed(data: &TaskData, batch_size: usize, max_len: usize) -> LoaderSpeed {
+    let device = Device::default();
+    let mut order = TrainOrder::new(0, data.train.len());
+    let started = Instant::now();
+    let mut batches = 0;
+    while batches < 3 || (started.elapsed().as_secs_f64() < 1.0 && batches < 1000) {
+        let indices = order.batch(batches, batch_size);
+        std::hint::black_box(make_batch(&data.train, &indices, max_len, &device));
+        batches += 1;
+    }
+    LoaderSpeed {
+        batch_size,
+        max_len,
+        batches_per_second: batches as f64 / started.elapsed().as_secs_f64(),
+    }
+}
+
+impl std::fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "{} data under {}", self.task, self.data.display())?;
+        for (split, stats) in &self.splits {
+            let total = stats.examples.max(1) as f64;
+            let mut labels = String::new();
+            for (class, count) in stats.label_counts.iter().enumerate() {
+                let share = 100.0 * *count as f64 / total;
+                let _ = write!(labels, " {class}:{count} ({share:.1}%)");
+            }
+            let [min, mean, median, max] = stats.lengths;
+            writeln!(
+                f,
+                "  {:<5} {:>7} examples; labels{labels}\n        length min {min:.0} / mean {mean:.1} / \
+                 median {median:.0} / max {max:.0}; {} document(s) longer than the preset length",
+                split.name(),
+                stats.examples,
+                stats.truncated
+            )?;
+        }
+        if let Some(speed) = &self.loader {
+            writeln!(
+                f,
+                "  loader: {:.0} batches/s of {} × {} tokens ({:.2} ms per batch)",
+                speed.batches_per_second,
+                speed.batch_size,
+                speed.max_len,
+                1000.0 / speed.batches_per_second
+            )?;
+        }
+        if self.problems.is_empty() {
+            writeln!(f, "  no problems found")
+        } else {
+            writeln!(f, "  {} problem(s):", self.problems.len())?;
+            self.problems
+                .iter()
+                .try_for_each(|p| writeln!(f, "    {p}"))
         }
     }
 }
