@@ -58,15 +58,24 @@ pub enum TaskName {
     Retrieval,
     /// CIFAR-10 as 1,024 grayscale pixel tokens, 10 classes.
     Image,
+    /// Pathfinder 32×32 (contour length 14, the paper's set): are the two dots connected? 2 classes.
+    Pathfinder,
+    /// Path-X: Pathfinder at 128×128 (16,384 pixel tokens), contour length 14.
+    Pathx,
+    /// Pathfinder at 256×256 (65,536 pixel tokens), contour length 14.
+    Path256,
 }
 
 impl TaskName {
     /// Every task, in LRA table order.
-    pub const ALL: [TaskName; 4] = [
+    pub const ALL: [TaskName; 7] = [
         TaskName::Listops,
         TaskName::Text,
         TaskName::Retrieval,
         TaskName::Image,
+        TaskName::Pathfinder,
+        TaskName::Pathx,
+        TaskName::Path256,
     ];
 
     /// The name used on the command line and in folder names.
@@ -76,6 +85,9 @@ impl TaskName {
             TaskName::Text => "text",
             TaskName::Retrieval => "retrieval",
             TaskName::Image => "image",
+            TaskName::Pathfinder => "pathfinder",
+            TaskName::Pathx => "pathx",
+            TaskName::Path256 => "path256",
         }
     }
 
@@ -86,6 +98,9 @@ impl TaskName {
             TaskName::Text => lra_data::text::VOCAB_SIZE,
             TaskName::Retrieval => lra_data::retrieval::VOCAB_SIZE,
             TaskName::Image => lra_data::image::VOCAB_SIZE,
+            TaskName::Pathfinder | TaskName::Pathx | TaskName::Path256 => {
+                lra_data::pathfinder::PIXEL_VALUES
+            }
         }
     }
 
@@ -96,14 +111,22 @@ impl TaskName {
             TaskName::Text => lra_data::text::NUM_CLASSES,
             TaskName::Retrieval => lra_data::retrieval::NUM_CLASSES,
             TaskName::Image => lra_data::image::NUM_CLASSES,
+            TaskName::Pathfinder | TaskName::Pathx | TaskName::Path256 => {
+                lra_data::pathfinder::NUM_CLASSES
+            }
         }
+    }
+
+    /// The Pathfinder set of the Pathfinder tasks.
+    pub fn pathfinder_variant(self) -> Option<lra_data::pathfinder::Variant> {
+        lra_data::pathfinder::Variant::for_task(self.name())
     }
 
     /// Documents per example: 2 for pair tasks, which use the dual encoder.
     pub fn documents(self) -> usize {
         match self {
             TaskName::Retrieval => 2,
-            TaskName::Listops | TaskName::Text | TaskName::Image => 1,
+            _ => 1,
         }
     }
 }

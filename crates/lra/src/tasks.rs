@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use lra_data::layout::Layout;
-use lra_data::{OnProblem, TaskData, cache, image, listops, retrieval, text};
+use lra_data::{OnProblem, TaskData, cache, image, listops, pathfinder, retrieval, text};
 
 use crate::config::{TaskConfig, TaskName};
 
@@ -51,6 +51,10 @@ pub fn read_raw(task: TaskName, root: &Path, on_problem: OnProblem) -> Result<Ta
         TaskName::Text => text::load(root, on_problem)?,
         TaskName::Retrieval => retrieval::load(root, on_problem)?,
         TaskName::Image => image::load(root, on_problem)?,
+        TaskName::Pathfinder | TaskName::Pathx | TaskName::Path256 => {
+            let variant = task.pathfinder_variant().expect("a Pathfinder task");
+            pathfinder::load_task(root, variant)?
+        }
     })
 }
 

@@ -151,3 +151,59 @@ fn check_reports_counts_labels_lengths_and_every_problem() {
     );
     assert_eq!(report.splits[2].1.examples, 1);
 }
+
+#[test]
+fn generated_pathfinder_sets_check_clean_and_train_under_every_preset() {
+    use lra::cmd::data::{DataCommand, GenerateCommand, PathfinderArgs, execute as data};
+    let _guard = one_training_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    for (resolution, images) in [(32, 60), (128, 20)] {
+        data(DataCommand::Generate(GenerateCommand::Pathfinder(
+            PathfinderArgs {
+                out: root.path().to_path_buf(),
+                resolution,
+                contour_length: 14,
+                images,
+                images_per_batch: 25,
+                seed: 1,
+            },
+        )))
+        .unwrap();
+    }
+    let report = check(&CheckArgs {
+        target: TaskArgs {
+            task: TaskName::Pathfinder,
+            data: root.path().to_path_buf(),
+        },
+        max_len: None,
+        batch_size: Some(4),
+    })
+    .unwrap();
+    assert!(report.problems.is_empty(), "{report}");
+    let counts: Vec<usize> = report.splits.iter().map(|(_, s)| s.examples).collect();
+    assert_eq!(counts, [48, 6, 6], "80/10/10 of 60 images");
+    for task in ["pathfinder", "pathx"] {
+        for family in ["lra-pytorch", "lra-jax"] {
+            let preset = format!("{family}/{task}");
+            let summary = finishes(&small_run(&preset, root.path(), &root.path().join("runs")));
+            assert_eq!(
+                (summary.task.as_str(), summary.steps),
+                (task, 4),
+                "{preset}"
+            );
+        }
+    }
+    // After `prepare`, training reads the cache alone: the PNGs can go.
+    prepare(TaskName::Pathx, root.path()).unwrap();
+    std::fs::remove_dir_all(
+        root.path()
+            .join("pathfinder128/curv_contour_length_14/imgs"),
+    )
+    .unwrap();
+    let summary = finishes(&small_run(
+        "lra-pytorch/pathx",
+        root.path(),
+        &root.path().join("runs"),
+    ));
+    assert_eq!(summary.task, "pathx");
+}

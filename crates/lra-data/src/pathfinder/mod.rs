@@ -22,6 +22,7 @@ mod geometry;
 mod png_io;
 mod read;
 mod render;
+mod task;
 
 use std::path::PathBuf;
 
@@ -30,6 +31,7 @@ pub use generate::{GeneratedImage, Generator, GeneratorConfig, Shape, Stats, TRA
 pub use geometry::Point;
 pub use png_io::{decode_gray, encode_gray};
 pub use read::{Layout, Loaded, Record, Sample, find, load, read_records, read_split, split_range};
+pub use task::load_task;
 
 /// Image sides of the official release (`pathfinder32` ... `pathfinder256`).
 pub const RELEASE_RESOLUTIONS: [u32; 4] = [32, 64, 128, 256];

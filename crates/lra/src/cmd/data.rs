@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use burn::tensor::Device;
 use clap::{Args, Subcommand};
 use lra_data::listops::{self, GenerateConfig};
+use lra_data::pathfinder;
 use lra_data::{DataError, OnProblem, Split, SplitData, TaskData, cache};
 
 use crate::batches::{TrainOrder, make_batch};
@@ -34,6 +35,32 @@ pub enum DataCommand {
 pub enum GenerateCommand {
     /// ListOps (`basic_{train,val,test}.tsv`, header `Source<TAB>Target`), as the LRA generator.
     Listops(ListopsArgs),
+    /// Pathfinder / Path-X images in the release layout
+    /// (`pathfinder<side>/<difficulty>/{imgs,metadata}`), after Linsley et al. 2018.
+    Pathfinder(PathfinderArgs),
+}
+
+/// Options of `lra data generate pathfinder`; defaults make LRA's Pathfinder (32×32, hard).
+#[derive(Debug, Args)]
+pub struct PathfinderArgs {
+    /// Output folder; the set lands in OUT/pathfinder<side>/<difficulty>/.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Image side in pixels: 32 Pathfinder, 128 Path-X, 256 Path-256 (any works).
+    #[arg(long, default_value_t = 32)]
+    pub resolution: u32,
+    /// Paddles per target contour: 6 easy, 9 intermediate, 14 hard (the LRA paper's sets).
+    #[arg(long, default_value_t = 14)]
+    pub contour_length: u32,
+    /// Number of images (split 80/10/10 into train/val/test when read).
+    #[arg(long, default_value_t = 200_000)]
+    pub images: usize,
+    /// Images per metadata file and imgs/<k> folder.
+    #[arg(long, default_value_t = 1_000)]
+    pub images_per_batch: usize,
+    /// Random seed; the output does not depend on the thread count.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// A task and its data folder.
@@ -97,6 +124,7 @@ pub struct ListopsArgs {
 pub fn execute(command: DataCommand) -> Result<()> {
     match command {
         DataCommand::Generate(GenerateCommand::Listops(args)) => generate(&args),
+        DataCommand::Generate(GenerateCommand::Pathfinder(args)) => generate_pathfinder(&args),
         DataCommand::Prepare(args) => {
             let dir = prepare(args.task, &args.data)?;
             println!("wrote the {} cache to {}", args.task, dir.display());
@@ -115,6 +143,27 @@ pub fn execute(command: DataCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn generate_pathfinder(args: &PathfinderArgs) -> Result<()> {
+    let config = pathfinder::GeneratorConfig {
+        resolution: args.resolution,
+        contour_length: args.contour_length,
+        images: args.images,
+        images_per_batch: args.images_per_batch,
+        seed: args.seed,
+        shape: None,
+    };
+    let stats = pathfinder::generate(&config, &args.out).context("generating Pathfinder")?;
+    println!(
+        "wrote {} images ({} positive) to {} in {:.1} s ({:.0} images/s)",
+        stats.images,
+        stats.positives,
+        stats.dir.display(),
+        stats.seconds,
+        stats.images as f64 / stats.seconds.max(1e-9)
+    );
+    Ok(())
 }
 
 fn generate(args: &ListopsArgs) -> Result<()> {
@@ -195,6 +244,19 @@ pub fn check(args: &CheckArgs) -> Result<CheckReport> {
         .batch_size
         .or(preset.as_ref().map(|p| p.train.batch_size))
         .unwrap_or(32);
+    if let Some(variant) = task.pathfinder_variant() {
+        // Image problems come from the set check, which reads every image once.
+        let report = pathfinder::check(&pathfinder::find(data, variant)?);
+        if !report.is_ok() {
+            return Ok(CheckReport {
+                task: *task,
+                data: data.clone(),
+                splits: Vec::new(),
+                problems: report.problems.iter().map(ToString::to_string).collect(),
+                loader: None,
+            });
+        }
+    }
     let mut found: Vec<DataError> = Vec::new();
     let parsed = match tasks::read_raw(*task, data, OnProblem::Collect(&mut found)) {
         Ok(parsed) => Some(parsed),
