@@ -28,6 +28,9 @@ pub struct SweepFile {
     /// Overrides applied to every cell (`--set` syntax), before the row's own.
     #[serde(default)]
     pub set: Vec<String>,
+    /// Overrides for every row on one task only (`task_set.text = ["train.batch_size=16"]`).
+    #[serde(default)]
+    pub task_set: std::collections::BTreeMap<String, Vec<String>>,
     /// Folder of the sweep's runs; default `results/sweeps/<file stem>`.
     #[serde(default)]
     pub out: Option<PathBuf>,
@@ -60,6 +63,10 @@ pub struct Row {
     /// Further overrides for this row (`--set` syntax).
     #[serde(default)]
     pub set: Vec<String>,
+    /// Overrides for this row on one task only (`task_set.text = ["mixer.kernel=relu"]`), applied
+    /// last: settings the official code changes per task.
+    #[serde(default)]
+    pub task_set: std::collections::BTreeMap<String, Vec<String>>,
 }
 
 /// `#SBATCH` resources of the job array.
@@ -248,6 +255,18 @@ impl SweepFile {
             row.attention
                 .parse::<lra_model::MixerKind>()
                 .with_context(|| format!("row `{}`", row.name))?;
+            if let Some(task) = row
+                .task_set
+                .keys()
+                .chain(self.task_set.keys())
+                .find(|t| !self.tasks.contains(t))
+            {
+                bail!(
+                    "row `{}`: `task_set.{task}` names a task the sweep does not run (tasks: {})",
+                    row.name,
+                    self.tasks.join(", ")
+                );
+            }
         }
         Ok(())
     }
@@ -264,12 +283,14 @@ impl SweepFile {
             for task in &self.tasks {
                 for &seed in &self.seeds {
                     let mut overrides = self.set.clone();
+                    overrides.extend(self.task_set.get(task).into_iter().flatten().cloned());
                     overrides.extend(row.set.iter().cloned());
                     overrides.extend(
                         row.mixer
                             .iter()
                             .map(|(key, value)| format!("mixer.{key}={value}")),
                     );
+                    overrides.extend(row.task_set.get(task).into_iter().flatten().cloned());
                     cells.push(Cell {
                         index: cells.len(),
                         row: row.name.clone(),
@@ -402,6 +423,7 @@ mod tests {
         name = "Linformer (k=16)"
         attention = "linformer"
         mixer = { k = 16 }
+        task_set.listops = ["mixer.sharing=\"none\""]
     "#;
 
     #[test]
@@ -410,7 +432,8 @@ mod tests {
         assert_eq!(cells.len(), 6);
         assert_eq!(cells[4].row, "Linformer (k=16)");
         assert_eq!(cells[4].seed, 1);
-        assert_eq!(cells[4].overrides, vec!["mixer.k=16"]);
+        assert_eq!(cells[4].overrides, ["mixer.k=16", "mixer.sharing=\"none\""]);
+        assert_eq!(cells[1].overrides, Vec::<String>::new());
         assert_eq!(cells[4].dir, Path::new("out/listops/linformer-k-16/s1"));
     }
 
