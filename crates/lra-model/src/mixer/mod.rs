@@ -13,6 +13,7 @@ pub mod linformer;
 pub mod local;
 pub mod lowrank;
 pub mod luna;
+pub mod mra;
 pub mod nystrom;
 pub mod performer;
 pub mod ra;

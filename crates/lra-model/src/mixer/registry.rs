@@ -10,7 +10,7 @@ use burn::tensor::Device;
 
 use super::{
     Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, cur, lara, linear, linformer,
-    local, lowrank, luna, nystrom, performer, ra, sinkhorn, skeinformer, sktr, soft, softmax,
+    local, lowrank, luna, mra, nystrom, performer, ra, sinkhorn, skeinformer, sktr, soft, softmax,
     sparse, synthesizer,
 };
 use crate::ConfigError;
@@ -136,6 +136,7 @@ mixers! {
     Nystrom => "nystrom", nystrom::NystromConfig, nystrom::NystromAttention;
     Cur => "cur", cur::CurConfig, cur::CurAttention;
     LowRank => "lowrank", lowrank::LowRankConfig, lowrank::LowRankAttention;
+    Mra => "mra", mra::MraConfig, mra::MraAttention;
 }
 
 impl MixerKind {
