@@ -18,6 +18,7 @@ pub mod nystrom;
 pub mod performer;
 pub mod ra;
 pub mod reference;
+pub mod reformer;
 mod registry;
 pub mod sinkhorn;
 pub mod skeinformer;

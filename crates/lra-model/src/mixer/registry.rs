@@ -10,8 +10,8 @@ use burn::tensor::Device;
 
 use super::{
     Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, cur, lara, linear, linformer,
-    local, lowrank, luna, mra, nystrom, performer, ra, sinkhorn, skeinformer, sktr, soft, softmax,
-    sparse, synthesizer,
+    local, lowrank, luna, mra, nystrom, performer, ra, reformer, sinkhorn, skeinformer, sktr, soft,
+    softmax, sparse, synthesizer,
 };
 use crate::ConfigError;
 
@@ -137,6 +137,7 @@ mixers! {
     Cur => "cur", cur::CurConfig, cur::CurAttention;
     LowRank => "lowrank", lowrank::LowRankConfig, lowrank::LowRankAttention;
     Mra => "mra", mra::MraConfig, mra::MraAttention;
+    Reformer => "reformer", reformer::ReformerConfig, reformer::ReformerAttention;
 }
 
 impl MixerKind {
