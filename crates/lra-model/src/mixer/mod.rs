@@ -29,6 +29,7 @@ pub mod sparse;
 pub mod synthesizer;
 #[cfg(test)]
 mod testing;
+pub mod yoso;
 
 pub use heads::{MultiHeadProjection, MultiHeadProjectionConfig};
 pub use registry::{Mixer, MixerConfig, MixerKind};

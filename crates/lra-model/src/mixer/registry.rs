@@ -11,7 +11,7 @@ use burn::tensor::Device;
 use super::{
     Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, cur, lara, linear, linformer,
     local, lowrank, luna, mra, nystrom, performer, ra, reformer, sinkhorn, skeinformer, sktr, soft,
-    softmax, sparse, synthesizer,
+    softmax, sparse, synthesizer, yoso,
 };
 use crate::ConfigError;
 
@@ -138,6 +138,7 @@ mixers! {
     LowRank => "lowrank", lowrank::LowRankConfig, lowrank::LowRankAttention;
     Mra => "mra", mra::MraConfig, mra::MraAttention;
     Reformer => "reformer", reformer::ReformerConfig, reformer::ReformerAttention;
+    Yoso => "yoso", yoso::YosoConfig, yoso::YosoAttention;
 }
 
 impl MixerKind {
