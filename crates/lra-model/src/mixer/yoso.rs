@@ -49,8 +49,9 @@ use super::{
 const EXPECTATION_SCALE: f64 = 0.98;
 /// Floor of the norms in L2 normalisation (PyTorch `F.normalize`'s `eps`).
 const NORM_EPS: f64 = 1e-12;
-/// Longest hash code: `2^τ` table slots per hash function and head.
-const MAX_HASH_BITS: usize = 20;
+/// Longest hash code. The tables hold `m·2^τ·d` floats per batch row and head (official LRA
+/// settings use τ ≤ 12); 16 keeps them and their flat indices within reach.
+const MAX_HASH_BITS: usize = 16;
 
 /// How `Σ_j E_ij v_j` is computed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -442,5 +443,42 @@ mod tests {
         actual
             .to_data()
             .assert_approx_eq::<f32>(&expected.to_data(), Tolerance::absolute(1e-5));
+    }
+
+    #[test]
+    fn validate_names_the_bad_field() {
+        let dims = MixerDims {
+            d_model: 16,
+            n_heads: 2,
+            max_len: 64,
+            dropout: 0.0,
+        };
+        for (config, field) in [
+            (
+                YosoConfig {
+                    hash_bits: 0,
+                    ..YosoConfig::default()
+                },
+                "hash_bits",
+            ),
+            (
+                YosoConfig {
+                    hash_bits: 17,
+                    ..YosoConfig::default()
+                },
+                "hash_bits",
+            ),
+            (
+                YosoConfig {
+                    n_hashes: 0,
+                    ..YosoConfig::default()
+                },
+                "n_hashes",
+            ),
+        ] {
+            let error = config.validate(&dims).expect_err("invalid config accepted");
+            assert!(error.contains(field), "{error}");
+        }
+        assert_eq!(YosoConfig::default().validate(&dims), Ok(()));
     }
 }
