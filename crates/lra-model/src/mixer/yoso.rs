@@ -17,8 +17,10 @@
 //! Backward of `sampled`, as the official code with `lsh_backward = false`: the derivative of the
 //! sampler is taken from the expectation, with the official surrogate `(τ/2)·E_ij` for
 //! `∂E_ij/∂(q̂_iᵀk̂_j)`: `∂q̂_i = Σ_j (τ/2) E_ij (g_iᵀv_j) k̂_j`, symmetric for `k̂`, `∂v_j = Σ_i
-//! E_ij g_i`. This needs the `[n, n]` matrix `E`, so a training step costs O(n²·d) time and
-//! memory while evaluation stays O(n·m·d). (The official weighted-LSH backward estimate needs a
+//! E_ij g_i`. Here the output normalisation is differentiated at the expectation too (at the
+//! sampled value its Jacobian is ~1/eps for a query whose hashes met no key, which made training
+//! diverge to NaN). This needs the `[n, n]` matrix `E`, so a training step costs O(n²·d) time
+//! and memory while evaluation stays O(n·m·d). (The official weighted-LSH backward estimate needs a
 //! CUDA kernel with a loop over the head dimension; it is not implemented.)
 //!
 //! Official code checked: mlpen/YOSO `encoders/backbones/efficient_attentions/yoso/yoso_v1/`
@@ -47,7 +49,7 @@ use super::{
 
 /// Factor on `q̂ᵀk̂` inside `arccos` in YOSO-E (official value; keeps `1 − x²` away from 0).
 const EXPECTATION_SCALE: f64 = 0.98;
-/// Floor of the norms in L2 normalisation (PyTorch `F.normalize`'s `eps`).
+/// Smallest norm L2 normalisation divides by (PyTorch `F.normalize`'s `eps`).
 const NORM_EPS: f64 = 1e-12;
 /// Longest hash code. The tables hold `m·2^τ·d` floats per batch row and head (official LRA
 /// settings use τ ≤ 12); 16 keeps them and their flat indices within reach.
@@ -150,13 +152,12 @@ impl AttentionCore for YosoAttention {
             None => v,
         };
         let (q, k) = (normalize(q), normalize(k));
-        let numerator = match self.estimator {
+        match self.estimator {
             YosoEstimator::Expectation => {
-                collision_probability(q, k, self.hash_bits, EXPECTATION_SCALE).matmul(v)
+                normalize(collision_probability(q, k, self.hash_bits, EXPECTATION_SCALE).matmul(v))
             }
             YosoEstimator::Sampled => self.sampled_with_expected_gradient(q, k, v),
-        };
-        normalize(numerator)
+        }
     }
 }
 
@@ -171,8 +172,8 @@ impl TokenMixer for YosoAttention {
 }
 
 impl YosoAttention {
-    /// The sampled estimate of `E·V`, plus (on an autodiff device) a zero-valued term whose
-    /// gradient is the expectation-based surrogate of the official backward.
+    /// The normalised sampled output; on an autodiff device plus a zero-valued term whose
+    /// gradient is that of the expectation form with the official surrogate derivative.
     fn sampled_with_expected_gradient(
         &self,
         q: Tensor<4>,
@@ -185,24 +186,31 @@ impl YosoAttention {
             Distribution::Normal(0.0, 1.0),
             &q.device(),
         );
-        let sampled = lsh_cumulation(
+        let sampled = normalize(lsh_cumulation(
             q.clone().detach(),
             k.clone().detach(),
             v.clone().detach(),
             projections,
             self.hash_bits,
-        );
+        ));
         if !q.device().is_autodiff() {
             return sampled;
         }
-        let tau = self.hash_bits as f64;
-        let dot = q.matmul(k.swap_dims(2, 3)); // [b, h, n, n]
-        let expected = collision_probability_of(dot.clone().detach(), self.hash_bits, 1.0);
-        // d/d(dot) = (τ/2)·E and d/dv = Eᵀg, with every other factor held constant.
-        let surrogate =
-            (expected.clone() * dot * (tau / 2.0)).matmul(v.clone().detach()) + expected.matmul(v);
-        sampled + surrogate.clone() - surrogate.detach()
+        // The normalisation's Jacobian is also taken at the expectation: at the sampled value it
+        // would be ~1/eps for a query whose hashes met no key (a zero row).
+        let expected = normalize(surrogate_numerator(q, k, v, self.hash_bits));
+        sampled + expected.clone() - expected.detach()
     }
+}
+
+/// `E·V` (exact collision probabilities) whose gradient uses the official surrogate
+/// `∂E_ij/∂(q̂_iᵀk̂_j) = (τ/2)·E_ij`: `∂v = Eᵀg`, `∂(q̂_iᵀk̂_j) = (τ/2)·E_ij·g_iᵀv_j`.
+fn surrogate_numerator(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, hash_bits: usize) -> Tensor<4> {
+    let dot = q.matmul(k.swap_dims(2, 3)); // [b, h, n, n]
+    let expected = collision_probability_of(dot.clone().detach(), hash_bits, 1.0);
+    let zero_valued = dot.clone() - dot.detach();
+    let slope = expected.clone() * zero_valued * (hash_bits as f64 / 2.0);
+    expected.matmul(v.clone()) + slope.matmul(v.detach())
 }
 
 /// `(1 − arccos(scale·q̂ᵀk̂)/π)^τ` for unit rows `q`, `k`: `[b, h, n, n]`.
@@ -274,14 +282,10 @@ fn powers_of_two(bits: usize, device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(powers, [bits, 1]), device)
 }
 
-/// Rows scaled to unit L2 norm (zero rows stay zero).
+/// Rows scaled to unit L2 norm. `eps²` inside the square root keeps zero rows at zero with a
+/// finite gradient (`max(‖x‖, eps)` would give `0·∞ = NaN` through the square root).
 fn normalize(x: Tensor<4>) -> Tensor<4> {
-    let norm = x
-        .clone()
-        .powi_scalar(2)
-        .sum_dim(3)
-        .sqrt()
-        .clamp_min(NORM_EPS);
+    let norm = (x.clone().powi_scalar(2).sum_dim(3) + NORM_EPS * NORM_EPS).sqrt();
     x / norm
 }
 
@@ -390,10 +394,9 @@ mod tests {
     fn sampled_gradient_is_the_expectation_surrogate() {
         let device = Device::flex().autodiff();
         let (seq, bits) = (16, 6);
-        let mixer = yoso(bits, 8, &device);
         let [q, k, v] = unit_qkv(&device, 4, seq).map(|x| x.require_grad());
         let g = gaussian(&device, 99, [1, 2, seq, 8]);
-        let out = mixer.sampled_with_expected_gradient(q.clone(), k.clone(), v.clone());
+        let out = surrogate_numerator(q.clone(), k.clone(), v.clone(), bits);
         let grads = (out * g.clone()).sum().backward();
 
         let inner = |x: &Tensor<4>| x.clone().inner();
@@ -443,6 +446,51 @@ mod tests {
         actual
             .to_data()
             .assert_approx_eq::<f32>(&expected.to_data(), Tolerance::absolute(1e-5));
+    }
+
+    /// In training the value is still the sampled output, and the gradient stays finite when a
+    /// query's hashes meet no key (a zero row before normalisation).
+    #[test]
+    fn training_output_is_the_sample_and_its_gradient_is_finite() {
+        let device = Device::flex().autodiff();
+        let mixer = yoso(16, 1, &device); // 2^16 codes, one hash: almost no collisions
+        let [q, k, v] = [1, 2, 3].map(|seed| gaussian(&device, seed, [1, 2, 32, 8]).require_grad());
+        device.seed(5);
+        let train = mixer.attend(q.clone(), k.clone(), v.clone(), None);
+        device.seed(5); // the same projections as the call above
+        let projections = Tensor::<2>::random([8, 16], Distribution::Normal(0.0, 1.0), &device);
+        let detached = |x: &Tensor<4>| normalize(x.clone().detach());
+        let sample = normalize(lsh_cumulation(
+            detached(&q),
+            detached(&k),
+            v.clone().detach(),
+            projections,
+            16,
+        ));
+        let zero_rows = sample
+            .clone()
+            .abs()
+            .sum_dim(3)
+            .lower_elem(1e-6)
+            .int()
+            .sum()
+            .into_scalar::<i64>();
+        assert!(
+            zero_rows > 0,
+            "the case under test needs queries without collisions"
+        );
+        train
+            .clone()
+            .to_data()
+            .assert_approx_eq::<f32>(&sample.to_data(), Tolerance::absolute(1e-6));
+        let grads = train.sum().backward();
+        for x in [q, k, v] {
+            let grad = x.grad(&grads).expect("gradient");
+            assert!(
+                grad.is_finite().all().into_scalar::<bool>(),
+                "non-finite gradient"
+            );
+        }
     }
 
     #[test]
