@@ -20,11 +20,13 @@ pub mod local;
 pub mod longformer;
 pub mod lowrank;
 pub mod luna;
+pub mod mra;
 pub mod nystrom;
 pub mod performer;
 pub mod pixelfly;
 pub mod ra;
 pub mod reference;
+pub mod reformer;
 mod registry;
 pub mod s4;
 pub mod s4d;
@@ -39,6 +41,7 @@ mod spectral;
 pub mod synthesizer;
 #[cfg(test)]
 mod testing;
+pub mod yoso;
 
 pub use heads::{MultiHeadProjection, MultiHeadProjectionConfig};
 pub use registry::{Mixer, MixerConfig, MixerKind};

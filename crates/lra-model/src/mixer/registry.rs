@@ -143,6 +143,9 @@ mixers! {
     ContextPool => "contextpool", contextpool::ContextPoolConfig, contextpool::ContextPoolMixer;
     S4 => "s4", s4::S4Config, s4::S4;
     S4d => "s4d", s4d::S4dConfig, s4d::S4d;
+    Mra => "mra", mra::MraConfig, mra::MraAttention;
+    Reformer => "reformer", reformer::ReformerConfig, reformer::ReformerAttention;
+    Yoso => "yoso", yoso::YosoConfig, yoso::YosoAttention;
 }
 
 impl MixerKind {
