@@ -1,3 +1,4 @@
 //! Custom tensor operations with handwritten backward passes (Burn backend extensions).
 
+pub mod flash_attention;
 pub mod softmax_attention;
