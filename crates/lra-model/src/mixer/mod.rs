@@ -5,7 +5,9 @@
 //! [`MixerInput::carry`] / [`MixerOutput::carry`]; the encoder threads it through unchanged, so it
 //! needs no special case for them.
 
+pub mod blocksparse;
 pub mod cur;
+pub mod flash;
 mod heads;
 pub mod lara;
 pub mod linear;

@@ -9,9 +9,9 @@ use burn::module::Module;
 use burn::tensor::Device;
 
 use super::{
-    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, cur, lara, linear, linformer,
-    local, lowrank, luna, nystrom, performer, ra, sinkhorn, skeinformer, sktr, soft, softmax,
-    sparse, synthesizer,
+    Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, blocksparse, cur, flash, lara,
+    linear, linformer, local, lowrank, luna, nystrom, performer, ra, sinkhorn, skeinformer, sktr,
+    soft, softmax, sparse, synthesizer,
 };
 use crate::ConfigError;
 
@@ -136,6 +136,8 @@ mixers! {
     Nystrom => "nystrom", nystrom::NystromConfig, nystrom::NystromAttention;
     Cur => "cur", cur::CurConfig, cur::CurAttention;
     LowRank => "lowrank", lowrank::LowRankConfig, lowrank::LowRankAttention;
+    Flash => "flash", flash::FlashConfig, flash::FlashAttention;
+    BlockSparse => "blocksparse", blocksparse::BlockSparseConfig, blocksparse::BlockSparseAttention;
 }
 
 impl MixerKind {
