@@ -8,6 +8,7 @@ pooling with padding, ReLU MLP head; AdamW. Not a project dependency: run it fro
 
     python scripts/bench_pytorch.py step --threads 2
     python scripts/bench_pytorch.py mixers --seq-len 512,1024,2048,4096 --threads 2
+    python scripts/bench_pytorch.py sdpa --batch 1 --heads 4 --head-dim 64 --threads 2
 """
 import argparse
 import math
@@ -106,12 +107,25 @@ def bench_mixers(args):
         print(f"mixer_fwd_bwd_pytorch,softmax,{n},1,64,cpu,{median:.2f},{best:.2f}")
 
 
+def bench_sdpa(args):
+    # torch.nn.functional.scaled_dot_product_attention fwd+bwd on [batch, heads, n, head_dim]
+    # (PyTorch's fused CPU kernel: flash-style tiles), the reference for `ops::flash_attention`.
+    print(f"bench,attention,seq_len,batch,heads,head_dim,device,median_ms,min_ms")
+    for n in args.seq_len:
+        q, k, v = (torch.randn(args.batch, args.heads, n, args.head_dim, requires_grad=True) for _ in range(3))
+        fwd_bwd = lambda: nn.functional.scaled_dot_product_attention(q, k, v).sum().backward()
+        median, best = timed(args.repeats, fwd_bwd)
+        print(f"sdpa_fwd_bwd_pytorch,sdpa,{n},{args.batch},{args.heads},{args.head_dim},cpu,{median:.2f},{best:.2f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["step", "mixers"])
+    parser.add_argument("what", choices=["step", "mixers", "sdpa"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--heads", type=int, default=4, help="sdpa only")
+    parser.add_argument("--head-dim", type=int, default=64, help="sdpa only")
     parser.add_argument("--seq-len", type=lambda s: [int(v) for v in s.split(",")], default=None)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -119,6 +133,9 @@ def main():
     if args.what == "step":
         args.seq_len = (args.seq_len or [2000])[0]
         bench_step(args)
+    elif args.what == "sdpa":
+        args.seq_len = args.seq_len or [1024, 2048, 4096, 8192, 16384]
+        bench_sdpa(args)
     else:
         args.seq_len = args.seq_len or [512, 1024, 2048, 4096]
         bench_mixers(args)

@@ -8,9 +8,11 @@
 pub mod afno;
 pub mod bigbird;
 mod blocks;
+pub mod blocksparse;
 pub mod contextpool;
 pub mod cur;
 pub mod fedformer;
+pub mod flash;
 pub mod fno;
 mod heads;
 pub mod lara;

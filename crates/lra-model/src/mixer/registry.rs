@@ -146,6 +146,8 @@ mixers! {
     Mra => "mra", mra::MraConfig, mra::MraAttention;
     Reformer => "reformer", reformer::ReformerConfig, reformer::ReformerAttention;
     Yoso => "yoso", yoso::YosoConfig, yoso::YosoAttention;
+    Flash => "flash", flash::FlashConfig, flash::FlashAttention;
+    BlockSparse => "blocksparse", blocksparse::BlockSparseConfig, blocksparse::BlockSparseAttention;
 }
 
 impl MixerKind {

@@ -1,4 +1,5 @@
 //! Custom tensor operations with handwritten backward passes (Burn backend extensions).
 
 pub mod fft_conv;
+pub mod flash_attention;
 pub mod softmax_attention;

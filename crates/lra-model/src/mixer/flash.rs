@@ -1,0 +1,176 @@
+//! FlashAttention: Dao, Fu, Ermon, Rudra and Ré, NeurIPS 2022, "FlashAttention: Fast and
+//! Memory-Efficient Exact Attention with IO-Awareness" (<https://arxiv.org/abs/2205.14135>);
+//! loop order of FlashAttention-2 (Dao 2023, <https://arxiv.org/abs/2307.08691>).
+//!
+//! Exact softmax attention computed tile by tile with the online softmax, so the `[n, n]` score
+//! matrix never exists, and a backward pass that recomputes the score tiles from the saved
+//! per-row logsumexp. O(n²·d) time like softmax attention, O(n·d) memory in training and
+//! inference. The kernel is `ops::flash_attention` (CPU backend); other backends compose the
+//! naive reference (`mixer::reference`, O(n²) memory).
+//!
+//! Official code checked: Dao-AILab/flash-attention, `flash_attn/flash_attn_triton.py` (forward
+//! and backward recurrences) and `flash_attn/flash_attn_interface.py` (dropout on the
+//! probabilities, softmax scale 1/√d).
+//!
+//! Deviations, and why: tiles are [`DENSE_TILE`] squares chosen for CPU caches, not GPU shared
+//! memory; dropout masks come from a counter hash instead of Philox (both are regenerated in the
+//! backward, neither is stored); padding is a finite key bias instead of unpadding ("varlen"),
+//! which LRA's fixed-length batches do not need.
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig};
+use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
+use serde::{Deserialize, Serialize};
+
+use super::reference::{PAD_BIAS, attention_probs, key_padding_bias};
+use super::{
+    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
+    MultiHeadProjectionConfig, TokenMixer,
+};
+#[cfg(doc)]
+use crate::ops::flash_attention::DENSE_TILE;
+use crate::ops::flash_attention::{flash_attention, is_supported};
+
+/// FlashAttention computes exact softmax attention: no settings beyond the model's heads and
+/// dropout (the tile size is a property of the CPU kernel, not of the method).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FlashConfig {}
+
+impl MixerSpec for FlashConfig {
+    type Mixer = FlashAttention;
+    const SUMMARY: &'static str =
+        "FlashAttention: exact softmax attention, tiled with an online softmax, O(n) memory";
+
+    fn caps(&self) -> Caps {
+        Caps {
+            exact: true,
+            pad_mask: true,
+        }
+    }
+
+    fn init(&self, dims: &MixerDims, device: &Device) -> FlashAttention {
+        FlashAttention {
+            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
+            dropout: DropoutConfig::new(dims.dropout).init(),
+        }
+    }
+}
+
+/// Multi-head FlashAttention.
+#[derive(Module, Debug)]
+pub struct FlashAttention {
+    heads: MultiHeadProjection,
+    dropout: Dropout,
+}
+
+impl AttentionCore for FlashAttention {
+    fn projection(&self) -> &MultiHeadProjection {
+        &self.heads
+    }
+
+    fn attend(
+        &self,
+        q: Tensor<4>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        pad_mask: Option<Tensor<2, Bool>>,
+    ) -> Tensor<4> {
+        if !is_supported(&q.device()) {
+            let probs = attention_probs(q, k, pad_mask.map(key_padding_bias)); // [b, h, n, n]
+            return self.dropout.forward(probs).matmul(v);
+        }
+        let key_bias = key_bias(pad_mask, &k);
+        let (dropout, seed) = attention_dropout(&self.dropout, &q.device());
+        flash_attention(scale_queries(q), k, v, key_bias, dropout, seed)
+    }
+}
+
+impl TokenMixer for FlashAttention {
+    fn forward(&self, input: MixerInput) -> MixerOutput {
+        self.heads.mix(input, self)
+    }
+
+    fn attention_core(&self) -> Option<&dyn AttentionCore> {
+        Some(self)
+    }
+}
+
+/// `q / √d`: the FlashAttention ops take scaled queries.
+pub(super) fn scale_queries(q: Tensor<4>) -> Tensor<4> {
+    let head_dim = q.dims()[3];
+    q / (head_dim as f64).sqrt()
+}
+
+/// The additive key bias `[b, m]` of a padding mask (`PAD_BIAS` at padding, 0 elsewhere) for keys
+/// `k` `[b, h, m, d]`.
+pub(super) fn key_bias(pad_mask: Option<Tensor<2, Bool>>, k: &Tensor<4>) -> Tensor<2> {
+    let [batch, _, keys, _] = k.dims();
+    match pad_mask {
+        Some(mask) => mask.float() * PAD_BIAS,
+        None => Tensor::zeros([batch, keys], &k.device()),
+    }
+}
+
+/// The attention-dropout probability in effect and the seed of its mask: dropout acts only while
+/// training on an autodiff device, and the seed comes from the device RNG so masks follow the
+/// run's seeding like Burn's dropout.
+pub(super) fn attention_dropout(dropout: &Dropout, device: &Device) -> (f32, u64) {
+    let training = device.is_autodiff() && dropout.training.is_enabled();
+    if !training || dropout.prob <= 0.0 {
+        return (0.0, 0);
+    }
+    let draw = Tensor::<1, Int>::random([1], Distribution::Uniform(0.0, 16_777_216.0), device);
+    (dropout.prob as f32, draw.into_scalar::<i64>() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Tolerance;
+
+    use super::*;
+    use crate::mixer::reference::softmax_attention;
+    use crate::mixer::testing::{assert_random_only_in_training, gaussian, pad_mask};
+
+    fn dims(dropout: f64) -> MixerDims {
+        MixerDims {
+            d_model: 16,
+            n_heads: 2,
+            max_len: 200,
+            dropout,
+        }
+    }
+
+    #[test]
+    fn the_core_equals_naive_softmax_with_padding_in_outputs_and_gradients() {
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let attention = crate::init_now(FlashConfig::default().init(&dims(0.0), &device));
+        // 200 = 3 tiles of 64 + 8; the second sequence is padded from 131 on.
+        let [q, k, v] = [11, 12, 13].map(|seed| gaussian(&device, seed, [2, 2, 200, 8]));
+        let [q, k, v] = [q, k, v].map(Tensor::require_grad);
+        let mask = pad_mask(&device, 200, 131);
+        let flash = attention.attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
+        let naive = softmax_attention(q.clone(), k.clone(), v.clone(), Some(mask));
+        let tol = Tolerance::absolute(1e-5);
+        flash
+            .to_data()
+            .assert_approx_eq::<f32>(&naive.to_data(), tol);
+        let weights = gaussian(&device, 14, [2, 2, 200, 8]);
+        let flash_grads = (flash * weights.clone()).sum().backward();
+        let naive_grads = (naive * weights).sum().backward();
+        for x in [&q, &k, &v] {
+            let (a, b) = (x.grad(&flash_grads).unwrap(), x.grad(&naive_grads).unwrap());
+            a.to_data().assert_approx_eq::<f32>(&b.to_data(), tol);
+        }
+    }
+
+    #[test]
+    fn dropout_acts_only_in_training_and_follows_the_device_seed() {
+        let device = Device::flex().autodiff();
+        device.seed(1);
+        let attention = crate::init_now(FlashConfig::default().init(&dims(0.5), &device));
+        let x = Tensor::<3>::random([2, 32, 16], Distribution::Normal(0.0, 1.0), &device);
+        assert_random_only_in_training(&attention, x, "dropout mask");
+    }
+}

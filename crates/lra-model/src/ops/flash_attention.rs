@@ -1,0 +1,869 @@
+//! FlashAttention (Dao et al., NeurIPS 2022, <https://arxiv.org/abs/2205.14135>; FlashAttention-2,
+//! Dao 2023, <https://arxiv.org/abs/2307.08691>) for the embedded CPU backend: exact
+//! `dropout(softmax(q kᵀ + key_bias)) v` computed tile by tile with the online softmax, never
+//! holding an `[n, n]` matrix, with a handwritten backward that recomputes the score tiles from the
+//! per-row logsumexp instead of storing them. Forward and backward both use O(n·d) memory.
+//!
+//! An optional block layout (kept (query block, key block) pairs) gives block-sparse
+//! FlashAttention (the paper's §3.3): skipped tiles are never computed, so time scales with the
+//! number of kept blocks. Dense attention is the all-kept layout with [`DENSE_TILE`] tiles.
+//!
+//! Official code checked: Dao-AILab/flash-attention, `flash_attn/flash_attn_triton.py` (forward:
+//! running max / sum, `lse` saved; backward: `D = rowsum(dO ∘ O)`, `dS = P ∘ (dP − D)`) and
+//! `flash_attn/flash_blocksparse_attention.py` (block layout per head).
+//!
+//! Deviations, and why:
+//! - Loop order follows FA2 in the forward (outer loop over query tiles, parallel over
+//!   (batch·head, query tile) with rayon). The backward runs the FA2 key-tile outer loop
+//!   serially per (batch·head, group of key tiles): `dK`, `dV` of a key tile stay in one task, and
+//!   `dQ` goes to a per-task buffer summed afterwards (CPU threads have no cheap atomic adds).
+//! - Dropout masks come from the counter hash of `ops::softmax_attention` (not Philox) at the same
+//!   flat `[b, h, n, m]` index, so both ops drop the same elements for the same seed.
+//! - Padding is an additive finite key bias (`mixer::reference::PAD_BIAS`), as for the other
+//!   attention ops, so a query whose kept keys are all padding gets a uniform distribution, not NaN.
+//! - Tiles are multiplied with the `gemm` crate that Burn's CPU backend itself uses (called on
+//!   borrowed sub-slices; Burn's tensor API would copy every tile).
+
+use burn::backend::autodiff::NodeId;
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
+use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
+
+use super::softmax_attention::kept;
+
+/// Tile edge of dense FlashAttention: a `[64, 64]` score tile (16 KiB) and the `[64, d]` key and
+/// value tiles stay in L1/L2 for the head widths LRA uses (32, 64).
+pub const DENSE_TILE: usize = 64;
+
+/// Whether [`flash_attention`] has a kernel for tensors on `device`.
+pub fn is_supported(device: &Device) -> bool {
+    device.clone().inner() == Device::flex()
+}
+
+/// Exact `dropout(softmax(q kᵀ + key_bias)) v` in O(n·d) memory. The caller scales `q`.
+///
+/// # Shapes
+/// - `q`: `[b, h, n, d]`, `k`, `v`: `[b, h, m, d]`, `key_bias`: `[b, m]`
+/// - output: `[b, h, n, d]`
+///
+/// `dropout` is the drop probability (0 disables it); the mask is a pure function of `seed` and
+/// the element's position, the same as [`super::softmax_attention::softmax_attention`]'s.
+///
+/// # Panics
+/// On devices for which [`is_supported`] is false.
+pub fn flash_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    key_bias: Tensor<2>,
+    dropout: f32,
+    seed: u64,
+) -> Tensor<4> {
+    let [_, _, queries, _] = q.dims();
+    let keys = k.dims()[2];
+    let layout = Tensor::ones(
+        [1, queries.div_ceil(DENSE_TILE), keys.div_ceil(DENSE_TILE)],
+        &q.device(),
+    );
+    block_sparse_flash_attention(q, k, v, key_bias, layout, DENSE_TILE, dropout, seed)
+}
+
+/// [`flash_attention`] restricted to the kept blocks of `layout`: scores outside kept
+/// `[block_size, block_size]` tiles are −∞ (never computed).
+///
+/// # Shapes
+/// - as [`flash_attention`]; `layout`: `[h or 1, ⌈n / block_size⌉, ⌈m / block_size⌉]`, nonzero =
+///   kept (one layout per head, or one shared by all heads)
+///
+/// # Panics
+/// On devices for which [`is_supported`] is false, or if `layout` does not match the shapes.
+#[allow(clippy::too_many_arguments)]
+pub fn block_sparse_flash_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    key_bias: Tensor<2>,
+    layout: Tensor<3>,
+    block_size: usize,
+    dropout: f32,
+    seed: u64,
+) -> Tensor<4> {
+    Tensor::from_dispatch(Dispatch::flash_attention(
+        q.into_dispatch(),
+        k.into_dispatch(),
+        v.into_dispatch(),
+        key_bias.into_dispatch(),
+        layout.into_dispatch(),
+        block_size,
+        dropout,
+        seed,
+    ))
+}
+
+/// The dispatched operation (routes to the Flex kernel, or to its autodiff wrapper).
+#[backend_extension(Flex, Autodiff)]
+pub trait FlashAttentionOps: Backend {
+    /// See [`block_sparse_flash_attention`].
+    #[allow(clippy::too_many_arguments)]
+    fn flash_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        key_bias: FloatTensor<Self>,
+        layout: FloatTensor<Self>,
+        block_size: usize,
+        dropout: f32,
+        seed: u64,
+    ) -> FloatTensor<Self>;
+}
+
+/// Everything but `q`, `k`, `v` that forward and backward share.
+#[derive(Clone, Debug)]
+pub struct FlashExtras<B: Backend> {
+    /// `[b, m]` additive key bias.
+    pub key_bias: FloatTensor<B>,
+    /// `[h or 1, query blocks, key blocks]`, nonzero = kept.
+    pub layout: FloatTensor<B>,
+    pub block_size: usize,
+    pub dropout: f32,
+    pub seed: u64,
+}
+
+/// Forward and backward kernels of the inner backend (not dispatched, so they may return tuples).
+pub trait FlashAttentionKernels: Backend {
+    /// Returns the output and the per-row logsumexp `[b, h, n]` of the biased scores.
+    fn forward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        extras: &FlashExtras<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+
+    /// Returns `(dq, dk, dv)`.
+    #[allow(clippy::too_many_arguments)]
+    fn backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        out: FloatTensor<Self>,
+        lse: FloatTensor<Self>,
+        grad_out: FloatTensor<Self>,
+        extras: &FlashExtras<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+}
+
+impl FlashAttentionOps for Flex {
+    fn flash_attention(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        key_bias: FlexTensor,
+        layout: FlexTensor,
+        block_size: usize,
+        dropout: f32,
+        seed: u64,
+    ) -> FlexTensor {
+        let extras = FlashExtras {
+            key_bias,
+            layout,
+            block_size,
+            dropout,
+            seed,
+        };
+        <Self as FlashAttentionKernels>::forward(q, k, v, &extras).0
+    }
+}
+
+impl FlashAttentionKernels for Flex {
+    fn forward(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        extras: &FlashExtras<Self>,
+    ) -> (FlexTensor, FlexTensor) {
+        let (q, k, v) = (q.to_contiguous(), k.to_contiguous(), v.to_contiguous());
+        let problem = Problem::new(&q, &k, &v, extras);
+        let (out, lse) = problem.forward();
+        let [b, h, n, d] = problem.query_shape();
+        (
+            FlexTensor::from_data(TensorData::new(out, [b, h, n, d])),
+            FlexTensor::from_data(TensorData::new(lse, [b, h, n])),
+        )
+    }
+
+    fn backward(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        out: FlexTensor,
+        lse: FlexTensor,
+        grad_out: FlexTensor,
+        extras: &FlashExtras<Self>,
+    ) -> (FlexTensor, FlexTensor, FlexTensor) {
+        let (q, k, v) = (q.to_contiguous(), k.to_contiguous(), v.to_contiguous());
+        let (out, lse, grad_out) = (
+            out.to_contiguous(),
+            lse.to_contiguous(),
+            grad_out.to_contiguous(),
+        );
+        let problem = Problem::new(&q, &k, &v, extras);
+        let (dq, dk, dv) = problem.backward(f32s(&out), f32s(&lse), f32s(&grad_out));
+        let [b, h, n, d] = problem.query_shape();
+        let m = problem.keys;
+        (
+            FlexTensor::from_data(TensorData::new(dq, [b, h, n, d])),
+            FlexTensor::from_data(TensorData::new(dk, [b, h, m, d])),
+            FlexTensor::from_data(TensorData::new(dv, [b, h, m, d])),
+        )
+    }
+}
+
+impl<B: FlashAttentionOps + FlashAttentionKernels, C: CheckpointStrategy> FlashAttentionOps
+    for Autodiff<B, C>
+{
+    fn flash_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        key_bias: FloatTensor<Self>,
+        layout: FloatTensor<Self>,
+        block_size: usize,
+        dropout: f32,
+        seed: u64,
+    ) -> FloatTensor<Self> {
+        #[derive(Debug)]
+        struct FlashAttentionBackward;
+
+        /// Only O(n·d) survives the forward: the inputs, the output and the row logsumexp.
+        type State<B> = ([NodeId; 3], FloatTensor<B>, FloatTensor<B>, FlashExtras<B>);
+
+        impl<B: FlashAttentionKernels> Backward<B, 3> for FlashAttentionBackward {
+            type State = State<B>;
+
+            fn backward(
+                self,
+                ops: Ops<Self::State, 3>,
+                grads: &mut Gradients,
+                checkpointer: &mut Checkpointer,
+            ) {
+                let [parent_q, parent_k, parent_v] = ops.parents;
+                let grad_out = grads.consume::<B>(&ops.node);
+                let ([q_id, k_id, v_id], out, lse, extras) = ops.state;
+                let q = checkpointer.retrieve_node_output(q_id);
+                let k = checkpointer.retrieve_node_output(k_id);
+                let v = checkpointer.retrieve_node_output(v_id);
+                let (grad_q, grad_k, grad_v) = B::backward(q, k, v, out, lse, grad_out, &extras);
+                for (parent, grad) in [(parent_q, grad_q), (parent_k, grad_k), (parent_v, grad_v)] {
+                    if let Some(parent) = parent {
+                        grads.register::<B>(parent.id, grad);
+                    }
+                }
+            }
+        }
+
+        let extras = FlashExtras {
+            key_bias: key_bias.into_primitive(),
+            layout: layout.into_primitive(),
+            block_size,
+            dropout,
+            seed,
+        };
+        match FlashAttentionBackward
+            .prepare::<C>([q.node(), k.node(), v.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(mut prep) => {
+                let ids = [
+                    prep.checkpoint(&q),
+                    prep.checkpoint(&k),
+                    prep.checkpoint(&v),
+                ];
+                let (out, lse) = <B as FlashAttentionKernels>::forward(
+                    q.into_primitive(),
+                    k.into_primitive(),
+                    v.into_primitive(),
+                    &extras,
+                );
+                prep.finish((ids, out.clone(), lse, extras), out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(
+                <B as FlashAttentionKernels>::forward(
+                    q.into_primitive(),
+                    k.into_primitive(),
+                    v.into_primitive(),
+                    &extras,
+                )
+                .0,
+            ),
+        }
+    }
+}
+
+/// Borrowed inputs of one call, flattened: `q` is `[b·h, n, d]`, `k`, `v` are `[b·h, m, d]`.
+struct Problem<'a> {
+    q: &'a [f32],
+    k: &'a [f32],
+    v: &'a [f32],
+    key_bias: Vec<f32>,
+    layout: Layout,
+    batch: usize,
+    heads: usize,
+    queries: usize,
+    keys: usize,
+    head_dim: usize,
+    dropout: f32,
+    seed: u64,
+}
+
+/// Which `[block, block]` tiles are computed, per head (or one for all heads).
+struct Layout {
+    block: usize,
+    heads: usize,
+    query_blocks: usize,
+    key_blocks: usize,
+    kept: Vec<bool>,
+}
+
+impl Layout {
+    fn index(&self, head: usize, query_block: usize, key_block: usize) -> usize {
+        let head = if self.heads == 1 { 0 } else { head };
+        (head * self.query_blocks + query_block) * self.key_blocks + key_block
+    }
+
+    /// Kept key blocks of one query block, ascending.
+    fn row(&self, head: usize, query_block: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..self.key_blocks).filter(move |&j| self.kept[self.index(head, query_block, j)])
+    }
+
+    /// Query blocks that keep one key block, ascending.
+    fn column(&self, head: usize, key_block: usize) -> impl Iterator<Item = usize> + '_ {
+        (0..self.query_blocks).filter(move |&i| self.kept[self.index(head, i, key_block)])
+    }
+}
+
+/// Rows `start..start + len` of a `[rows, width]` row-major matrix.
+fn rows(data: &[f32], width: usize, start: usize, len: usize) -> &[f32] {
+    &data[start * width..(start + len) * width]
+}
+
+impl<'a> Problem<'a> {
+    fn new(
+        q: &'a FlexTensor,
+        k: &'a FlexTensor,
+        v: &'a FlexTensor,
+        extras: &FlashExtras<Flex>,
+    ) -> Self {
+        let q_shape = q.layout().shape();
+        let (batch, heads, queries, head_dim) = (q_shape[0], q_shape[1], q_shape[2], q_shape[3]);
+        let keys = k.layout().shape()[2];
+        let layout_tensor = extras.layout.to_contiguous();
+        let layout_shape = layout_tensor.layout().shape();
+        let block = extras.block_size;
+        let layout = Layout {
+            block,
+            heads: layout_shape[0],
+            query_blocks: layout_shape[1],
+            key_blocks: layout_shape[2],
+            kept: f32s(&layout_tensor).iter().map(|&x| x != 0.0).collect(),
+        };
+        assert!(
+            block > 0
+                && layout.query_blocks == queries.div_ceil(block)
+                && layout.key_blocks == keys.div_ceil(block)
+                && (layout.heads == 1 || layout.heads == heads),
+            "block layout {layout_shape:?} does not fit {heads} heads, {queries} queries, {keys} keys in blocks of {block}"
+        );
+        Self {
+            q: f32s(q),
+            k: f32s(k),
+            v: f32s(v),
+            key_bias: f32s(&extras.key_bias.to_contiguous()).to_vec(),
+            layout,
+            batch,
+            heads,
+            queries,
+            keys,
+            head_dim,
+            dropout: extras.dropout,
+            seed: extras.seed,
+        }
+    }
+
+    fn query_shape(&self) -> [usize; 4] {
+        [self.batch, self.heads, self.queries, self.head_dim]
+    }
+
+    /// First row and length of block `index` of a sequence of `len`.
+    fn span(&self, index: usize, len: usize) -> (usize, usize) {
+        let start = index * self.layout.block;
+        (start, self.layout.block.min(len - start))
+    }
+
+    /// `(output [b·h·n·d], logsumexp [b·h·n])`, parallel over (batch·head, query block).
+    fn forward(&self) -> (Vec<f32>, Vec<f32>) {
+        let (n, d, block) = (self.queries, self.head_dim, self.layout.block);
+        let mut out = vec![0f32; self.batch * self.heads * n * d];
+        let mut lse = vec![0f32; self.batch * self.heads * n];
+        out.par_chunks_mut(n * d)
+            .zip(lse.par_chunks_mut(n))
+            .enumerate()
+            .for_each(|(bh, (out, lse))| {
+                out.par_chunks_mut(block * d)
+                    .zip(lse.par_chunks_mut(block))
+                    .enumerate()
+                    .for_each(|(i, (out, lse))| self.forward_query_block(bh, i, out, lse));
+            });
+        (out, lse)
+    }
+
+    /// Online softmax over the kept key blocks of query block `i` (FA2 forward, one tile of rows).
+    fn forward_query_block(&self, bh: usize, i: usize, acc: &mut [f32], lse: &mut [f32]) {
+        let (n, m, d) = (self.queries, self.keys, self.head_dim);
+        let (q0, r) = self.span(i, n);
+        let q = rows(self.q, d, bh * n + q0, r);
+        let bias = &self.key_bias[(bh / self.heads) * m..][..m];
+        let mut row_max = vec![f32::NEG_INFINITY; r];
+        let mut row_sum = vec![0f32; r];
+        let mut scores = vec![0f32; r * self.layout.block];
+        for j in self.layout.row(bh % self.heads, i) {
+            let (k0, c) = self.span(j, m);
+            let scores = &mut scores[..r * c];
+            let (k, v) = (
+                rows(self.k, d, bh * m + k0, c),
+                rows(self.v, d, bh * m + k0, c),
+            );
+            matmul(scores, q, k, [r, d, c], Transpose::Rhs, false); // S = Q Kᵀ
+            for (a, s) in scores.chunks_mut(c).enumerate() {
+                let tile_max =
+                    s.iter_mut()
+                        .zip(&bias[k0..k0 + c])
+                        .fold(f32::NEG_INFINITY, |max, (s, b)| {
+                            *s += b;
+                            max.max(*s)
+                        });
+                let new_max = row_max[a].max(tile_max);
+                let rescale = (row_max[a] - new_max).exp();
+                row_max[a] = new_max;
+                let mut sum = 0.0;
+                for s in s.iter_mut() {
+                    *s = (*s - new_max).exp();
+                    sum += *s;
+                }
+                row_sum[a] = row_sum[a] * rescale + sum;
+                acc[a * d..(a + 1) * d]
+                    .iter_mut()
+                    .for_each(|o| *o *= rescale);
+                for (s, keep) in s.iter_mut().zip(self.dropout_scales(bh * n + q0 + a, k0)) {
+                    *s *= keep;
+                }
+            }
+            matmul(acc, scores, v, [r, c, d], Transpose::None, true); // O += dropout(P̃) V
+        }
+        for (a, out) in acc.chunks_mut(d).enumerate() {
+            // A row without kept blocks keeps a zero output (never the case for our layouts).
+            if row_sum[a] > 0.0 {
+                let inv = 1.0 / row_sum[a];
+                out.iter_mut().for_each(|o| *o *= inv);
+                lse[a] = row_max[a] + row_sum[a].ln();
+            }
+        }
+    }
+
+    /// Dropout factors (`1 / keep` or 0; all 1 without dropout) of row `row` of the flattened
+    /// `[b·h·n, m]` weights from key `k0` on, at the element indices of `ops::softmax_attention`.
+    fn dropout_scales(&self, row: usize, k0: usize) -> impl Iterator<Item = f32> + '_ {
+        let keep = 1.0 - self.dropout;
+        let start = (row * self.keys + k0) as u64;
+        (start..).map(move |index| {
+            if self.dropout <= 0.0 {
+                1.0
+            } else if kept(self.seed, index, keep) {
+                1.0 / keep
+            } else {
+                0.0
+            }
+        })
+    }
+
+    /// `(dq, dk, dv)`, parallel over (batch·head, group of key blocks); each task owns the `dK`,
+    /// `dV` rows of its key blocks and sums its `dQ` into a private buffer.
+    fn backward(
+        &self,
+        out: &[f32],
+        lse: &[f32],
+        grad_out: &[f32],
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let (n, m, d) = (self.queries, self.keys, self.head_dim);
+        let heads_total = self.batch * self.heads;
+        // D = rowsum(dO ⊙ O), one per query row.
+        let delta: Vec<f32> = out
+            .par_chunks(d)
+            .zip(grad_out.par_chunks(d))
+            .map(|(o, g)| o.iter().zip(g).map(|(o, g)| o * g).sum())
+            .collect();
+        // Enough groups per head to occupy every thread when there are few heads.
+        let groups = rayon::current_num_threads()
+            .div_ceil(heads_total)
+            .clamp(1, self.layout.key_blocks.max(1));
+        let blocks_per_group = self.layout.key_blocks.div_ceil(groups).max(1);
+        let group_rows = blocks_per_group * self.layout.block;
+        let mut dq = vec![0f32; heads_total * n * d];
+        let mut dk = vec![0f32; heads_total * m * d];
+        let mut dv = vec![0f32; heads_total * m * d];
+        dq.par_chunks_mut(n * d)
+            .zip(dk.par_chunks_mut(m * d))
+            .zip(dv.par_chunks_mut(m * d))
+            .enumerate()
+            .for_each(|(bh, ((dq, dk), dv))| {
+                let rows_of_head = RowsOfHead {
+                    grad_out: rows(grad_out, d, bh * n, n),
+                    lse: &lse[bh * n..(bh + 1) * n],
+                    delta: &delta[bh * n..(bh + 1) * n],
+                };
+                let partials: Vec<Vec<f32>> = dk
+                    .par_chunks_mut(group_rows * d)
+                    .zip(dv.par_chunks_mut(group_rows * d))
+                    .enumerate()
+                    .map(|(g, (dk, dv))| {
+                        let first = g * blocks_per_group;
+                        self.backward_key_blocks(bh, first, &rows_of_head, dk, dv)
+                    })
+                    .collect();
+                for partial in partials {
+                    dq.iter_mut().zip(partial).for_each(|(dq, p)| *dq += p);
+                }
+            });
+        (dq, dk, dv)
+    }
+
+    /// FA2 backward over the key blocks `first..` whose `dK`, `dV` rows are `dk`, `dv`; returns this
+    /// task's contribution to `dQ` of head `bh`.
+    fn backward_key_blocks(
+        &self,
+        bh: usize,
+        first: usize,
+        head: &RowsOfHead,
+        dk: &mut [f32],
+        dv: &mut [f32],
+    ) -> Vec<f32> {
+        let (n, m, d, block) = (self.queries, self.keys, self.head_dim, self.layout.block);
+        let bias = &self.key_bias[(bh / self.heads) * m..][..m];
+        let mut dq = vec![0f32; n * d];
+        let mut probs = vec![0f32; block * block];
+        let mut weights = vec![0f32; block * block];
+        let mut grad_scores = vec![0f32; block * block];
+        for (offset, (dk, dv)) in dk
+            .chunks_mut(block * d)
+            .zip(dv.chunks_mut(block * d))
+            .enumerate()
+        {
+            let j = first + offset;
+            let (k0, c) = self.span(j, m);
+            let (k, v) = (
+                rows(self.k, d, bh * m + k0, c),
+                rows(self.v, d, bh * m + k0, c),
+            );
+            for i in self.layout.column(bh % self.heads, j) {
+                let (q0, r) = self.span(i, n);
+                let q = rows(self.q, d, bh * n + q0, r);
+                let grad_out = rows(head.grad_out, d, q0, r);
+                let (p, w, ds) = (
+                    &mut probs[..r * c],
+                    &mut weights[..r * c],
+                    &mut grad_scores[..r * c],
+                );
+                matmul(p, q, k, [r, d, c], Transpose::Rhs, false); // S = Q Kᵀ
+                matmul(ds, grad_out, v, [r, d, c], Transpose::Rhs, false); // dW = dO Vᵀ
+                let rows_iter = p.chunks_mut(c).zip(w.chunks_mut(c)).zip(ds.chunks_mut(c));
+                for (a, ((p, w), ds)) in rows_iter.enumerate() {
+                    let lse = head.lse[q0 + a];
+                    for (p, b) in p.iter_mut().zip(&bias[k0..k0 + c]) {
+                        *p = (*p + b - lse).exp();
+                    }
+                    // W = P ⊙ mask / keep and dP = dW ⊙ mask / keep share the factors.
+                    let scales = self.dropout_scales(bh * n + q0 + a, k0);
+                    let delta = head.delta[q0 + a];
+                    for (((p, w), g), scale) in p.iter().zip(w.iter_mut()).zip(ds).zip(scales) {
+                        *w = p * scale;
+                        *g = p * (*g * scale - delta); // dS = P ⊙ (dP − D)
+                    }
+                }
+                let w: &[f32] = if self.dropout > 0.0 { w } else { p };
+                matmul(dv, w, grad_out, [c, r, d], Transpose::Lhs, true); // dV += Wᵀ dO
+                matmul(dk, ds, q, [c, r, d], Transpose::Lhs, true); // dK += dSᵀ Q
+                let dq = &mut dq[q0 * d..(q0 + r) * d];
+                matmul(dq, ds, k, [r, c, d], Transpose::None, true); // dQ += dS K
+            }
+        }
+        dq
+    }
+}
+
+/// Per-row backward inputs of one (batch·head).
+struct RowsOfHead<'a> {
+    grad_out: &'a [f32],
+    lse: &'a [f32],
+    delta: &'a [f32],
+}
+
+/// Which operand of [`matmul`] is read transposed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Transpose {
+    None,
+    Lhs,
+    Rhs,
+}
+
+/// `dst (+)= op(lhs) · op(rhs)` for row-major matrices, `[r, k] · [k, c] → [r, c]`, where a
+/// transposed `lhs` is stored `[k, r]` and a transposed `rhs` `[c, k]`. Accumulates into `dst`
+/// when `accumulate`, overwrites it otherwise.
+fn matmul(
+    dst: &mut [f32],
+    lhs: &[f32],
+    rhs: &[f32],
+    [r, k, c]: [usize; 3],
+    transpose: Transpose,
+    accumulate: bool,
+) {
+    assert!(
+        dst.len() == r * c && lhs.len() == r * k && rhs.len() == k * c,
+        "matmul: slices of {}, {}, {} elements for [{r}, {k}] · [{k}, {c}]",
+        dst.len(),
+        lhs.len(),
+        rhs.len()
+    );
+    let (lhs_rs, lhs_cs) = if transpose == Transpose::Lhs {
+        (1, r)
+    } else {
+        (k, 1)
+    };
+    let (rhs_rs, rhs_cs) = if transpose == Transpose::Rhs {
+        (1, k)
+    } else {
+        (c, 1)
+    };
+    // SAFETY: the slices hold exactly the r·k, k·c and r·c elements (checked above) that these
+    // strides address, and `dst` is borrowed mutably, so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            r,
+            c,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            c as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+/// The elements of a contiguous f32 tensor, in order.
+fn f32s(tensor: &FlexTensor) -> &[f32] {
+    tensor
+        .as_slice::<f32>()
+        .expect("flash attention works on contiguous f32 tensors")
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::activation::softmax;
+    use burn::tensor::{Distribution, Tolerance};
+
+    use super::*;
+    use crate::mixer::reference::PAD_BIAS;
+    use crate::ops::softmax_attention::softmax_attention;
+
+    const HEADS: usize = 2;
+    const HEAD_DIM: usize = 8;
+
+    /// `q`, `k`, `v` `[2, HEADS, seq, HEAD_DIM]` and a key bias padding the second sequence from
+    /// `real` on.
+    fn inputs(device: &Device, seq: usize, real: usize) -> [Tensor<4>; 4] {
+        device.seed(5);
+        let shape = [2, HEADS, seq, HEAD_DIM];
+        let draw = || Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
+        let pad: Vec<f32> = (0..2 * seq)
+            .map(|i| if i >= seq + real { PAD_BIAS } else { 0.0 })
+            .collect();
+        let bias = Tensor::<2>::from_data(TensorData::new(pad, [2, seq]), device);
+        [draw(), draw(), draw(), bias.reshape([2, 1, 1, seq])]
+    }
+
+    /// `dropout(softmax(q kᵀ + bias + block_bias)) v` composed from Burn ops, with the dropout
+    /// mask of [`kept`] built explicitly; `block_bias` `[h, n, m]` is −∞ outside kept tiles.
+    fn reference(
+        [q, k, v, bias]: [Tensor<4>; 4],
+        block_bias: Option<Tensor<3>>,
+        dropout: f32,
+        seed: u64,
+    ) -> Tensor<4> {
+        let [b, h, n, _] = q.dims();
+        let m = k.dims()[2];
+        let mut scores = q.matmul(k.swap_dims(2, 3)) + bias; // [b, h, n, m]
+        if let Some(block_bias) = block_bias {
+            scores = scores + block_bias.unsqueeze_dim(0);
+        }
+        let probs = softmax(scores, 3);
+        let keep = 1.0 - dropout;
+        let mask: Vec<f32> = (0..(b * h * n * m) as u64)
+            .map(|i| match dropout == 0.0 || kept(seed, i, keep) {
+                true => 1.0 / keep,
+                false => 0.0,
+            })
+            .collect();
+        let mask = Tensor::<4>::from_data(TensorData::new(mask, [b, h, n, m]), &probs.device());
+        (probs * mask).matmul(v)
+    }
+
+    /// Asserts equal outputs and equal gradients of `sum(out ⊙ w)` with respect to q, k and v.
+    fn assert_same_outputs_and_gradients(
+        inputs: &[Tensor<4>; 4],
+        fast: impl Fn([Tensor<4>; 4]) -> Tensor<4>,
+        slow: impl Fn([Tensor<4>; 4]) -> Tensor<4>,
+    ) {
+        let tracked = |inputs: &[Tensor<4>; 4]| {
+            let [q, k, v, bias] = inputs.clone();
+            [q.require_grad(), k.require_grad(), v.require_grad(), bias]
+        };
+        let (fast_in, slow_in) = (tracked(inputs), tracked(inputs));
+        let out_fast = fast(fast_in.clone());
+        let out_slow = slow(slow_in.clone());
+        let tol = Tolerance::absolute(1e-5);
+        out_fast
+            .to_data()
+            .assert_approx_eq::<f32>(&out_slow.to_data(), tol);
+        let weights = Tensor::<4>::random(
+            out_fast.dims(),
+            Distribution::Normal(0.0, 1.0),
+            &out_fast.device(),
+        );
+        let grads_fast = (out_fast * weights.clone()).sum().backward();
+        let grads_slow = (out_slow * weights).sum().backward();
+        for (name, (a, b)) in ["q", "k", "v"].iter().zip(fast_in.iter().zip(&slow_in)) {
+            let (a, b) = (a.grad(&grads_fast).unwrap(), b.grad(&grads_slow).unwrap());
+            assert!(
+                b.clone().abs().sum().into_scalar::<f32>() > 0.0,
+                "d{name} is zero"
+            );
+            a.to_data().assert_approx_eq::<f32>(&b.to_data(), tol);
+        }
+    }
+
+    fn key_bias(bias: Tensor<4>) -> Tensor<2> {
+        let [b, _, _, m] = bias.dims();
+        bias.reshape([b, m])
+    }
+
+    #[test]
+    fn dense_equals_naive_softmax_for_lengths_off_the_tile_grid() {
+        let device = Device::flex().autodiff();
+        // 150 = 2 full tiles of 64 + 22; the second sequence is padded from 117 on.
+        let inputs = inputs(&device, 150, 117);
+        let flash =
+            |[q, k, v, bias]: [Tensor<4>; 4]| flash_attention(q, k, v, key_bias(bias), 0.0, 0);
+        assert_same_outputs_and_gradients(&inputs, flash, |x| reference(x, None, 0.0, 0));
+    }
+
+    #[test]
+    fn dropout_drops_what_the_materialised_op_drops() {
+        let device = Device::flex().autodiff();
+        let inputs = inputs(&device, 150, 117);
+        let flash =
+            |[q, k, v, bias]: [Tensor<4>; 4]| flash_attention(q, k, v, key_bias(bias), 0.3, 77);
+        let materialised =
+            |[q, k, v, bias]: [Tensor<4>; 4]| softmax_attention(q, k, v, key_bias(bias), 0.3, 77);
+        assert_same_outputs_and_gradients(&inputs, flash, materialised);
+        assert_same_outputs_and_gradients(&inputs, flash, |x| reference(x, None, 0.3, 77));
+    }
+
+    /// Per-head layouts `[HEADS, nb, nb]`: the diagonal plus pseudo-random blocks.
+    fn layout(blocks: usize) -> Vec<f32> {
+        (0..HEADS * blocks * blocks)
+            .map(|index| {
+                let (i, j) = ((index / blocks) % blocks, index % blocks);
+                f32::from(u8::from(i == j || (index * 7919) % 5 < 2))
+            })
+            .collect()
+    }
+
+    /// `[h, n, m]` bias: 0 in kept tiles, −∞ elsewhere.
+    fn block_bias(
+        layout: &[f32],
+        blocks: usize,
+        block: usize,
+        seq: usize,
+        device: &Device,
+    ) -> Tensor<3> {
+        let bias: Vec<f32> = (0..HEADS * seq * seq)
+            .map(|index| {
+                let (h, i, j) = (index / (seq * seq), (index / seq) % seq, index % seq);
+                match layout[(h * blocks + i / block) * blocks + j / block] != 0.0 {
+                    true => 0.0,
+                    false => f32::NEG_INFINITY,
+                }
+            })
+            .collect();
+        Tensor::from_data(TensorData::new(bias, [HEADS, seq, seq]), device)
+    }
+
+    #[test]
+    fn block_sparse_equals_dense_softmax_with_the_block_mask() {
+        let device = Device::flex().autodiff();
+        let (seq, block) = (100usize, 16); // 7 blocks, the last one of 4 rows
+        let blocks = seq.div_ceil(block);
+        let layout = layout(blocks);
+        assert!(layout.contains(&0.0), "the test layout skips blocks");
+        let layout_tensor = || {
+            Tensor::<3>::from_data(
+                TensorData::new(layout.clone(), [HEADS, blocks, blocks]),
+                &device,
+            )
+        };
+        let mask = block_bias(&layout, blocks, block, seq, &device);
+        let inputs = inputs(&device, seq, 70);
+        for (dropout, seed) in [(0.0, 0), (0.2, 5)] {
+            let sparse = |[q, k, v, bias]: [Tensor<4>; 4]| {
+                block_sparse_flash_attention(
+                    q,
+                    k,
+                    v,
+                    key_bias(bias),
+                    layout_tensor(),
+                    block,
+                    dropout,
+                    seed,
+                )
+            };
+            let dense = |x| reference(x, Some(mask.clone()), dropout, seed);
+            assert_same_outputs_and_gradients(&inputs, sparse, dense);
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "does not fit")]
+    fn a_layout_that_does_not_fit_is_rejected() {
+        let device = Device::flex();
+        let [q, k, v, bias] = inputs(&device, 40, 40);
+        let layout = Tensor::<3>::ones([1, 2, 2], &device); // 40 tokens need 3 blocks of 16
+        block_sparse_flash_attention(q, k, v, key_bias(bias), layout, 16, 0.0, 0);
+    }
+}
