@@ -35,7 +35,8 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::softmax_attention::kept;
+use super::fast_exp;
+use super::softmax_attention::keep_mask;
 
 /// Tile edge of dense FlashAttention: a `[64, 64]` score tile (16 KiB) and the `[64, d]` key and
 /// value tiles stay in L1/L2 for the head widths LRA uses (32, 64).
@@ -451,17 +452,15 @@ impl<'a> Problem<'a> {
                 let new_max = row_max[a].max(tile_max);
                 let rescale = (row_max[a] - new_max).exp();
                 row_max[a] = new_max;
-                let mut sum = 0.0;
-                for s in s.iter_mut() {
-                    *s = (*s - new_max).exp();
-                    sum += *s;
-                }
-                row_sum[a] = row_sum[a] * rescale + sum;
+                fast_exp::exp_shifted_in_place(s, -new_max);
+                row_sum[a] = row_sum[a] * rescale + s.iter().sum::<f32>();
                 acc[a * d..(a + 1) * d]
                     .iter_mut()
                     .for_each(|o| *o *= rescale);
-                for (s, keep) in s.iter_mut().zip(self.dropout_scales(bh * n + q0 + a, k0)) {
-                    *s *= keep;
+                if self.dropout > 0.0 {
+                    for (s, keep) in s.iter_mut().zip(self.dropout_scales(bh * n + q0 + a, k0)) {
+                        *s *= keep;
+                    }
                 }
             }
             matmul(acc, scores, v, [r, c, d], Transpose::None, true); // O += dropout(P̃) V
@@ -481,15 +480,14 @@ impl<'a> Problem<'a> {
     fn dropout_scales(&self, row: usize, k0: usize) -> impl Iterator<Item = f32> + '_ {
         let keep = 1.0 - self.dropout;
         let start = (row * self.keys + k0) as u64;
-        (start..).map(move |index| {
-            if self.dropout <= 0.0 {
-                1.0
-            } else if kept(self.seed, index, keep) {
-                1.0 / keep
-            } else {
-                0.0
-            }
-        })
+        let mut mask = (self.dropout > 0.0).then(|| keep_mask(self.seed, start, keep));
+        std::iter::repeat_with(
+            move || match mask.as_mut().map(|m| m.next() == Some(true)) {
+                None => 1.0,
+                Some(true) => 1.0 / keep,
+                Some(false) => 0.0,
+            },
+        )
     }
 
     /// `(dq, dk, dv)`, parallel over (batch·head, group of key blocks); each task owns the `dK`,
@@ -585,7 +583,7 @@ impl<'a> Problem<'a> {
                 for (a, ((p, w), ds)) in rows_iter.enumerate() {
                     let lse = head.lse[q0 + a];
                     for (p, b) in p.iter_mut().zip(&bias[k0..k0 + c]) {
-                        *p = (*p + b - lse).exp();
+                        *p = fast_exp::exp(*p + b - lse);
                     }
                     // W = P ⊙ mask / keep and dP = dW ⊙ mask / keep share the factors.
                     let scales = self.dropout_scales(bh * n + q0 + a, k0);
@@ -690,6 +688,7 @@ mod tests {
 
     use super::*;
     use crate::mixer::reference::PAD_BIAS;
+    use crate::ops::softmax_attention::kept;
     use crate::ops::softmax_attention::softmax_attention;
 
     const HEADS: usize = 2;

@@ -20,6 +20,8 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
+use super::fast_exp;
+
 /// Whether [`softmax_attention`] has a fused kernel for tensors on `device`.
 pub fn is_supported(device: &Device) -> bool {
     device.clone().inner() == Device::flex()
@@ -266,12 +268,8 @@ fn softmax_row(scores: &mut [f32], bias: &[f32]) {
         *s += b;
         max = max.max(*s);
     }
-    let mut sum = 0.0;
-    for s in scores.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s;
-    }
-    let inv = 1.0 / sum;
+    fast_exp::exp_shifted_in_place(scores, -max);
+    let inv = 1.0 / scores.iter().sum::<f32>();
     for s in scores.iter_mut() {
         *s *= inv;
     }
@@ -332,7 +330,7 @@ pub fn kept(seed: u64, index: u64, keep: f32) -> bool {
 }
 
 /// [`kept`] for the consecutive elements `start, start + 1, …`.
-fn keep_mask(seed: u64, start: u64, keep: f32) -> impl Iterator<Item = bool> {
+pub(crate) fn keep_mask(seed: u64, start: u64, keep: f32) -> impl Iterator<Item = bool> {
     let threshold = keep_threshold(keep);
     let mut word = (start >> 2, mix(seed, start >> 2));
     (start..).map(move |index| {
