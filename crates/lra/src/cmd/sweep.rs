@@ -80,6 +80,14 @@ pub fn execute(args: &SweepArgs) -> Result<SweepReport> {
 }
 
 fn write_slurm_script(args: &SweepArgs, sweep: &SweepFile) -> Result<()> {
+    // The array tasks run this binary: a device it was not built for would fail every task.
+    device::parse(&sweep.slurm.device).with_context(|| {
+        format!(
+            "{}: `slurm.device = \"{}\"` is not available in this build of lra",
+            args.file.display(),
+            sweep.slurm.device
+        )
+    })?;
     let lra = std::env::current_exe().context("cannot locate the lra binary")?;
     let workdir = std::env::current_dir().context("cannot read the current folder")?;
     let script = sweep.slurm_script(&args.file, &lra, &workdir);
