@@ -44,6 +44,10 @@ pub struct TaskConfig {
     /// Its own seed, so runs with different training seeds share one data set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub generate: Option<GenerateConfig>,
+    /// Pathfinder tasks only: the difficulty (paddles per contour; the release has 6, 9 and 14).
+    /// Default: 14, the sets the LRA paper reports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contour_length: Option<u32>,
 }
 
 /// The tasks the harness can train on.
@@ -283,6 +287,12 @@ impl ExperimentConfig {
             if !(0.0..1.0).contains(&p) {
                 bail!("{key} = {p}: expected a probability in [0, 1)");
             }
+        }
+        if self.task.contour_length.is_some() && self.task.name.pathfinder_variant().is_none() {
+            bail!(
+                "task.contour_length applies to pathfinder, pathx and path256, not {}",
+                self.task.name
+            );
         }
         if self.train.lr.is_nan() || self.train.lr <= 0.0 {
             bail!(

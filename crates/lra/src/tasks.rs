@@ -20,17 +20,53 @@ pub const LISTOPS_LAYOUT: Layout = Layout {
              or a [task.generate] section",
 };
 
+/// Which data set of a task: the task and, for the Pathfinder tasks, the difficulty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataSet {
+    pub task: TaskName,
+    /// Pathfinder contour length; `None` = the paper's sets (14).
+    pub contour_length: Option<u32>,
+}
+
+impl DataSet {
+    /// The data set a task config names.
+    pub fn of(task: &TaskConfig) -> Self {
+        Self {
+            task: task.name,
+            contour_length: task.contour_length,
+        }
+    }
+
+    /// The Pathfinder set, for the Pathfinder tasks.
+    pub fn pathfinder_variant(self) -> Option<pathfinder::Variant> {
+        let mut variant = self.task.pathfinder_variant()?;
+        if let Some(length) = self.contour_length {
+            variant.contour_length = length;
+        }
+        Some(variant)
+    }
+
+    /// Name of the prepared cache: the task, plus the difficulty for Pathfinder (`pathx-cl14`).
+    pub fn cache_name(self) -> String {
+        match self.pathfinder_variant() {
+            Some(variant) => format!("{}-cl{}", self.task, variant.contour_length),
+            None => self.task.name().to_string(),
+        }
+    }
+}
+
 /// Reads (or first generates) the task's train/val/test splits.
 pub fn load(task: &TaskConfig, quiet: bool) -> Result<TaskData> {
-    let cache_dir = cache_dir(task.name, &task.data_dir);
+    let set = DataSet::of(task);
+    let cache_dir = cache_dir(set, &task.data_dir);
     if cache::exists(&cache_dir) {
-        return cache::read(&cache_dir, task.name.name())
+        return cache::read(&cache_dir, &set.cache_name())
             .with_context(|| format!("loading the prepared {} cache", task.name));
     }
     if task.name == TaskName::Listops && LISTOPS_LAYOUT.find(&task.data_dir).is_none() {
         generate_listops(task, quiet)?;
     }
-    read_raw(task.name, &task.data_dir, OnProblem::Fail).with_context(|| {
+    read_raw(set, &task.data_dir, OnProblem::Fail).with_context(|| {
         format!(
             "loading {} data from {}",
             task.name,
@@ -39,20 +75,20 @@ pub fn load(task: &TaskConfig, quiet: bool) -> Result<TaskData> {
     })
 }
 
-/// The cache folder `lra data prepare` writes for `task` under `data_dir`.
-pub fn cache_dir(task: TaskName, data_dir: &Path) -> PathBuf {
-    cache::cache_dir(data_dir, task.name())
+/// The cache folder `lra data prepare` writes for `set` under `data_dir`.
+pub fn cache_dir(set: DataSet, data_dir: &Path) -> PathBuf {
+    cache::cache_dir(data_dir, &set.cache_name())
 }
 
 /// Reads a task's official-format files under `root` (which may be the top of the LRA release).
-pub fn read_raw(task: TaskName, root: &Path, on_problem: OnProblem) -> Result<TaskData> {
-    Ok(match task {
+pub fn read_raw(set: DataSet, root: &Path, on_problem: OnProblem) -> Result<TaskData> {
+    Ok(match set.task {
         TaskName::Listops => listops::load(&LISTOPS_LAYOUT.locate(root)?)?,
         TaskName::Text => text::load(root, on_problem)?,
         TaskName::Retrieval => retrieval::load(root, on_problem)?,
         TaskName::Image => image::load(root, on_problem)?,
         TaskName::Pathfinder | TaskName::Pathx | TaskName::Path256 => {
-            let variant = task.pathfinder_variant().expect("a Pathfinder task");
+            let variant = set.pathfinder_variant().expect("a Pathfinder task");
             pathfinder::load_task(root, variant)?
         }
     })

@@ -8,6 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 use lra::cmd::data::{CheckArgs, TaskArgs, check, prepare};
 use lra::cmd::run::{RunArgs, execute};
 use lra::config::TaskName;
+use lra::tasks::DataSet;
 use lra::train::Outcome;
 use lra_data::fixtures;
 
@@ -77,7 +78,14 @@ fn a_prepared_cache_is_all_training_needs() {
     let root = tempfile::tempdir().unwrap();
     let tsv = fixtures::write_aan(root.path());
     let data = root.path().join("lra_release");
-    let cache = prepare(TaskName::Retrieval, &data).unwrap();
+    let cache = prepare(
+        DataSet {
+            task: TaskName::Retrieval,
+            contour_length: None,
+        },
+        &data,
+    )
+    .unwrap();
     assert!(cache.starts_with(&data));
     std::fs::remove_dir_all(tsv).unwrap();
     let summary = finishes(&small_run(
@@ -118,6 +126,7 @@ fn check_reports_counts_labels_lengths_and_every_problem() {
         target: TaskArgs {
             task: TaskName::Retrieval,
             data: root.path().to_path_buf(),
+            contour_length: None,
         },
         max_len: Some(30),
         batch_size: Some(2),
@@ -157,12 +166,12 @@ fn generated_pathfinder_sets_check_clean_and_train_under_every_preset() {
     use lra::cmd::data::{DataCommand, GenerateCommand, PathfinderArgs, execute as data};
     let _guard = one_training_at_a_time();
     let root = tempfile::tempdir().unwrap();
-    for (resolution, images) in [(32, 60), (128, 20)] {
+    for (resolution, contour_length, images) in [(32, 14, 60), (128, 14, 20), (32, 9, 40)] {
         data(DataCommand::Generate(GenerateCommand::Pathfinder(
             PathfinderArgs {
                 out: root.path().to_path_buf(),
                 resolution,
-                contour_length: 14,
+                contour_length,
                 images,
                 images_per_batch: 25,
                 seed: 1,
@@ -174,6 +183,7 @@ fn generated_pathfinder_sets_check_clean_and_train_under_every_preset() {
         target: TaskArgs {
             task: TaskName::Pathfinder,
             data: root.path().to_path_buf(),
+            contour_length: None,
         },
         max_len: None,
         batch_size: Some(4),
@@ -193,8 +203,39 @@ fn generated_pathfinder_sets_check_clean_and_train_under_every_preset() {
             );
         }
     }
+    // Another difficulty is a config key away, and is checked as its own set.
+    let mut easier = small_run(
+        "lra-pytorch/pathfinder",
+        root.path(),
+        &root.path().join("runs"),
+    );
+    easier.overrides.push("task.contour_length=9".into());
+    assert_eq!(finishes(&easier).task, "pathfinder");
+    let report = check(&CheckArgs {
+        target: TaskArgs {
+            task: TaskName::Pathfinder,
+            data: root.path().to_path_buf(),
+            contour_length: Some(9),
+        },
+        max_len: None,
+        batch_size: Some(4),
+    })
+    .unwrap();
+    let counts: Vec<usize> = report.splits.iter().map(|(_, s)| s.examples).collect();
+    assert_eq!(
+        counts,
+        [32, 4, 4],
+        "80/10/10 of the 40 contour-length-9 images"
+    );
     // After `prepare`, training reads the cache alone: the PNGs can go.
-    prepare(TaskName::Pathx, root.path()).unwrap();
+    prepare(
+        DataSet {
+            task: TaskName::Pathx,
+            contour_length: None,
+        },
+        root.path(),
+    )
+    .unwrap();
     std::fs::remove_dir_all(
         root.path()
             .join("pathfinder128/curv_contour_length_14/imgs"),

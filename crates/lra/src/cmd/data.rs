@@ -14,7 +14,7 @@ use lra_data::{DataError, OnProblem, Split, SplitData, TaskData, cache};
 
 use crate::batches::{TrainOrder, make_batch};
 use crate::config::{self, TaskName};
-use crate::tasks;
+use crate::tasks::{self, DataSet};
 
 /// Data tools.
 #[derive(Debug, Subcommand)]
@@ -72,6 +72,25 @@ pub struct TaskArgs {
     /// `lra_release/lra_release/…` folders are searched).
     #[arg(long)]
     pub data: PathBuf,
+    /// Pathfinder tasks: the difficulty (contour length 6, 9 or 14); default 14, the paper's sets.
+    #[arg(long)]
+    pub contour_length: Option<u32>,
+}
+
+impl TaskArgs {
+    /// The data set these arguments name.
+    pub fn data_set(&self) -> Result<DataSet> {
+        if self.contour_length.is_some() && self.task.pathfinder_variant().is_none() {
+            bail!(
+                "--contour-length applies to pathfinder, pathx and path256, not {}",
+                self.task
+            );
+        }
+        Ok(DataSet {
+            task: self.task,
+            contour_length: self.contour_length,
+        })
+    }
 }
 
 /// Options of `lra data check`.
@@ -126,7 +145,7 @@ pub fn execute(command: DataCommand) -> Result<()> {
         DataCommand::Generate(GenerateCommand::Listops(args)) => generate(&args),
         DataCommand::Generate(GenerateCommand::Pathfinder(args)) => generate_pathfinder(&args),
         DataCommand::Prepare(args) => {
-            let dir = prepare(args.task, &args.data)?;
+            let dir = prepare(args.data_set()?, &args.data)?;
             println!("wrote the {} cache to {}", args.task, dir.display());
             Ok(())
         }
@@ -191,11 +210,11 @@ fn generate(args: &ListopsArgs) -> Result<()> {
 
 /// Reads `task`'s official files under `data` (stopping at the first problem) and writes its
 /// cache; returns the cache folder.
-pub fn prepare(task: TaskName, data: &Path) -> Result<PathBuf> {
-    let parsed = tasks::read_raw(task, data, OnProblem::Fail)
-        .with_context(|| format!("reading the {task} files under {}", data.display()))?;
-    let dir = tasks::cache_dir(task, data);
-    cache::write(&dir, task.name(), &parsed)?;
+pub fn prepare(set: DataSet, data: &Path) -> Result<PathBuf> {
+    let parsed = tasks::read_raw(set, data, OnProblem::Fail)
+        .with_context(|| format!("reading the {} files under {}", set.task, data.display()))?;
+    let dir = tasks::cache_dir(set, data);
+    cache::write(&dir, &set.cache_name(), &parsed)?;
     Ok(dir)
 }
 
@@ -234,7 +253,8 @@ pub struct LoaderSpeed {
 
 /// Reads `args.target.task`'s files collecting every problem, then measures the loader.
 pub fn check(args: &CheckArgs) -> Result<CheckReport> {
-    let TaskArgs { task, data } = &args.target;
+    let set = args.target.data_set()?;
+    let (task, data) = (&args.target.task, &args.target.data);
     let preset = config::load_preset(&format!("lra-pytorch/{task}")).ok();
     let max_len = args
         .max_len
@@ -244,7 +264,7 @@ pub fn check(args: &CheckArgs) -> Result<CheckReport> {
         .batch_size
         .or(preset.as_ref().map(|p| p.train.batch_size))
         .unwrap_or(32);
-    if let Some(variant) = task.pathfinder_variant() {
+    if let Some(variant) = set.pathfinder_variant() {
         // Image problems come from the set check, which reads every image once.
         let report = pathfinder::check(&pathfinder::find(data, variant)?);
         if !report.is_ok() {
@@ -258,7 +278,7 @@ pub fn check(args: &CheckArgs) -> Result<CheckReport> {
         }
     }
     let mut found: Vec<DataError> = Vec::new();
-    let parsed = match tasks::read_raw(*task, data, OnProblem::Collect(&mut found)) {
+    let parsed = match tasks::read_raw(set, data, OnProblem::Collect(&mut found)) {
         Ok(parsed) => Some(parsed),
         // ListOps stops at its first bad line: report it like the others.
         Err(error)
@@ -272,9 +292,9 @@ pub fn check(args: &CheckArgs) -> Result<CheckReport> {
         Err(error) => return Err(error),
     };
     let mut problems: Vec<String> = found.iter().map(ToString::to_string).collect();
-    let cache_dir = tasks::cache_dir(*task, data);
+    let cache_dir = tasks::cache_dir(set, data);
     if cache::exists(&cache_dir)
-        && let Err(error) = cache::read(&cache_dir, task.name())
+        && let Err(error) = cache::read(&cache_dir, &set.cache_name())
     {
         problems.push(error.to_string());
     }
