@@ -11,7 +11,11 @@ pub fn exp(x: f32) -> f32 {
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     let clamped = x.clamp(-87.3, 88.7);
-    let n = (clamped * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let rounded = clamped * std::f32::consts::LOG2_E + ROUND;
+    let n = rounded - ROUND;
+    // n as an integer from the bits of `rounded` (ROUND + n keeps ROUND's exponent, one ulp per
+    // unit): an `as i32` conversion does not vectorise on baseline x86-64.
+    let n_int = rounded.to_bits() as i32 - ROUND.to_bits() as i32;
     let r = clamped - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_2e-4;
     let p = p * r + 1.398_199_9e-3;
@@ -20,7 +24,7 @@ pub fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5;
     let y = p * r * r + r + 1.0;
-    let value = y * f32::from_bits(((n as i32 + 127) << 23) as u32);
+    let value = y * f32::from_bits(((n_int + 127) << 23) as u32);
     if x.is_nan() {
         x
     } else if x < -87.3 {
