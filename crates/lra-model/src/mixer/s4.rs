@@ -36,6 +36,7 @@ use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use super::s4d::{log_dt_init, output_layer, validate_ssm};
+use super::spectral::Complex;
 use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer};
 use crate::ops::fft_conv::{sequence_conv, zero_padding};
 
@@ -184,7 +185,7 @@ impl S4 {
             re: -self.log_lambda_real.val().exp(),
             im: self.lambda_imag.val(),
         }
-        .unsqueeze_dim(2); // [S, N/2, 1]
+        .map_rank(|t| t.unsqueeze_dim(2)); // [S, N/2, 1]
         // Cauchy terms for λ and for its conjugate: 1 / ((1 − ω)/Δ − λ t)   [H, N/2, F]
         let r = g.clone().sub(lambda.clone().mul(t.clone())).recip();
         let r_conj = g.sub(lambda.conj().mul(t.clone())).recip();
@@ -199,22 +200,22 @@ impl S4 {
             re: self.p_re.val(),
             im: self.p_im.val(),
         }
-        .unsqueeze_dim(1); // [S, 1, N/2]
+        .map_rank(|t| t.unsqueeze_dim(1)); // [S, 1, N/2]
         let b = Complex {
             re: self.b_re.val(),
             im: self.b_im.val(),
         }
-        .unsqueeze_dim(1);
-        let expand = |z: Complex<3>| Complex {
-            re: z.re.expand([channels, 1, half]),
-            im: z.im.expand([channels, 1, half]),
-        };
-        let weights = Complex::cat(vec![
-            c.clone().mul(b.clone()),
-            c.mul(p.clone()),
-            expand(p.clone().conj().mul(b)),
-            expand(p.clone().conj().mul(p)),
-        ]); // [H, 2·dirs + 2, N/2]
+        .map_rank(|t| t.unsqueeze_dim(1));
+        let expand = |z: Complex<3>| z.map(|t| t.expand([channels, 1, half]));
+        let weights = Complex::cat(
+            vec![
+                c.clone().mul(b.clone()),
+                c.mul(p.clone()),
+                expand(p.clone().conj().mul(b)),
+                expand(p.clone().conj().mul(p)),
+            ],
+            1,
+        ); // [H, 2·dirs + 2, N/2]
         // Σ_n w_n r_n + conj(w_n) r̄_n as two real matmuls over the stacked (re, im) parts.
         let stacked_re = Tensor::cat(
             vec![
@@ -238,10 +239,11 @@ impl S4 {
             re: stacked_re.matmul(cauchy.clone()),
             im: stacked_im.matmul(cauchy),
         }; // [H, 2·dirs + 2, F]
-        let k00 = sums.narrow(0, directions);
-        let k01 = sums.narrow(directions, directions);
-        let k10 = sums.narrow(2 * directions, 1);
-        let k11 = sums.narrow(2 * directions + 1, 1);
+        let rows = |start, len| sums.clone().map(|t| t.narrow(1, start, len));
+        let k00 = rows(0, directions);
+        let k01 = rows(directions, directions);
+        let k10 = rows(2 * directions, 1);
+        let k11 = rows(2 * directions + 1, 1);
         // Woodbury with the (1 + ω)/2 scaling folded in: K̂ = k00 − t·k01·k10 / (1 + t·k11).
         let correction = t
             .clone()
@@ -255,7 +257,7 @@ impl S4 {
 
 impl TokenMixer for S4 {
     fn forward(&self, input: MixerInput) -> MixerOutput {
-        let u = zero_padding(input.x, input.pad_mask); // [b, n, H]
+        let u = zero_padding(input.x, input.pad_mask.as_ref()); // [b, n, H]
         let seq = u.dims()[1];
         let len = self.kernel_len.max(seq.next_power_of_two());
         let kernel = self.kernel(len).narrow(2, 0, seq);
@@ -263,76 +265,6 @@ impl TokenMixer for S4 {
         MixerOutput {
             x: output_layer(y, &self.dropout, &self.output, self.glu),
             carry: input.carry,
-        }
-    }
-}
-
-/// A complex tensor as a (real, imaginary) pair; operations broadcast like Burn's.
-#[derive(Clone, Debug)]
-struct Complex<const D: usize> {
-    re: Tensor<D>,
-    im: Tensor<D>,
-}
-
-impl<const D: usize> Complex<D> {
-    fn mul(self, other: Self) -> Self {
-        Self {
-            re: self.re.clone() * other.re.clone() - self.im.clone() * other.im.clone(),
-            im: self.re * other.im + self.im * other.re,
-        }
-    }
-
-    fn sub(self, other: Self) -> Self {
-        Self {
-            re: self.re - other.re,
-            im: self.im - other.im,
-        }
-    }
-
-    fn add_scalar(self, value: f32) -> Self {
-        Self {
-            re: self.re + value,
-            im: self.im,
-        }
-    }
-
-    fn conj(self) -> Self {
-        Self {
-            re: self.re,
-            im: -self.im,
-        }
-    }
-
-    /// `1/z = z̄ / |z|²`.
-    fn recip(self) -> Self {
-        let norm = self.re.clone().powi_scalar(2) + self.im.clone().powi_scalar(2);
-        Self {
-            re: self.re / norm.clone(),
-            im: -self.im / norm,
-        }
-    }
-
-    fn unsqueeze_dim<const E: usize>(self, dim: usize) -> Complex<E> {
-        Complex {
-            re: self.re.unsqueeze_dim(dim),
-            im: self.im.unsqueeze_dim(dim),
-        }
-    }
-
-    /// Rows `start..start + len` of axis 1.
-    fn narrow(&self, start: usize, len: usize) -> Self {
-        Self {
-            re: self.re.clone().narrow(1, start, len),
-            im: self.im.clone().narrow(1, start, len),
-        }
-    }
-
-    /// Concatenation along axis 1.
-    fn cat(parts: Vec<Self>) -> Self {
-        let (re, im) = parts.into_iter().map(|z| (z.re, z.im)).unzip();
-        Self {
-            re: Tensor::cat(re, 1),
-            im: Tensor::cat(im, 1),
         }
     }
 }

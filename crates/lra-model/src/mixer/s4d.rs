@@ -207,7 +207,7 @@ impl S4d {
 
 impl TokenMixer for S4d {
     fn forward(&self, input: MixerInput) -> MixerOutput {
-        let u = zero_padding(input.x, input.pad_mask); // [b, n, H]
+        let u = zero_padding(input.x, input.pad_mask.as_ref()); // [b, n, H]
         let seq = u.dims()[1];
         let y =
             sequence_conv(u.clone(), self.kernel(seq)) + u * self.d_skip.val().reshape([1, 1, -1]);

@@ -1,4 +1,4 @@
-//! Pieces shared by the FFT mixers (`fno`, `afno`, `fedformer`): the real FFT along the sequence
+//! Pieces shared by the FFT mixers (`fno`, `afno`, `fedformer`) and `s4`: the real FFT along the sequence
 //! with padding handled, and complex matrix products on (real, imaginary) tensor pairs (Burn has
 //! no complex dtype).
 //!
@@ -11,13 +11,13 @@
 //! `max_len` rather than from each batch keeps a frequency bin's meaning independent of how
 //! long the batch is.
 
+use burn::tensor::Tensor;
 use burn::tensor::signal::{irfft, rfft};
-use burn::tensor::{Bool, Tensor};
 
-/// FFT length for inputs of up to `max_len` tokens (see the module docs).
-pub(crate) fn fft_len(max_len: usize) -> usize {
-    (2 * max_len.max(1)).next_power_of_two()
-}
+/// FFT length for inputs of up to `max_len` tokens (see the module docs), and padded tokens set
+/// to zero so that they cannot reach real tokens through the FFT: the same as the state-space
+/// mixers' long convolution.
+pub(crate) use crate::ops::fft_conv::{fft_len, zero_padding};
 
 /// Number of one-sided spectrum bins of an `fft_len`-point real FFT.
 pub(crate) fn bins(fft_len: usize) -> usize {
@@ -48,6 +48,56 @@ impl<const D: usize> Complex<D> {
         }
     }
 
+    /// Elementwise product (broadcasting like Burn's).
+    pub fn mul(self, other: Self) -> Self {
+        Self {
+            re: self.re.clone() * other.re.clone() - self.im.clone() * other.im.clone(),
+            im: self.re * other.im + self.im * other.re,
+        }
+    }
+
+    /// Elementwise difference.
+    pub fn sub(self, other: Self) -> Self {
+        Self {
+            re: self.re - other.re,
+            im: self.im - other.im,
+        }
+    }
+
+    /// `z + value` for a real `value`.
+    pub fn add_scalar(self, value: f32) -> Self {
+        Self {
+            re: self.re + value,
+            im: self.im,
+        }
+    }
+
+    /// Complex conjugate.
+    pub fn conj(self) -> Self {
+        Self {
+            re: self.re,
+            im: -self.im,
+        }
+    }
+
+    /// `1/z = z̄ / |z|²`.
+    pub fn recip(self) -> Self {
+        let norm = self.re.clone().powi_scalar(2) + self.im.clone().powi_scalar(2);
+        Self {
+            re: self.re / norm.clone(),
+            im: -self.im / norm,
+        }
+    }
+
+    /// Concatenation along `dim`.
+    pub fn cat(parts: Vec<Self>, dim: usize) -> Self {
+        let (re, im) = parts.into_iter().map(|z| (z.re, z.im)).unzip();
+        Self {
+            re: Tensor::cat(re, dim),
+            im: Tensor::cat(im, dim),
+        }
+    }
+
     /// Batched complex matrix product `self · rhs` on the last two dimensions, as ONE real
     /// matmul: `[re, im] · [[W_re, W_im], [-W_im, W_re]] = [re·W_re - im·W_im, re·W_im + im·W_re]`.
     ///
@@ -64,24 +114,6 @@ impl<const D: usize> Complex<D> {
             re: product.clone().narrow(D - 1, 0, p),
             im: product.narrow(D - 1, p, p),
         }
-    }
-}
-
-/// `x` with padded tokens set to zero, so that they cannot reach real tokens through the FFT.
-///
-/// # Shapes
-/// - `x`: `[batch, seq, d]`, `pad_mask`: `[batch, seq]` (`true` = padding)
-pub(crate) fn zero_padding(x: Tensor<3>, pad_mask: Option<&Tensor<2, Bool>>) -> Tensor<3> {
-    match pad_mask {
-        Some(mask) => {
-            let [batch, seq, d] = x.dims();
-            let mask = mask
-                .clone()
-                .reshape([batch, seq, 1])
-                .expand([batch, seq, d]);
-            x.mask_fill(mask, 0.0)
-        }
-        None => x,
     }
 }
 

@@ -11,17 +11,20 @@ use burn::tensor::{Bool, Tensor};
 
 /// FFT length that turns the circular convolution of two length-`seq` signals into a linear one.
 pub fn fft_len(seq: usize) -> usize {
-    (2 * seq).next_power_of_two()
+    (2 * seq.max(1)).next_power_of_two()
 }
 
 /// Token states `[batch, seq, channels]` with the padded positions set to zero, so that a
 /// convolution never carries padding into real tokens (a bidirectional kernel would otherwise
 /// carry trailing padding back to them).
-pub fn zero_padding(x: Tensor<3>, pad_mask: Option<Tensor<2, Bool>>) -> Tensor<3> {
+pub fn zero_padding(x: Tensor<3>, pad_mask: Option<&Tensor<2, Bool>>) -> Tensor<3> {
     match pad_mask {
         Some(mask) => {
             let [batch, seq, channels] = x.dims();
-            let mask = mask.reshape([batch, seq, 1]).expand([batch, seq, channels]);
+            let mask = mask
+                .clone()
+                .reshape([batch, seq, 1])
+                .expand([batch, seq, channels]);
             x.mask_fill(mask, 0.0)
         }
         None => x,
