@@ -31,7 +31,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::flash::{attention_dropout, key_bias, scale_queries};
+use super::softmax::{attention_dropout, key_bias, scale_queries};
 use super::{
     AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
     MultiHeadProjectionConfig, TokenMixer,

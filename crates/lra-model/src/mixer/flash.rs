@@ -19,10 +19,11 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
+use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::reference::{PAD_BIAS, attention_probs, key_padding_bias};
+use super::reference::{attention_probs, key_padding_bias};
+use super::softmax::{attention_dropout, key_bias, scale_queries};
 use super::{
     AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
     MultiHeadProjectionConfig, TokenMixer,
@@ -96,37 +97,9 @@ impl TokenMixer for FlashAttention {
     }
 }
 
-/// `q / √d`: the FlashAttention ops take scaled queries.
-pub(super) fn scale_queries(q: Tensor<4>) -> Tensor<4> {
-    let head_dim = q.dims()[3];
-    q / (head_dim as f64).sqrt()
-}
-
-/// The additive key bias `[b, m]` of a padding mask (`PAD_BIAS` at padding, 0 elsewhere) for keys
-/// `k` `[b, h, m, d]`.
-pub(super) fn key_bias(pad_mask: Option<Tensor<2, Bool>>, k: &Tensor<4>) -> Tensor<2> {
-    let [batch, _, keys, _] = k.dims();
-    match pad_mask {
-        Some(mask) => mask.float() * PAD_BIAS,
-        None => Tensor::zeros([batch, keys], &k.device()),
-    }
-}
-
-/// The attention-dropout probability in effect and the seed of its mask: dropout acts only while
-/// training on an autodiff device, and the seed comes from the device RNG so masks follow the
-/// run's seeding like Burn's dropout.
-pub(super) fn attention_dropout(dropout: &Dropout, device: &Device) -> (f32, u64) {
-    let training = device.is_autodiff() && dropout.training.is_enabled();
-    if !training || dropout.prob <= 0.0 {
-        return (0.0, 0);
-    }
-    let draw = Tensor::<1, Int>::random([1], Distribution::Uniform(0.0, 16_777_216.0), device);
-    (dropout.prob as f32, draw.into_scalar::<i64>() as u64)
-}
-
 #[cfg(test)]
 mod tests {
-    use burn::tensor::Tolerance;
+    use burn::tensor::{Distribution, Tolerance};
 
     use super::*;
     use crate::mixer::reference::softmax_attention;

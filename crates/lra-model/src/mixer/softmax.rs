@@ -64,35 +64,38 @@ impl AttentionCore for SoftmaxAttention {
             let probs = attention_probs(q, k, pad_mask.map(key_padding_bias)); // [b, h, n, n]
             return self.dropout.forward(probs).matmul(v);
         }
-        let [batch, _, _, head_dim] = q.dims();
-        let keys = k.dims()[2];
-        let key_bias = match pad_mask {
-            Some(mask) => mask.float() * PAD_BIAS,
-            None => Tensor::zeros([batch, keys], &device),
-        }; // [b, m]
-        let q = q / (head_dim as f64).sqrt();
-        let dropout = self.active_dropout(&device);
-        let seed = if dropout > 0.0 { draw_seed(&device) } else { 0 };
-        softmax_attention(q, k, v, key_bias, dropout, seed)
+        let key_bias = key_bias(pad_mask, &k);
+        let (dropout, seed) = attention_dropout(&self.dropout, &device);
+        softmax_attention(scale_queries(q), k, v, key_bias, dropout, seed)
     }
 }
 
-impl SoftmaxAttention {
-    /// The dropout probability in effect: only while training on an autodiff device.
-    fn active_dropout(&self, device: &Device) -> f32 {
-        let training = device.is_autodiff() && self.dropout.training.is_enabled();
-        if training {
-            self.dropout.prob as f32
-        } else {
-            0.0
-        }
+/// `q / √d`: the fused attention ops (this one, `flash`, `blocksparse`) take scaled queries.
+pub(super) fn scale_queries(q: Tensor<4>) -> Tensor<4> {
+    let head_dim = q.dims()[3];
+    q / (head_dim as f64).sqrt()
+}
+
+/// The additive key bias `[b, m]` of a padding mask (`PAD_BIAS` at padding, 0 elsewhere) for keys
+/// `k` `[b, h, m, d]`.
+pub(super) fn key_bias(pad_mask: Option<Tensor<2, Bool>>, k: &Tensor<4>) -> Tensor<2> {
+    let [batch, _, keys, _] = k.dims();
+    match pad_mask {
+        Some(mask) => mask.float() * PAD_BIAS,
+        None => Tensor::zeros([batch, keys], &k.device()),
     }
 }
 
-/// A dropout-mask seed from the device RNG, so masks follow the run's seeding like Burn's dropout.
-fn draw_seed(device: &Device) -> u64 {
+/// The attention-dropout probability in effect and the seed of its mask: dropout acts only while
+/// training on an autodiff device, and the seed comes from the device RNG so masks follow the
+/// run's seeding like Burn's dropout.
+pub(super) fn attention_dropout(dropout: &Dropout, device: &Device) -> (f32, u64) {
+    let training = device.is_autodiff() && dropout.training.is_enabled();
+    if !training || dropout.prob <= 0.0 {
+        return (0.0, 0);
+    }
     let draw = Tensor::<1, Int>::random([1], Distribution::Uniform(0.0, 16_777_216.0), device);
-    draw.into_scalar::<i64>() as u64
+    (dropout.prob as f32, draw.into_scalar::<i64>() as u64)
 }
 
 impl TokenMixer for SoftmaxAttention {
