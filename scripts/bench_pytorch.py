@@ -8,7 +8,7 @@ pooling with padding, ReLU MLP head; AdamW. Not a project dependency: run it fro
 
     python scripts/bench_pytorch.py step --threads 2
     python scripts/bench_pytorch.py mixers --seq-len 512,1024,2048,4096 --threads 2
-    python scripts/bench_pytorch.py sdpa --batch 1 --heads 4 --head-dim 64 --threads 2
+    python scripts/bench_pytorch.py sdpa --batch 1 --heads 4 --head-dim 64 --threads 2   # vs `lra bench attention`
 """
 import argparse
 import math

@@ -3,7 +3,9 @@
 
 use std::collections::BTreeSet;
 
-use lra::cmd::bench::{BenchCommand, EfficiencyArgs, MixerArgs, Mode, execute};
+use lra::cmd::bench::{
+    AttentionArgs, AttentionOp, BenchCommand, EfficiencyArgs, MixerArgs, Mode, execute,
+};
 use lra_model::MixerKind;
 
 /// Peak memory is measured by the counting allocator, as in the `lra` binary.
@@ -54,6 +56,58 @@ fn mixer_bench_covers_every_registered_mixer_and_length() {
     assert!(
         svg.contains("softmax, slope"),
         "legend names each method with its slope"
+    );
+}
+
+/// `(median_ms, peak_mib)` of one row of a bench CSV.
+fn csv_row(path: &std::path::Path, attention: &str, mode: &str, n: usize) -> (f64, f64) {
+    let mut reader = csv::Reader::from_path(path).unwrap();
+    reader
+        .deserialize::<std::collections::HashMap<String, String>>()
+        .map(Result::unwrap)
+        .find(|row| {
+            row["attention"] == attention && row["mode"] == mode && row["seq_len"] == n.to_string()
+        })
+        .map(|row| {
+            (
+                row["median_ms"].parse().unwrap(),
+                row["peak_mib"].parse().unwrap(),
+            )
+        })
+        .unwrap_or_else(|| panic!("no row {attention} {mode} {n}"))
+}
+
+#[test]
+fn attention_bench_times_both_ops_and_flash_trains_in_less_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("attention.csv");
+    execute(BenchCommand::Attention(AttentionArgs {
+        op: vec![AttentionOp::Flash, AttentionOp::Softmax],
+        seq_len: vec![128, 512],
+        batch: 1,
+        heads: 4,
+        head_dim: 8,
+        mode: Mode::Both,
+        repeats: 1,
+        device: "cpu".into(),
+        out: out.clone(),
+    }))
+    .unwrap();
+    let expected: BTreeSet<_> = ["flash", "softmax"]
+        .iter()
+        .flat_map(|a| {
+            ["train", "forward"]
+                .iter()
+                .flat_map(move |m| [128, 512].map(|n| (a.to_string(), m.to_string(), n)))
+        })
+        .collect();
+    assert_eq!(csv_keys(&out), expected);
+    // The materialised op keeps [4, 512, 512] weights (4 MiB) for its backward; flash keeps O(n·d).
+    let (_, flash_mib) = csv_row(&out, "flash", "train", 512);
+    let (_, softmax_mib) = csv_row(&out, "softmax", "train", 512);
+    assert!(
+        flash_mib * 4.0 < softmax_mib,
+        "flash {flash_mib} MiB vs softmax {softmax_mib} MiB"
     );
 }
 

@@ -119,7 +119,7 @@ mod tests {
         let device = Device::flex().autodiff();
         device.seed(3);
         let attention = crate::init_now(FlashConfig::default().init(&dims(0.0), &device));
-        // 200 = 3 tiles of 64 + 8; the second sequence is padded from 131 on.
+        // 200 = one tile of 128 + 72; the second sequence is padded from 131 on.
         let [q, k, v] = [11, 12, 13].map(|seed| gaussian(&device, seed, [2, 2, 200, 8]));
         let [q, k, v] = [q, k, v].map(Tensor::require_grad);
         let mask = pad_mask(&device, 200, 131);

@@ -4,3 +4,4 @@ pub mod fast_exp;
 pub mod fft_conv;
 pub mod flash_attention;
 pub mod softmax_attention;
+pub mod tile_product;

@@ -2,6 +2,9 @@
 //! Markdown table and log-log SVG charts with the fitted slope per method.
 //!
 //! - `mixers`: one mixer on random `[batch, n, d_model]` input, per n (forward, or forward+backward);
+//! - `attention`: the exact attention operations alone (`flash`, the materialised `softmax` op) on
+//!   random `[batch, heads, n, head_dim]` q, k, v — the counterpart of PyTorch's
+//!   `scaled_dot_product_attention` in `scripts/bench_pytorch.py sdpa`;
 //! - `step`: one training step (forward, backward, AdamW update) of a preset's model;
 //! - `efficiency`: the LRA paper's efficiency table — a preset's whole model at n = 1K…4K (or
 //!   beyond) for several attentions, steps/s and peak memory relative to softmax.
@@ -16,6 +19,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use clap::{Args, Subcommand, ValueEnum};
+use lra_model::ops::{flash_attention, softmax_attention};
 use lra_model::{MixerDims, MixerInput, MixerKind, TokenMixer};
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +36,8 @@ use crate::{device, memory};
 pub enum BenchCommand {
     /// Mixer time and peak memory against sequence length.
     Mixers(MixerArgs),
+    /// Exact attention operations alone (no projections) against sequence length.
+    Attention(AttentionArgs),
     /// One training step of a preset's model (forward, backward, optimiser update).
     Step(StepArgs),
     /// The LRA efficiency table: a preset's model at several lengths and attentions.
@@ -94,6 +100,72 @@ pub struct MixerArgs {
     /// CSV output (Markdown and SVG charts are written next to it).
     #[arg(long, default_value = "results/bench/mixers.csv")]
     pub out: PathBuf,
+}
+
+/// Options of `lra bench attention`.
+#[derive(Debug, Args)]
+pub struct AttentionArgs {
+    /// Operations to time (comma-separated).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "flash,softmax"
+    )]
+    pub op: Vec<AttentionOp>,
+    /// Sequence lengths (comma-separated).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1024,2048,4096,8192,16384"
+    )]
+    pub seq_len: Vec<usize>,
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    #[arg(long, default_value_t = 64)]
+    pub head_dim: usize,
+    /// Forward+backward (`train`), forward only, or both.
+    #[arg(long, value_enum, default_value_t = Mode::Train)]
+    pub mode: Mode,
+    /// Timed repetitions after one warm-up; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// CSV output (Markdown and SVG charts are written next to it).
+    #[arg(long, default_value = "results/bench/attention.csv")]
+    pub out: PathBuf,
+}
+
+/// An exact attention operation of `lra_model::ops`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AttentionOp {
+    /// `ops::flash_attention`: tiled, O(n) memory, handwritten backward.
+    Flash,
+    /// `ops::softmax_attention`: the `[n, n]` weights materialised.
+    Softmax,
+}
+
+impl AttentionOp {
+    fn name(self) -> &'static str {
+        match self {
+            AttentionOp::Flash => "flash",
+            AttentionOp::Softmax => "softmax",
+        }
+    }
+
+    /// `softmax(q kᵀ) v` without padding or dropout, as PyTorch's benchmark calls SDPA.
+    fn apply(self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+        let [batch, _, _, _] = q.dims();
+        let keys = k.dims()[2];
+        let key_bias = Tensor::zeros([batch, keys], &q.device());
+        match self {
+            AttentionOp::Flash => flash_attention::flash_attention(q, k, v, key_bias, 0.0, 0),
+            AttentionOp::Softmax => softmax_attention::softmax_attention(q, k, v, key_bias, 0.0, 0),
+        }
+    }
 }
 
 /// Options of `lra bench step`.
@@ -196,6 +268,7 @@ impl BenchRow {
 pub fn execute(command: BenchCommand) -> Result<()> {
     let (rows, out, extra_markdown) = match command {
         BenchCommand::Mixers(args) => (bench_mixers(&args)?, args.out, String::new()),
+        BenchCommand::Attention(args) => (bench_attention(&args)?, args.out, String::new()),
         BenchCommand::Step(args) => (vec![bench_step(&args)?], args.out, String::new()),
         BenchCommand::Efficiency(args) => {
             let (file, rows) = bench_efficiency(&args)?;
@@ -483,6 +556,65 @@ fn bench_mixers(args: &MixerArgs) -> Result<Vec<BenchRow>> {
                 eprintln!(
                     "{:<12} {:<7} n={:<6} {:>10.2} ms {:>10.1} MiB",
                     kind.name(),
+                    mode.name(),
+                    n,
+                    row.median_ms,
+                    row.peak_mib
+                );
+                rows.push(row);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+fn bench_attention(args: &AttentionArgs) -> Result<Vec<BenchRow>> {
+    let base = device::parse(&args.device)?;
+    if !flash_attention::is_supported(&base) || !softmax_attention::is_supported(&base) {
+        bail!(
+            "`lra bench attention` times the fused CPU kernels; device `{}` has none (time the mixers with `lra bench mixers`)",
+            args.device
+        );
+    }
+    let mut rows = Vec::new();
+    for &op in &args.op {
+        for &mode in args.mode.passes() {
+            for &n in &args.seq_len {
+                let shape = [args.batch, args.heads, n, args.head_dim];
+                let device = match mode {
+                    Mode::Forward => base.clone(),
+                    _ => base.clone().autodiff(),
+                };
+                device.seed(0);
+                let [q, k, v] = [(); 3].map(|_| {
+                    let x = Tensor::<4>::random(shape, Distribution::Default, &device);
+                    if mode == Mode::Forward {
+                        x
+                    } else {
+                        x.require_grad()
+                    }
+                });
+                let timing = time_repeats(args.repeats, &device, || {
+                    let out = op.apply(q.clone(), k.clone(), v.clone()).sum();
+                    match mode {
+                        Mode::Forward => drop(out.into_scalar::<f32>()),
+                        _ => drop(out.backward()),
+                    }
+                })?;
+                let d_model = args.heads * args.head_dim;
+                let row = row(
+                    "attention",
+                    mode,
+                    op.name(),
+                    n,
+                    args.batch,
+                    d_model,
+                    &args.device,
+                    &timing,
+                );
+                eprintln!(
+                    "{:<8} {:<7} n={:<6} {:>10.2} ms {:>10.1} MiB",
+                    op.name(),
                     mode.name(),
                     n,
                     row.median_ms,
