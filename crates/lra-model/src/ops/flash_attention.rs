@@ -40,6 +40,40 @@ use super::fast_exp;
 use super::softmax_attention::keep_mask;
 use super::tile_product::{View, product};
 
+/// Defines a method that runs `self.$inline(..)` (an `#[inline(always)]` method) compiled for
+/// AVX-512F, or else AVX2, when the CPU has it. The crate targets baseline x86-64, whose 4-lane
+/// SSE2 code made the exp and max passes a fifth of the run time; 16 lanes halve 8 lanes' cost.
+macro_rules! widest_simd {
+    (
+        $(#[$doc:meta])*
+        fn $name:ident(&self $(, $arg:ident: $ty:ty)* $(,)?) $(-> $ret:ty)? => $inline:ident
+    ) => {
+        $(#[$doc])*
+        fn $name(&self $(, $arg: $ty)*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512(problem: &Problem $(, $arg: $ty)*) $(-> $ret)? {
+                    problem.$inline($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn avx2(problem: &Problem $(, $arg: $ty)*) $(-> $ret)? {
+                    problem.$inline($($arg),*)
+                }
+                if is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F (checked just above).
+                    return unsafe { avx512(self $(, $arg)*) };
+                }
+                if is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2 (checked just above).
+                    return unsafe { avx2(self $(, $arg)*) };
+                }
+            }
+            self.$inline($($arg),*)
+        }
+    };
+}
+
 /// Tile edge of dense FlashAttention: 128 query rows per forward task and 128 keys per backward
 /// step. A `[128, 256]` score run (128 KiB) stays in L2, and each pass over K, V (forward) or
 /// Q, dO (backward) serves twice the rows of 64-row tiles: 8 % faster at n = 16K, the same at 1K–4K.
@@ -499,56 +533,17 @@ impl<'a> Problem<'a> {
         (out, lse)
     }
 
-    /// Online softmax over the kept key blocks of query block `i` (FA2 forward, one tile of rows).
-    fn forward_query_block(
-        &self,
-        bh: usize,
-        i: usize,
-        key_panels: &[f32],
-        acc: &mut [f32],
-        lse: &mut [f32],
-    ) {
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { self.forward_query_block_avx512(bh, i, key_panels, acc, lse) };
-        }
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { self.forward_query_block_avx2(bh, i, key_panels, acc, lse) };
-        }
-        self.forward_query_block_inline(bh, i, key_panels, acc, lse);
-    }
-
-    /// [`Self::forward_query_block`] with 16-lane row passes: the crate targets baseline x86-64,
-    /// whose 4-lane SSE2 code made the exp and max passes a fifth of the run time (8 lanes: a
-    /// tenth).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn forward_query_block_avx512(
-        &self,
-        bh: usize,
-        i: usize,
-        key_panels: &[f32],
-        acc: &mut [f32],
-        lse: &mut [f32],
-    ) {
-        self.forward_query_block_inline(bh, i, key_panels, acc, lse);
-    }
-
-    /// [`Self::forward_query_block`] with 8-lane row passes.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn forward_query_block_avx2(
-        &self,
-        bh: usize,
-        i: usize,
-        key_panels: &[f32],
-        acc: &mut [f32],
-        lse: &mut [f32],
-    ) {
-        self.forward_query_block_inline(bh, i, key_panels, acc, lse);
+    widest_simd! {
+        /// Online softmax over the kept key blocks of query block `i` (FA2 forward, one tile of
+        /// rows).
+        fn forward_query_block(
+            &self,
+            bh: usize,
+            i: usize,
+            key_panels: &[f32],
+            acc: &mut [f32],
+            lse: &mut [f32],
+        ) => forward_query_block_inline
     }
 
     #[inline(always)]
@@ -684,59 +679,18 @@ impl<'a> Problem<'a> {
         (dq, dk, dv)
     }
 
-    /// FA2 backward over the key blocks `first..` whose `dK`, `dV` rows are `dk`, `dv`; returns this
-    /// task's contribution to `dQ` of head `bh`.
-    fn backward_key_blocks(
-        &self,
-        bh: usize,
-        first: usize,
-        head: &RowsOfHead,
-        panels: &Panels,
-        dk: &mut [f32],
-        dv: &mut [f32],
-    ) -> Vec<f32> {
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked just above).
-            return unsafe { self.backward_key_blocks_avx512(bh, first, head, panels, dk, dv) };
-        }
-        #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { self.backward_key_blocks_avx2(bh, first, head, panels, dk, dv) };
-        }
-        self.backward_key_blocks_inline(bh, first, head, panels, dk, dv)
-    }
-
-    /// [`Self::backward_key_blocks`] with 16-lane elementwise passes (see
-    /// [`Self::forward_query_block_avx512`]).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn backward_key_blocks_avx512(
-        &self,
-        bh: usize,
-        first: usize,
-        head: &RowsOfHead,
-        panels: &Panels,
-        dk: &mut [f32],
-        dv: &mut [f32],
-    ) -> Vec<f32> {
-        self.backward_key_blocks_inline(bh, first, head, panels, dk, dv)
-    }
-
-    /// [`Self::backward_key_blocks`] with 8-lane elementwise passes.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn backward_key_blocks_avx2(
-        &self,
-        bh: usize,
-        first: usize,
-        head: &RowsOfHead,
-        panels: &Panels,
-        dk: &mut [f32],
-        dv: &mut [f32],
-    ) -> Vec<f32> {
-        self.backward_key_blocks_inline(bh, first, head, panels, dk, dv)
+    widest_simd! {
+        /// FA2 backward over the key blocks `first..` whose `dK`, `dV` rows are `dk`, `dv`;
+        /// returns this task's contribution to `dQ` of head `bh`.
+        fn backward_key_blocks(
+            &self,
+            bh: usize,
+            first: usize,
+            head: &RowsOfHead,
+            panels: &Panels,
+            dk: &mut [f32],
+            dv: &mut [f32],
+        ) -> Vec<f32> => backward_key_blocks_inline
     }
 
     #[inline(always)]
