@@ -67,12 +67,8 @@ impl EncoderConfig {
 
     /// Sizes handed to every mixer.
     pub fn mixer_dims(&self) -> MixerDims {
-        MixerDims {
-            d_model: self.d_model,
-            n_heads: self.n_heads,
-            max_len: self.mixer_len(),
-            dropout: self.attention_dropout,
-        }
+        MixerDims::new(self.d_model, self.n_heads, self.mixer_len())
+            .with_dropout(self.attention_dropout)
     }
 
     /// Initialises the encoder.

@@ -16,12 +16,7 @@ const SEQ: usize = 128;
 const REAL: usize = 91;
 
 fn dims() -> MixerDims {
-    MixerDims {
-        d_model: 16,
-        n_heads: 2,
-        max_len: SEQ,
-        dropout: 0.0,
-    }
+    MixerDims::new(16, 2, SEQ)
 }
 
 fn build(kind: MixerKind, seed: u64, device: &Device) -> Mixer {

@@ -306,12 +306,12 @@ impl ExperimentConfig {
     }
 
     fn mixer_dims(&self) -> MixerDims {
-        MixerDims {
-            d_model: self.model.d_model,
-            n_heads: self.model.n_heads,
-            max_len: self.task.max_len + usize::from(self.model.pooling == Pooling::Cls),
-            dropout: self.model.attention_dropout,
-        }
+        MixerDims::new(
+            self.model.d_model,
+            self.model.n_heads,
+            self.task.max_len + usize::from(self.model.pooling == Pooling::Cls),
+        )
+        .with_dropout(self.model.attention_dropout)
     }
 
     /// The classifier for a task with `vocab_size` tokens and `num_classes` labels.

@@ -74,10 +74,7 @@ impl MixerSpec for AfnoConfig {
         "AFNO: block-diagonal complex MLP over channels at each frequency, soft-shrinkage";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, dims: &MixerDims) -> Result<(), String> {
@@ -226,12 +223,7 @@ mod tests {
     const BLOCKS: usize = 2;
 
     fn dims(max_len: usize) -> MixerDims {
-        MixerDims {
-            d_model: D,
-            n_heads: 1,
-            max_len,
-            dropout: 0.0,
-        }
+        MixerDims::new(D, 1, max_len)
     }
 
     fn input(seed: u64, seq: usize, device: &Device) -> Tensor<3> {

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use super::blocks::{BlockPlan, Slot, block_sparse_attention, dense_rows, pad_indicator};
 use super::{
     AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
+    MultiHeadProjectionConfig, TokenMixer, at_least_one,
 };
 
 /// Settings of [`BigBirdAttention`].
@@ -70,16 +70,11 @@ impl MixerSpec for BigBirdConfig {
         "BigBird (ITC): window + global + fixed random key blocks, gathered block-wise";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
-        if self.block_size == 0 {
-            return Err("block_size must be at least 1".into());
-        }
+        at_least_one("block_size", self.block_size)?;
         Ok(())
     }
 
@@ -258,12 +253,7 @@ mod tests {
     use crate::mixer::testing::gaussian;
 
     fn dims(n_heads: usize, max_len: usize) -> MixerDims {
-        MixerDims {
-            d_model: 4 * n_heads,
-            n_heads,
-            max_len,
-            dropout: 0.0,
-        }
+        MixerDims::new(4 * n_heads, n_heads, max_len)
     }
 
     fn build(

@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use super::softmax::{attention_dropout, key_bias, scale_queries};
 use super::{
     AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
+    MultiHeadProjectionConfig, TokenMixer, at_least_one,
 };
 use crate::ops::flash_attention::{block_sparse_flash_attention, is_supported};
 
@@ -73,16 +73,11 @@ impl MixerSpec for BlockSparseConfig {
         "block-sparse FlashAttention over a BigBird layout (band + global + random blocks)";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
-        if self.block_size == 0 {
-            return Err("block_size must be at least 1".into());
-        }
+        at_least_one("block_size", self.block_size)?;
         if self.window.is_multiple_of(2) {
             return Err(format!(
                 "window must be an odd number of blocks (the own block plus as many on each side), got {}",
@@ -313,12 +308,7 @@ mod tests {
     }
 
     fn dims(dropout: f64) -> MixerDims {
-        MixerDims {
-            d_model: 16,
-            n_heads: 2,
-            max_len: SEQ,
-            dropout,
-        }
+        MixerDims::new(16, 2, SEQ).with_dropout(dropout)
     }
 
     fn build(device: &Device) -> BlockSparseAttention {

@@ -277,12 +277,7 @@ mod tests {
     use crate::mixer::testing::{gaussian, pad_mask};
 
     fn dims() -> MixerDims {
-        MixerDims {
-            d_model: 16,
-            n_heads: 2,
-            max_len: 64,
-            dropout: 0.0,
-        }
+        MixerDims::new(16, 2, 64)
     }
 
     fn contextpool(config: ContextPoolConfig, device: &Device) -> ContextPoolMixer {

@@ -72,7 +72,7 @@ use super::nystrom::{iterative_pinv, zero_is_none};
 use super::reference::PAD_BIAS;
 use super::{
     AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
+    MultiHeadProjectionConfig, TokenMixer, at_least_one,
 };
 
 /// Regularisation of the landmark intersection `W` before its pseudoinverse.
@@ -143,19 +143,12 @@ impl MixerSpec for CurConfig {
         "CUR / SMS-Nyström: exp-score matrix from s sampled rows and columns, row-normalised";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
-        if self.samples == 0 {
-            return Err("samples must be at least 1".into());
-        }
-        if self.pinv_iters == 0 {
-            return Err("pinv_iters must be at least 1".into());
-        }
+        at_least_one("samples", self.samples)?;
+        at_least_one("pinv_iters", self.pinv_iters)?;
         if !(self.shift_multiplier.is_finite() && self.shift_multiplier >= 0.0) {
             return Err(format!(
                 "shift_multiplier must be finite and non-negative, got {}",
@@ -393,7 +386,7 @@ mod tests {
     use super::*;
     use crate::mixer::reference::{relative_error, softmax_attention};
     use crate::mixer::testing::assert_random_only_in_training;
-    use crate::mixer::testing::pad_mask;
+    use crate::mixer::testing::{pad_mask, spoil_padding};
 
     fn gaussian(device: &Device, seed: u64, shape: [usize; 4], std: f64) -> Tensor<4> {
         device.seed(seed);
@@ -409,12 +402,7 @@ mod tests {
     ) -> CurAttention {
         let device = Device::flex();
         device.seed(seed);
-        let dims = MixerDims {
-            d_model: heads * head_dim,
-            n_heads: heads,
-            max_len,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(heads * head_dim, heads, max_len);
         config.validate(&dims).unwrap();
         crate::init_now(config.init(&dims, &device))
     }
@@ -494,9 +482,7 @@ mod tests {
             gaussian(&device, 3, shape, 1.0),
         );
         let mask = pad_mask(&device, seq, real);
-        let pad4 = mask.clone().reshape([2, 1, seq, 1]).expand(shape);
-        let garbage =
-            |x: Tensor<4>, seed| x.mask_where(pad4.clone(), gaussian(&device, seed, shape, 100.0));
+        let garbage = |x: Tensor<4>, seed| spoil_padding(x, &mask, seed);
         // 8 landmarks (fewer than the real tokens) and 32 (more: some masked out).
         let cases = [
             (8, None, Shift::None),
@@ -601,12 +587,7 @@ mod tests {
     #[test]
     fn landmarks_are_redrawn_only_while_training() {
         let device = Device::flex().autodiff();
-        let dims = MixerDims {
-            d_model: 8,
-            n_heads: 2,
-            max_len: 32,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(8, 2, 32);
         device.seed(0);
         let attention = crate::init_now(
             CurConfig {
@@ -621,12 +602,7 @@ mod tests {
 
     #[test]
     fn config_validation_and_toml_round_trip() {
-        let dims = MixerDims {
-            d_model: 16,
-            n_heads: 2,
-            max_len: 64,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(16, 2, 64);
         for (field, config) in [
             (
                 "samples",

@@ -44,10 +44,7 @@ impl MixerSpec for FlashConfig {
         "FlashAttention: exact softmax attention, tiled with an online softmax, O(n) memory";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: true,
-            pad_mask: true,
-        }
+        Caps::EXACT
     }
 
     fn init(&self, dims: &MixerDims, device: &Device) -> FlashAttention {
@@ -106,12 +103,7 @@ mod tests {
     use crate::mixer::testing::{assert_random_only_in_training, gaussian, pad_mask};
 
     fn dims(dropout: f64) -> MixerDims {
-        MixerDims {
-            d_model: 16,
-            n_heads: 2,
-            max_len: 200,
-            dropout,
-        }
+        MixerDims::new(16, 2, 200).with_dropout(dropout)
     }
 
     #[test]

@@ -49,10 +49,7 @@ impl MixerSpec for FnoConfig {
         "FNO: spectral convolution, learned complex channel mixing on the lowest modes";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, dims: &MixerDims) -> Result<(), String> {
@@ -146,12 +143,7 @@ mod tests {
     const D: usize = 4;
 
     fn dims(max_len: usize) -> MixerDims {
-        MixerDims {
-            d_model: D,
-            n_heads: 1,
-            max_len,
-            dropout: 0.0,
-        }
+        MixerDims::new(D, 1, max_len)
     }
 
     fn input(seed: u64, seq: usize, device: &Device) -> Tensor<3> {

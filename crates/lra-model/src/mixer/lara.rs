@@ -65,7 +65,7 @@ use super::ra::Noise;
 use super::reference::PAD_BIAS;
 use super::{
     AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
+    MultiHeadProjectionConfig, TokenMixer, at_least_one,
 };
 
 /// How the landmarks `q̄_c`, `k̄_c` (the proposal means) are made.
@@ -147,16 +147,11 @@ impl MixerSpec for LaraConfig {
         "LARA: linear randomized attention, multiple importance sampling over C landmark proposals";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
-        if self.num_landmarks == 0 {
-            return Err("num_landmarks must be at least 1".into());
-        }
+        at_least_one("num_landmarks", self.num_landmarks)?;
         if !self.alpha_coeff.is_finite() {
             return Err(format!(
                 "alpha_coeff must be finite, got {}",
@@ -443,12 +438,7 @@ pub(crate) mod tests {
     use crate::mixer::reference::{relative_error, softmax_attention};
 
     fn dims() -> MixerDims {
-        MixerDims {
-            d_model: 32,
-            n_heads: 2,
-            max_len: 256,
-            dropout: 0.0,
-        }
+        MixerDims::new(32, 2, 256)
     }
 
     fn lara(config: LaraConfig, device: &Device) -> LaraAttention {
@@ -568,12 +558,7 @@ pub(crate) mod tests {
         ];
         let device = Device::flex();
         let (q, k, v) = golden_qkv(&device);
-        let dims = MixerDims {
-            d_model: 4,
-            n_heads: 1,
-            max_len: 7,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(4, 1, 7);
         for (mis, expected) in [
             (MisType::MisOpt, expected_opt),
             (MisType::MisBh, expected_bh),

@@ -60,10 +60,7 @@ impl MixerSpec for LinearConfig {
         "Linear Transformer: kernel attention with φ(x) = elu(x) + 1, O(n·d²) (LRA baseline)";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -165,12 +162,7 @@ mod tests {
     use crate::mixer::testing::{gaussian as normal, pad_mask};
 
     fn linear(device: &Device) -> LinearAttention {
-        let dims = MixerDims {
-            d_model: 16,
-            n_heads: 2,
-            max_len: 64,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(16, 2, 64);
         LinearConfig::default().init(&dims, device)
     }
 
@@ -246,12 +238,7 @@ mod tests {
 
     #[test]
     fn validate_rejects_negative_eps() {
-        let dims = MixerDims {
-            d_model: 16,
-            n_heads: 2,
-            max_len: 64,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(16, 2, 64);
         let error = LinearConfig { eps: -1.0 }.validate(&dims).unwrap_err();
         assert!(error.contains("eps"), "{error}");
         assert!(LinearConfig::default().validate(&dims).is_ok());

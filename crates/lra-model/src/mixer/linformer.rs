@@ -64,7 +64,7 @@ use serde::{Deserialize, Serialize};
 use super::reference::attention_probs;
 use super::{
     AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
+    MultiHeadProjectionConfig, TokenMixer, at_least_one,
 };
 
 /// Which heads and which of K/V share a length projection (Wang et al. 2020, §4).
@@ -109,16 +109,11 @@ impl MixerSpec for LinformerConfig {
         "Linformer: softmax attention over keys/values compressed to k rows by learned E, F";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
-        if self.k == 0 {
-            return Err("k must be at least 1".into());
-        }
+        at_least_one("k", self.k)?;
         Ok(())
     }
 
@@ -223,7 +218,7 @@ mod tests {
 
     use super::*;
     use crate::mixer::reference::{relative_error, softmax_attention};
-    use crate::mixer::testing::{gaussian, pad_mask};
+    use crate::mixer::testing::{gaussian, pad_mask, spoil_padding};
 
     const HEADS: usize = 2;
     const HEAD_DIM: usize = 8;
@@ -235,12 +230,7 @@ mod tests {
     ];
 
     fn dims(max_len: usize) -> MixerDims {
-        MixerDims {
-            d_model: HEADS * HEAD_DIM,
-            n_heads: HEADS,
-            max_len,
-            dropout: 0.0,
-        }
+        MixerDims::new(HEADS * HEAD_DIM, HEADS, max_len)
     }
 
     fn linformer(
@@ -371,11 +361,10 @@ mod tests {
                 gaussian(&device, 3, shape),
             );
             let mask = pad_mask(&device, seq, real);
-            let pad4 = mask.clone().reshape([2, 1, seq, 1]).expand(shape);
-            let garbage = |x: Tensor<4>, seed| {
-                x.mask_where(pad4.clone(), gaussian(&device, seed, shape) * 1000.0)
-            };
-            let (k2, v2) = (garbage(k.clone(), 4), garbage(v.clone(), 5));
+            let (k2, v2) = (
+                spoil_padding(k.clone(), &mask, 4),
+                spoil_padding(v.clone(), &mask, 5),
+            );
             for sharing in SHARINGS {
                 let attention = linformer(256, sharing, 64, &device);
                 let a = attention.attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
@@ -445,12 +434,7 @@ mod tests {
             (4096, 32, &[256][..]),
         ] {
             let shape = [1, heads, n, head_dim];
-            let dims = MixerDims {
-                d_model: heads * head_dim,
-                n_heads: heads,
-                max_len: n,
-                dropout: 0.0,
-            };
+            let dims = MixerDims::new(heads * head_dim, heads, n);
             for sharing in SHARINGS {
                 for &k in budgets {
                     let seeds = 3;

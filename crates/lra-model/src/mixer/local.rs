@@ -26,7 +26,7 @@ use super::blocks::{BlockPlan, block_sparse_attention, pad_indicator, pad_tail};
 use super::reference::{PAD_BIAS, attention_probs};
 use super::{
     AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
+    MultiHeadProjectionConfig, TokenMixer, at_least_one,
 };
 
 /// Which keys a query sees.
@@ -66,16 +66,11 @@ impl MixerSpec for LocalConfig {
         baseline) or an overlapping sliding window";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
-        if self.block_size == 0 {
-            return Err("block_size must be at least 1".into());
-        }
+        at_least_one("block_size", self.block_size)?;
         if self.mode == LocalMode::Sliding
             && (self.block_size < 2 || !self.block_size.is_multiple_of(2))
         {
@@ -177,12 +172,7 @@ mod tests {
     }
 
     fn local(block_size: usize, device: &Device) -> LocalAttention {
-        let dims = MixerDims {
-            d_model: 16,
-            n_heads: 2,
-            max_len: 64,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(16, 2, 64);
         LocalConfig {
             mode: LocalMode::Disjoint,
             block_size,
@@ -191,12 +181,7 @@ mod tests {
     }
 
     fn sliding(window: usize, device: &Device) -> LocalAttention {
-        let dims = MixerDims {
-            d_model: 8,
-            n_heads: 2,
-            max_len: 64,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(8, 2, 64);
         let config = LocalConfig {
             mode: LocalMode::Sliding,
             block_size: window,
@@ -260,12 +245,7 @@ mod tests {
         );
         assert!(toml::from_str::<LocalConfig>("mode = \"strided\"").is_err());
         assert!(toml::from_str::<LocalConfig>("window = 8").is_err());
-        let dims = MixerDims {
-            d_model: 8,
-            n_heads: 2,
-            max_len: 64,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(8, 2, 64);
         let odd = LocalConfig {
             mode: LocalMode::Sliding,
             block_size: 5,

@@ -65,10 +65,7 @@ impl MixerSpec for LongformerConfig {
         "Longformer: sliding window (w/2 each side) + global leading tokens, computed block-wise";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, dims: &MixerDims) -> Result<(), String> {
@@ -176,12 +173,7 @@ mod tests {
     use crate::mixer::blocks::dense;
 
     fn dims() -> MixerDims {
-        MixerDims {
-            d_model: 8,
-            n_heads: 2,
-            max_len: 64,
-            dropout: 0.0,
-        }
+        MixerDims::new(8, 2, 64)
     }
 
     fn build(window: usize, global_tokens: usize, device: &Device) -> LongformerAttention {

@@ -48,7 +48,7 @@ use serde::{Deserialize, Serialize};
 use super::reference::{attention_probs, key_padding_bias};
 use super::{
     AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
+    MultiHeadProjectionConfig, TokenMixer, at_least_one,
 };
 
 /// Settings of [`LowRankAttention`].
@@ -85,16 +85,11 @@ impl MixerSpec for LowRankConfig {
         "randomized low-rank oracle: exact softmax matrix projected on a k+p range sketch (HMT)";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
-        if self.rank == 0 {
-            return Err("rank must be at least 1".into());
-        }
+        at_least_one("rank", self.rank)?;
         Ok(())
     }
 
@@ -229,7 +224,9 @@ mod tests {
 
     use super::*;
     use crate::mixer::reference::{relative_error, softmax_attention};
-    use crate::mixer::testing::{assert_random_only_in_training, gaussian, pad_mask};
+    use crate::mixer::testing::{
+        assert_random_only_in_training, gaussian, pad_mask, spoil_padding,
+    };
 
     fn lowrank(
         config: LowRankConfig,
@@ -240,12 +237,7 @@ mod tests {
     ) -> LowRankAttention {
         let device = Device::flex();
         device.seed(seed);
-        let dims = MixerDims {
-            d_model: heads * head_dim,
-            n_heads: heads,
-            max_len,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(heads * head_dim, heads, max_len);
         config.validate(&dims).unwrap();
         crate::init_now(config.init(&dims, &device))
     }
@@ -376,9 +368,7 @@ mod tests {
             gaussian(&device, 3, shape),
         );
         let mask = pad_mask(&device, seq, real);
-        let pad4 = mask.clone().reshape([2, 1, seq, 1]).expand(shape);
-        let garbage =
-            |x: Tensor<4>, seed| x.mask_where(pad4.clone(), gaussian(&device, seed, shape) * 100.0);
+        let garbage = |x: Tensor<4>, seed| spoil_padding(x, &mask, seed);
         for rank in [4, 30] {
             let config = LowRankConfig {
                 rank,
@@ -402,12 +392,7 @@ mod tests {
     #[test]
     fn test_matrix_is_redrawn_only_while_training() {
         let device = Device::flex().autodiff();
-        let dims = MixerDims {
-            d_model: 8,
-            n_heads: 2,
-            max_len: 32,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(8, 2, 32);
         device.seed(0);
         let config = LowRankConfig {
             rank: 2,
@@ -422,12 +407,7 @@ mod tests {
 
     #[test]
     fn config_round_trips_and_validates() {
-        let dims = MixerDims {
-            d_model: 16,
-            n_heads: 2,
-            max_len: 64,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(16, 2, 64);
         let error = LowRankConfig {
             rank: 0,
             ..Default::default()

@@ -70,7 +70,7 @@ use serde::{Deserialize, Serialize};
 
 use super::heads::{merge_heads, split_heads};
 use super::reference::{attention_probs, key_padding_bias};
-use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer};
+use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, at_least_one};
 
 /// Settings of [`LunaAttention`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -104,16 +104,11 @@ impl MixerSpec for LunaConfig {
         "Luna: pack tokens into l slots carried across layers, unpack by attending to them";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
-        if self.projection_length == 0 {
-            return Err("projection_length must be at least 1".into());
-        }
+        at_least_one("projection_length", self.projection_length)?;
         Ok(())
     }
 
@@ -311,12 +306,7 @@ mod tests {
     const D_MODEL: usize = 16;
 
     fn luna(config: LunaConfig, device: &Device) -> LunaAttention {
-        let dims = MixerDims {
-            d_model: D_MODEL,
-            n_heads: HEADS,
-            max_len: 64,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(D_MODEL, HEADS, 64);
         device.seed(0);
         crate::init_now(config.init(&dims, device))
     }

@@ -139,6 +139,21 @@ pub struct MixerDims {
 }
 
 impl MixerDims {
+    /// Sizes without dropout.
+    pub fn new(d_model: usize, n_heads: usize, max_len: usize) -> Self {
+        Self {
+            d_model,
+            n_heads,
+            max_len,
+            dropout: 0.0,
+        }
+    }
+
+    /// The same sizes with attention dropout `dropout`.
+    pub fn with_dropout(self, dropout: f64) -> Self {
+        Self { dropout, ..self }
+    }
+
     /// Per-head width `d_model / n_heads`.
     pub fn head_dim(&self) -> usize {
         self.d_model / self.n_heads
@@ -152,6 +167,27 @@ pub struct Caps {
     pub exact: bool,
     /// Honours the key-padding mask: padded positions never influence real ones.
     pub pad_mask: bool,
+}
+
+impl Caps {
+    /// Exact softmax attention that honours padding.
+    pub const EXACT: Caps = Caps {
+        exact: true,
+        pad_mask: true,
+    };
+    /// An approximation (or another mixer) that honours padding.
+    pub const APPROXIMATE: Caps = Caps {
+        exact: false,
+        pad_mask: true,
+    };
+}
+
+/// `Err("{name} must be at least 1")` when `value` is 0: the check most mixer configs need.
+pub(crate) fn at_least_one(name: &str, value: usize) -> Result<(), String> {
+    if value == 0 {
+        return Err(format!("{name} must be at least 1"));
+    }
+    Ok(())
 }
 
 /// Builds a mixer module from its config. Implemented by every `XxxConfig` in the registry.

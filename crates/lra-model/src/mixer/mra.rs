@@ -39,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use super::reference::PAD_BIAS;
 use super::{
     AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
+    MultiHeadProjectionConfig, TokenMixer, at_least_one,
 };
 
 /// Added to the selection score of prior blocks so that top-k always keeps them (official value).
@@ -96,19 +96,12 @@ impl MixerSpec for MraConfig {
         "MRA-2: low-resolution block scores pick the blocks computed at full resolution";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
-        if self.block_size == 0 {
-            return Err("block_size must be at least 1".into());
-        }
-        if self.block_per_row == 0 {
-            return Err("block_per_row must be at least 1".into());
-        }
+        at_least_one("block_size", self.block_size)?;
+        at_least_one("block_per_row", self.block_per_row)?;
         Ok(())
     }
 
@@ -383,15 +376,10 @@ mod tests {
 
     use super::*;
     use crate::mixer::reference::{relative_error, softmax_attention};
-    use crate::mixer::testing::{gaussian, pad_mask};
+    use crate::mixer::testing::{gaussian, pad_mask, spoil_padding};
 
     fn mra(config: MraConfig, device: &Device) -> MraAttention {
-        let dims = MixerDims {
-            d_model: 16,
-            n_heads: 2,
-            max_len: 256,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(16, 2, 256);
         config.init(&dims, device)
     }
 
@@ -481,9 +469,7 @@ mod tests {
         let (seq, real) = (128, 75);
         let [q, k, v] = qkv(&device, seq);
         let pad = pad_mask(&device, seq, real);
-        let garbage = gaussian(&device, 9, [2, 2, seq, 8]) * 100.0;
-        let pad4 = pad.clone().reshape([2, 1, seq, 1]).expand([2, 2, seq, 8]);
-        let spoil = |x: Tensor<4>| x.mask_where(pad4.clone(), garbage.clone());
+        let spoil = |x: Tensor<4>| spoil_padding(x, &pad, 9);
         let config = MraConfig {
             block_size: 16,
             block_per_row: 2,

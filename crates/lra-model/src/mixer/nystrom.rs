@@ -67,7 +67,7 @@ use serde::{Deserialize, Serialize};
 use super::reference::{PAD_BIAS, attention_probs, key_padding_bias};
 use super::{
     AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
+    MultiHeadProjectionConfig, TokenMixer, at_least_one,
 };
 
 /// Settings of [`NystromAttention`].
@@ -126,19 +126,12 @@ impl MixerSpec for NystromConfig {
         "Nyströmformer: softmax kernels through segment-mean landmarks + iterative pseudoinverse";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
-        if self.landmarks == 0 {
-            return Err("landmarks must be at least 1".into());
-        }
-        if self.pinv_iters == 0 {
-            return Err("pinv_iters must be at least 1".into());
-        }
+        at_least_one("landmarks", self.landmarks)?;
+        at_least_one("pinv_iters", self.pinv_iters)?;
         if let Some(kernel) = self.conv_kernel
             && kernel % 2 == 0
         {
@@ -289,7 +282,7 @@ mod tests {
 
     use super::*;
     use crate::mixer::reference::{relative_error, softmax_attention};
-    use crate::mixer::testing::{gaussian, pad_mask};
+    use crate::mixer::testing::{gaussian, pad_mask, spoil_padding};
 
     fn nystrom(
         config: NystromConfig,
@@ -299,12 +292,7 @@ mod tests {
     ) -> NystromAttention {
         let device = Device::flex();
         device.seed(0);
-        let dims = MixerDims {
-            d_model: heads * head_dim,
-            n_heads: heads,
-            max_len,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(heads * head_dim, heads, max_len);
         config.validate(&dims).unwrap();
         crate::init_now(config.init(&dims, &device))
     }
@@ -440,9 +428,7 @@ mod tests {
             gaussian(&device, 3, shape),
         );
         let mask = pad_mask(&device, seq, real);
-        let pad4 = mask.clone().reshape([2, 1, seq, 1]).expand(shape);
-        let garbage =
-            |x: Tensor<4>, seed| x.mask_where(pad4.clone(), gaussian(&device, seed, shape) * 100.0);
+        let garbage = |x: Tensor<4>, seed| spoil_padding(x, &mask, seed);
         let attention = nystrom(NystromConfig::default(), heads, head_dim, seq);
         for landmarks in [8, 64] {
             let attention = NystromAttention {
@@ -488,12 +474,7 @@ mod tests {
 
     #[test]
     fn config_validation_and_toml_round_trip() {
-        let dims = MixerDims {
-            d_model: 16,
-            n_heads: 2,
-            max_len: 64,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(16, 2, 64);
         for (field, config) in [
             (
                 "landmarks",

@@ -82,7 +82,7 @@ use super::linear::{kernel_sums, real_key_weights};
 use super::reference::PAD_BIAS;
 use super::{
     AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
+    MultiHeadProjectionConfig, TokenMixer, at_least_one,
 };
 
 /// Added to every softmax-kernel feature after `exp` (JAX `make_fast_softmax_attention` passes
@@ -166,16 +166,11 @@ impl MixerSpec for PerformerConfig {
         "Performer (FAVOR+): positive orthogonal random features, O(n·r·d) (LRA baseline)";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
-        if self.nb_features == 0 {
-            return Err("nb_features must be at least 1".into());
-        }
+        at_least_one("nb_features", self.nb_features)?;
         if self.features == Features::Deterministic && self.kernel != PerformerKernel::Relu {
             return Err(
                 "features = \"deterministic\" needs kernel = \"relu\" (the softmax kernel has \
@@ -452,12 +447,7 @@ mod tests {
     use crate::mixer::testing::{gaussian as normal, pad_mask};
 
     fn dims() -> MixerDims {
-        MixerDims {
-            d_model: 16,
-            n_heads: 2,
-            max_len: 64,
-            dropout: 0.0,
-        }
+        MixerDims::new(16, 2, 64)
     }
 
     fn performer(config: PerformerConfig, seed: u64, device: &Device) -> PerformerAttention {

@@ -51,7 +51,7 @@ use super::scatterbrain::{
 };
 use super::{
     AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
+    MultiHeadProjectionConfig, TokenMixer, at_least_one,
 };
 
 /// Settings of [`PixelflyAttention`].
@@ -89,16 +89,11 @@ impl MixerSpec for PixelflyConfig {
         "Pixelfly: flat block butterfly sparse attention + Performer low-rank, O(n·l·log n·d)";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
-        if self.block_size == 0 {
-            return Err("block_size must be at least 1".into());
-        }
+        at_least_one("block_size", self.block_size)?;
         if self.n_factors == Some(0) {
             return Err("n_factors must be at least 1 (or unset for all factors)".into());
         }
@@ -206,12 +201,7 @@ mod tests {
     use crate::mixer::testing::pad_mask;
 
     fn dims() -> MixerDims {
-        MixerDims {
-            d_model: 16,
-            n_heads: 2,
-            max_len: 64,
-            dropout: 0.0,
-        }
+        MixerDims::new(16, 2, 64)
     }
 
     fn pixelfly(config: PixelflyConfig, device: &Device) -> PixelflyAttention {

@@ -114,10 +114,7 @@ impl MixerSpec for RaConfig {
         "randomized attention (RA): unbiased importance-sampling estimate of softmax, O(n²)";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -264,12 +261,7 @@ mod tests {
     use crate::mixer::reference::{relative_error, softmax_attention};
 
     fn ra(num_samples: i64, noise: Noise, device: &Device) -> RandomizedAttention {
-        let dims = MixerDims {
-            d_model: 32,
-            n_heads: 2,
-            max_len: 256,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(32, 2, 256);
         RaConfig { num_samples, noise }.init(&dims, device)
     }
 
@@ -356,12 +348,7 @@ mod tests {
         ];
         let device = Device::flex();
         let (q, k, v) = crate::mixer::lara::tests::golden_qkv(&device);
-        let dims = MixerDims {
-            d_model: 4,
-            n_heads: 1,
-            max_len: 7,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(4, 1, 7);
         // The default (`num_samples = 1`) evaluates with the same proposal mean.
         for num_samples in [-1, 1] {
             let config = RaConfig {

@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 
 use super::heads::{merge_heads, split_heads};
 use super::reference::PAD_BIAS;
-use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer};
+use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, at_least_one};
 
 /// Score of a query with itself: lower than any real score, higher than padding (lucidrains'
 /// `TOKEN_SELF_ATTN_VALUE`).
@@ -79,19 +79,12 @@ impl MixerSpec for ReformerConfig {
         "Reformer: shared-QK LSH attention over sorted chunks, several hash rounds";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
-        if self.n_hashes == 0 {
-            return Err("n_hashes must be at least 1".into());
-        }
-        if self.bucket_size == 0 {
-            return Err("bucket_size must be at least 1".into());
-        }
+        at_least_one("n_hashes", self.n_hashes)?;
+        at_least_one("bucket_size", self.bucket_size)?;
         Ok(())
     }
 
@@ -341,12 +334,7 @@ mod tests {
     const HEAD_DIM: usize = 8;
 
     fn reformer(n_hashes: usize, bucket_size: usize, device: &Device) -> ReformerAttention {
-        let dims = MixerDims {
-            d_model: 2 * HEAD_DIM,
-            n_heads: 2,
-            max_len: 256,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(2 * HEAD_DIM, 2, 256);
         ReformerConfig {
             n_hashes,
             bucket_size,

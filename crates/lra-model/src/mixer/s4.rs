@@ -79,10 +79,7 @@ impl MixerSpec for S4Config {
     const SUMMARY: &'static str = "S4: DPLR state space layer (HiPPO-LegS), Cauchy + Woodbury kernel at roots of unity, FFT convolution";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -636,12 +633,7 @@ mod tests {
                 shared_ssm,
                 ..S4Config::default()
             };
-            let dims = MixerDims {
-                d_model: 3,
-                n_heads: 1,
-                max_len: 32,
-                dropout: 0.0,
-            };
+            let dims = MixerDims::new(3, 1, 32);
             let mut mixer = config.init(&dims, &device);
             // Move (Λ, P, B) off the HiPPO init (per channel when not shared): any DPLR matrix.
             let perturb = |param: &Param<Tensor<2>>| {
@@ -671,12 +663,7 @@ mod tests {
     #[test]
     fn a_shorter_input_uses_the_prefix_of_the_max_len_kernel() {
         let device = Device::flex();
-        let dims = MixerDims {
-            d_model: 4,
-            n_heads: 1,
-            max_len: 32,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(4, 1, 32);
         device.seed(2);
         let mixer = S4Config {
             d_state: 8,
@@ -697,12 +684,7 @@ mod tests {
     #[test]
     fn learned_step_starts_log_uniform_in_its_range() {
         let device = Device::flex();
-        let dims = MixerDims {
-            d_model: 32,
-            n_heads: 1,
-            max_len: 16,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(32, 1, 16);
         let mixer = S4Config::default().init(&dims, &device);
         let dt = values(mixer.log_dt.val().exp());
         assert!(dt.iter().all(|d| (1e-3..=1e-1).contains(d)));
@@ -711,12 +693,7 @@ mod tests {
 
     #[test]
     fn bad_settings_are_rejected() {
-        let dims = MixerDims {
-            d_model: 4,
-            n_heads: 1,
-            max_len: 16,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(4, 1, 16);
         let odd = S4Config {
             d_state: 3,
             ..S4Config::default()

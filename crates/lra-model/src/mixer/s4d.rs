@@ -76,10 +76,7 @@ impl MixerSpec for S4dConfig {
         "S4D: diagonal state space layer (S4D-Lin/Inv, ZOH), Vandermonde kernel, FFT convolution";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -234,12 +231,7 @@ mod tests {
     use super::*;
 
     fn dims(d_model: usize) -> MixerDims {
-        MixerDims {
-            d_model,
-            n_heads: 1,
-            max_len: 64,
-            dropout: 0.0,
-        }
+        MixerDims::new(d_model, 1, 64)
     }
 
     fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f64> {

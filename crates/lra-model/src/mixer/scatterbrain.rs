@@ -56,7 +56,7 @@ use super::performer::{
 use super::reference::PAD_BIAS;
 use super::{
     AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
+    MultiHeadProjectionConfig, TokenMixer, at_least_one,
 };
 
 /// Floor of the low-rank residual normaliser (fly `clamp_min_(1e-24)`).
@@ -92,16 +92,11 @@ impl MixerSpec for ScatterbrainConfig {
     const SUMMARY: &'static str = "Scatterbrain: exact local band + Performer low-rank with the sparse correction, O(n·(w+r)·d)";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
-        if self.window == 0 {
-            return Err("window must be at least 1".into());
-        }
+        at_least_one("window", self.window)?;
         validate_feature_eps(self.feature_eps)
     }
 
@@ -394,12 +389,7 @@ pub(crate) mod tests {
     use crate::mixer::testing::{gaussian, pad_mask};
 
     fn dims() -> MixerDims {
-        MixerDims {
-            d_model: 16,
-            n_heads: 2,
-            max_len: 64,
-            dropout: 0.0,
-        }
+        MixerDims::new(16, 2, 64)
     }
 
     fn scatterbrain(config: ScatterbrainConfig, device: &Device) -> ScatterbrainAttention {

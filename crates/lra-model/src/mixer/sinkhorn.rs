@@ -68,7 +68,7 @@ use serde::{Deserialize, Serialize};
 use super::reference::{PAD_BIAS, attention_probs};
 use super::{
     AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
+    MultiHeadProjectionConfig, TokenMixer, at_least_one,
 };
 
 /// How the sort-net logits become the block-sorting matrix `P`.
@@ -134,19 +134,12 @@ impl MixerSpec for SinkhornConfig {
         "sparse Sinkhorn attention: own block + block sorted by a learned sort net (LRA baseline)";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
-        if self.block_size == 0 {
-            return Err("block_size must be at least 1".into());
-        }
-        if self.sinkhorn_iters == 0 {
-            return Err("sinkhorn_iters must be at least 1".into());
-        }
+        at_least_one("block_size", self.block_size)?;
+        at_least_one("sinkhorn_iters", self.sinkhorn_iters)?;
         if !(self.temperature.is_finite() && self.temperature > 0.0) {
             return Err(format!(
                 "temperature must be finite and positive, got {}",
@@ -390,12 +383,7 @@ mod tests {
     }
 
     fn dims(max_len: usize, dropout: f64) -> MixerDims {
-        MixerDims {
-            d_model: HEADS * HEAD_DIM,
-            n_heads: HEADS,
-            max_len,
-            dropout,
-        }
+        MixerDims::new(HEADS * HEAD_DIM, HEADS, max_len).with_dropout(dropout)
     }
 
     fn mixer(config: SinkhornConfig, max_len: usize, device: &Device) -> SinkhornAttention {

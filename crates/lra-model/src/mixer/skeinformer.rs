@@ -84,10 +84,7 @@ impl MixerSpec for SkeinformerConfig {
                                    normalisation, exact pilot rows";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -263,12 +260,7 @@ mod tests {
     }
 
     fn skein(nb_features: usize, head_dim: usize, device: &Device) -> SkeinformerAttention {
-        let dims = MixerDims {
-            d_model: HEADS * head_dim,
-            n_heads: HEADS,
-            max_len: 4096,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(HEADS * head_dim, HEADS, 4096);
         let config = SkeinformerConfig { nb_features };
         config.validate(&dims).unwrap();
         device.seed(1);
@@ -418,12 +410,7 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        let dims = MixerDims {
-            d_model: 8,
-            n_heads: 2,
-            max_len: 16,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(8, 2, 16);
         let message = SkeinformerConfig { nb_features: 0 }
             .validate(&dims)
             .unwrap_err();

@@ -55,7 +55,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
+    MultiHeadProjectionConfig, TokenMixer, at_least_one,
 };
 
 /// Denominator stabiliser of fast-transformers' `LinearAttention` (`eps=1e-6`).
@@ -159,16 +159,11 @@ impl MixerSpec for SktrConfig {
         "SKTR: linear attention with random features from a learned Gaussian spectral density";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
-        if self.components == 0 {
-            return Err("components must be at least 1".into());
-        }
+        at_least_one("components", self.components)?;
         let per_sample = match self.variant {
             SktrVariant::GmmPrf => 1,
             SktrVariant::GmmRks => 4,
@@ -427,12 +422,7 @@ mod tests {
     use crate::mixer::reference::{relative_error, softmax_attention};
 
     fn dims(max_len: usize) -> MixerDims {
-        MixerDims {
-            d_model: 32,
-            n_heads: 2,
-            max_len,
-            dropout: 0.0,
-        }
+        MixerDims::new(32, 2, max_len)
     }
 
     fn gaussian(device: &Device, shape: [usize; 4]) -> Tensor<4> {
@@ -558,12 +548,7 @@ mod tests {
             variant: SktrVariant::GmmRks,
             ..SktrConfig::default()
         };
-        let head_64 = MixerDims {
-            d_model: 256,
-            n_heads: 4,
-            max_len: 4096,
-            dropout: 0.0,
-        };
+        let head_64 = MixerDims::new(256, 4, 4096);
         assert_eq!(prf.samples_per_component(&head_64), 256);
         assert_eq!(rks.samples_per_component(&head_64), 512 / 4);
         let short = MixerDims {

@@ -126,10 +126,7 @@ impl MixerSpec for SoftConfig {
         "SOFT: Gaussian-kernel attention with tied Q=K, Nyström landmarks, Newton inverse";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -374,12 +371,7 @@ mod tests {
     }
 
     fn soft(config: SoftConfig, head_dim: usize, max_len: usize, device: &Device) -> SoftAttention {
-        let dims = MixerDims {
-            d_model: HEADS * head_dim,
-            n_heads: HEADS,
-            max_len,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(HEADS * head_dim, HEADS, max_len);
         config.validate(&dims).unwrap();
         device.seed(1);
         crate::init_now(config.init(&dims, device))
@@ -571,12 +563,7 @@ mod tests {
     #[test]
     fn keys_are_the_queries_and_every_parameter_is_trained() {
         let device = Device::flex().autodiff();
-        let dims = MixerDims {
-            d_model: 8,
-            n_heads: HEADS,
-            max_len: 16,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(8, HEADS, 16);
         device.seed(1);
         let mixer = crate::init_now(SoftConfig::default().init(&dims, &device));
         device.seed(2);
@@ -602,12 +589,7 @@ mod tests {
 
     #[test]
     fn validation_names_the_field() {
-        let dims = MixerDims {
-            d_model: 8,
-            n_heads: 2,
-            max_len: 16,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(8, 2, 16);
         let check = |config: SoftConfig, field: &str| {
             let message = config.validate(&dims).unwrap_err();
             assert!(message.starts_with(field), "{message}");

@@ -26,10 +26,7 @@ impl MixerSpec for SoftmaxConfig {
     const SUMMARY: &'static str = "exact softmax attention with explicit n×n scores (reference)";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: true,
-            pad_mask: true,
-        }
+        Caps::EXACT
     }
 
     fn init(&self, dims: &MixerDims, device: &Device) -> SoftmaxAttention {
@@ -118,12 +115,7 @@ mod tests {
     #[test]
     fn dropout_acts_only_in_training_and_follows_the_device_seed() {
         let device = Device::flex().autodiff();
-        let dims = MixerDims {
-            d_model: 16,
-            n_heads: 2,
-            max_len: 32,
-            dropout: 0.5,
-        };
+        let dims = MixerDims::new(16, 2, 32).with_dropout(0.5);
         device.seed(1);
         let attention = crate::init_now(SoftmaxConfig::default().init(&dims, &device));
         let x = Tensor::<3>::random([2, 32, 16], Distribution::Normal(0.0, 1.0), &device);

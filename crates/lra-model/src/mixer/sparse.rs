@@ -50,7 +50,7 @@ use serde::{Deserialize, Serialize};
 use super::reference::{PAD_BIAS, attention_probs};
 use super::{
     AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
+    MultiHeadProjectionConfig, TokenMixer, at_least_one,
 };
 
 /// Which factorised pattern of Child et al. (2019) to use.
@@ -107,16 +107,11 @@ impl MixerSpec for SparseConfig {
         "Sparse Transformer: fixed or strided factorised attention, computed block-wise";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
-        if self.block_size == 0 {
-            return Err("block_size must be at least 1".into());
-        }
+        at_least_one("block_size", self.block_size)?;
         if self.pattern == SparsePattern::Fixed && self.summary >= self.block_size {
             return Err(format!(
                 "summary must be less than block_size = {} for the fixed pattern, got {}",
@@ -504,12 +499,7 @@ mod tests {
     }
 
     fn build(config: &SparseConfig, device: &Device) -> SparseAttention {
-        let dims = MixerDims {
-            d_model: 8,
-            n_heads: 2,
-            max_len: 64,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(8, 2, 64);
         config.validate(&dims).expect("valid test config");
         config.init(&dims, device)
     }
@@ -709,12 +699,7 @@ mod tests {
             SparseConfig::default()
         );
         assert!(toml::from_str::<SparseConfig>("pattern = \"dilated\"").is_err());
-        let dims = MixerDims {
-            d_model: 8,
-            n_heads: 2,
-            max_len: 64,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(8, 2, 64);
         let bad_summary = SparseConfig {
             summary: 50,
             ..SparseConfig::default()

@@ -145,10 +145,7 @@ impl MixerSpec for SynthesizerConfig {
         "Synthesizer: dense/random synthetic attention logits, optionally plus q·k (LRA baseline)";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, dims: &MixerDims) -> Result<(), String> {
@@ -371,12 +368,7 @@ mod tests {
     const MAX_LEN: usize = 12;
 
     fn dims() -> MixerDims {
-        MixerDims {
-            d_model: D_MODEL,
-            n_heads: HEADS,
-            max_len: MAX_LEN,
-            dropout: 0.0,
-        }
+        MixerDims::new(D_MODEL, HEADS, MAX_LEN)
     }
 
     fn build(variant: SynthesizerVariant, fixed: bool, device: &Device) -> SynthesizerAttention {

@@ -17,6 +17,18 @@ pub(crate) fn pad_mask(device: &Device, seq: usize, real: usize) -> Tensor<2, Bo
     Tensor::from_data(TensorData::new(mask, [2, seq]), device)
 }
 
+/// `x` `[b, h, n, d]` with the positions that `pad` `[b, n]` marks replaced by noise 100× larger
+/// than the inputs (drawn under device seed `seed`): what a mixer that honours padding must not
+/// see.
+pub(crate) fn spoil_padding(x: Tensor<4>, pad: &Tensor<2, Bool>, seed: u64) -> Tensor<4> {
+    let [b, h, n, d] = x.dims();
+    let noise = gaussian(&x.device(), seed, [b, h, n, d]) * 100.0;
+    x.mask_where(
+        pad.clone().reshape([b, 1, n, 1]).expand([b, h, n, d]),
+        noise,
+    )
+}
+
 /// A mixer whose randomness (dropout, noise, sampled landmarks or sketches) follows the device
 /// seed while training and is absent or fixed in evaluation: same seed → same output, another
 /// seed → another output, and in evaluation the seed changes nothing. `what` names the

@@ -44,7 +44,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
+    MultiHeadProjectionConfig, TokenMixer, at_least_one,
 };
 
 /// Factor on `q̂ᵀk̂` inside `arccos` in YOSO-E (official value; keeps `1 − x²` away from 0).
@@ -94,10 +94,7 @@ impl MixerSpec for YosoConfig {
         "YOSO: LSH Bernoulli-sampling attention (or its expectation), L2-normalised output";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -107,9 +104,7 @@ impl MixerSpec for YosoConfig {
                 self.hash_bits
             ));
         }
-        if self.n_hashes == 0 {
-            return Err("n_hashes must be at least 1".into());
-        }
+        at_least_one("n_hashes", self.n_hashes)?;
         Ok(())
     }
 
@@ -298,12 +293,7 @@ mod tests {
     use crate::mixer::testing::{gaussian, pad_mask};
 
     fn yoso(hash_bits: usize, n_hashes: usize, device: &Device) -> YosoAttention {
-        let dims = MixerDims {
-            d_model: 16,
-            n_heads: 2,
-            max_len: 256,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(16, 2, 256);
         YosoConfig {
             hash_bits,
             n_hashes,
@@ -426,15 +416,7 @@ mod tests {
             estimator: YosoEstimator::Expectation,
             ..YosoConfig::default()
         }
-        .init(
-            &MixerDims {
-                d_model: 16,
-                n_heads: 2,
-                max_len: 64,
-                dropout: 0.0,
-            },
-            &device,
-        );
+        .init(&MixerDims::new(16, 2, 64), &device);
         let [q, k, v] = [1, 2, 3].map(|seed| gaussian(&device, seed, [2, 2, seq, 8]));
         let pad = pad_mask(&device, seq, real);
         let actual = mixer.attend(q.clone(), k.clone(), v.clone(), Some(pad.clone()));
@@ -495,12 +477,7 @@ mod tests {
 
     #[test]
     fn validate_names_the_bad_field() {
-        let dims = MixerDims {
-            d_model: 16,
-            n_heads: 2,
-            max_len: 64,
-            dropout: 0.0,
-        };
+        let dims = MixerDims::new(16, 2, 64);
         for (config, field) in [
             (
                 YosoConfig {

@@ -164,12 +164,7 @@ fn build(
 }
 
 fn tiny_dims() -> MixerDims {
-    MixerDims {
-        d_model: 8,
-        n_heads: 2,
-        max_len: 16,
-        dropout: 0.0,
-    }
+    MixerDims::new(8, 2, 16)
 }
 
 fn run_sweep(args: &ApproxArgs, kind: MixerKind, device: &Device) -> Result<Vec<ApproxRow>> {
@@ -196,12 +191,7 @@ fn run_sweep(args: &ApproxArgs, kind: MixerKind, device: &Device) -> Result<Vec<
         None => [args.batch, args.heads, args.seq_len, args.head_dim],
     };
     let [_, heads, seq_len, head_dim] = shape;
-    let dims = MixerDims {
-        d_model: heads * head_dim,
-        n_heads: heads,
-        max_len: seq_len,
-        dropout: 0.0,
-    };
+    let dims = MixerDims::new(heads * head_dim, heads, seq_len);
     let mut rows = Vec::new();
     for value in &values {
         let mut table = base.clone();
@@ -459,12 +449,7 @@ fn run_files(args: &ApproxArgs, kind: MixerKind, q_path: &Path, device: &Device)
         }
         None => None,
     };
-    let dims = MixerDims {
-        d_model: heads * head_dim,
-        n_heads: heads,
-        max_len: queries.max(keys),
-        dropout: 0.0,
-    };
+    let dims = MixerDims::new(heads * head_dim, heads, queries.max(keys));
     let mixer = build(
         kind,
         &mixer_table(&args.overrides)?,

@@ -502,12 +502,7 @@ fn bench_mixers(args: &MixerArgs) -> Result<Vec<BenchRow>> {
     for kind in kinds {
         for &mode in args.mode.passes() {
             for &n in &args.seq_len {
-                let dims = MixerDims {
-                    d_model: args.d_model,
-                    n_heads: args.heads,
-                    max_len: n,
-                    dropout: 0.0,
-                };
+                let dims = MixerDims::new(args.d_model, args.heads, n);
                 let config = kind.default_config();
                 config.validate(&dims)?;
                 let timing = match mode {

@@ -138,10 +138,7 @@ impl MixerSpec for FedformerConfig {
         "FEDformer: Fourier block on M random modes + mixture-of-experts trend removal";
 
     fn caps(&self) -> Caps {
-        Caps {
-            exact: false,
-            pad_mask: true,
-        }
+        Caps::APPROXIMATE
     }
 
     fn validate(&self, dims: &MixerDims) -> Result<(), String> {
@@ -309,12 +306,7 @@ mod tests {
     const HEADS: usize = 2;
 
     pub(super) fn dims(max_len: usize) -> MixerDims {
-        MixerDims {
-            d_model: D,
-            n_heads: HEADS,
-            max_len,
-            dropout: 0.0,
-        }
+        MixerDims::new(D, HEADS, max_len)
     }
 
     pub(super) fn input(seed: u64, seq: usize, device: &Device) -> Tensor<3> {
