@@ -1,7 +1,8 @@
 //! A branch-free `exp` for the attention kernels' softmax passes. `f32::exp` is a libm call per
 //! element, which the compiler cannot vectorise and which cost as much as the score GEMMs; this
 //! one (Cephes' `expf` range reduction and polynomial, rounding by the 1.5·2²³ trick) compiles to
-//! SIMD code when applied over a slice.
+//! SIMD code when applied over a slice. Also the two row passes of a softmax built on it (bias
+//! add + row max, exp + row sum), shared by the materialised and the tiled attention ops.
 
 /// `exp(x)`: relative error below 3e-7 for results in f32's normal range, exactly 0 below it
 /// (x < −87.3, so masked scores of −∞ give 0), +∞ above x ≈ 88.7, NaN for NaN.
@@ -34,11 +35,25 @@ pub fn exp(x: f32) -> f32 {
     }
 }
 
-/// `xs[i] = exp(xs[i] + shift)` for every element.
-pub fn exp_shifted_in_place(xs: &mut [f32], shift: f32) {
-    for x in xs {
-        *x = exp(*x + shift);
+/// `xs += bias` elementwise; returns the new maximum of `xs` (−∞ when empty; NaNs are skipped
+/// like `f32::max` does), over 16 lanes so it vectorises (inlined into callers compiled for AVX).
+#[inline(always)]
+pub fn add_and_max(xs: &mut [f32], bias: &[f32]) -> f32 {
+    xs.iter_mut().zip(bias).for_each(|(x, b)| *x += b);
+    // `if x > lane` (false for NaN) rather than `f32::max`, whose NaN rule kept this scalar.
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let chunks = xs.chunks_exact(16);
+    let tail = chunks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |a, &x| a.max(x));
+    for chunk in chunks {
+        let chunk: &[f32; 16] = chunk.try_into().expect("chunks of 16");
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane = if x > *lane { x } else { *lane };
+        }
     }
+    lanes.iter().fold(tail, |a, &x| a.max(x))
 }
 
 /// `xs[i] = exp(xs[i] + shift)` for every element; returns their sum, accumulated in 16 lanes so
@@ -87,7 +102,7 @@ mod tests {
         assert_eq!(exp(f32::INFINITY), f32::INFINITY);
         assert!(exp(f32::NAN).is_nan());
         let mut xs = [0.0, 1.0, -1.0];
-        exp_shifted_in_place(&mut xs, 1.0);
+        exp_shifted_sum(&mut xs, 1.0);
         assert!((xs[0] - 1f32.exp()).abs() < 1e-6 && (xs[2] - 1.0).abs() < 1e-6);
     }
 

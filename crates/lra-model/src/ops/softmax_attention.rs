@@ -263,13 +263,8 @@ impl<B: SoftmaxAttentionOps + SoftmaxAttentionKernels, C: CheckpointStrategy> So
 
 /// In-place `softmax(scores + bias)`.
 fn softmax_row(scores: &mut [f32], bias: &[f32]) {
-    let mut max = f32::NEG_INFINITY;
-    for (s, b) in scores.iter_mut().zip(bias) {
-        *s += b;
-        max = max.max(*s);
-    }
-    fast_exp::exp_shifted_in_place(scores, -max);
-    let inv = 1.0 / scores.iter().sum::<f32>();
+    let max = fast_exp::add_and_max(scores, bias);
+    let inv = 1.0 / fast_exp::exp_shifted_sum(scores, -max);
     for s in scores.iter_mut() {
         *s *= inv;
     }

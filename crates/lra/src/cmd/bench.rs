@@ -156,11 +156,8 @@ impl AttentionOp {
         }
     }
 
-    /// `softmax(q kᵀ) v` without padding or dropout, as PyTorch's benchmark calls SDPA.
-    fn apply(self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-        let [batch, _, _, _] = q.dims();
-        let keys = k.dims()[2];
-        let key_bias = Tensor::zeros([batch, keys], &q.device());
+    /// `softmax(q kᵀ + key_bias) v` without dropout; a zero `key_bias` is SDPA without a mask.
+    fn apply(self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, key_bias: Tensor<2>) -> Tensor<4> {
         match self {
             AttentionOp::Flash => flash_attention::flash_attention(q, k, v, key_bias, 0.0, 0),
             AttentionOp::Softmax => softmax_attention::softmax_attention(q, k, v, key_bias, 0.0, 0),
@@ -589,8 +586,10 @@ fn bench_attention(args: &AttentionArgs) -> Result<Vec<BenchRow>> {
                         x.require_grad()
                     }
                 });
+                let no_padding = Tensor::<2>::zeros([args.batch, n], &device);
                 let timing = time_repeats(args.repeats, &device, || {
-                    let out = op.apply(q.clone(), k.clone(), v.clone()).sum();
+                    let (q, k, v) = (q.clone(), k.clone(), v.clone());
+                    let out = op.apply(q, k, v, no_padding.clone()).sum();
                     match mode {
                         Mode::Forward => drop(out.into_scalar::<f32>()),
                         _ => drop(out.backward()),
