@@ -1,13 +1,16 @@
-//! Sequence classifier: encoder, pooling, and a two-layer MLP head (PyTorch LRA `SCHead`,
-//! JAX LRA classifier head); for pair tasks a dual encoder: both documents go through the same
-//! encoder and the head classifies `[a, b, a·b, a − b]` (PyTorch LRA `SCHeadDual`, JAX LRA
-//! `ClassifierHeadDual` with `interaction = "NLI"`, `lra_benchmarks/matching/`).
+//! The model: embeddings + encoder ([`Encoder`]), pooling, and a head. Heads: a two-layer MLP
+//! (PyTorch LRA `SCHead`, JAX LRA classifier head) or the BERT pooler (dense + tanh on the pooled
+//! vector, dropout, then a linear layer: Hugging Face `BertForSequenceClassification`); for pair
+//! tasks a dual encoder: both documents go through the same encoder and the head classifies
+//! `[a, b, a·b, a − b]` (PyTorch LRA `SCHeadDual`, JAX LRA `ClassifierHeadDual` with
+//! `interaction = "NLI"`, `lra_benchmarks/matching/`). The output width is the objective's:
+//! class logits, or one value for regression.
 //!
 //! Deviation: the JAX dual head has a second hidden layer (`mlp_dim → mlp_dim / 2`); this one
 //! keeps the PyTorch LRA head (one hidden layer) for both presets.
 
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig, Relu};
+use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig, Relu, Tanh};
 use burn::tensor::{Bool, Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -23,6 +26,20 @@ pub enum Pooling {
     Mean,
     /// Mean over all positions, padding included (mlpen PyTorch LRA code).
     MeanWithPadding,
+    /// The first token's final state: a real `[CLS]`/`<s>` token the tokenizer put there
+    /// (BERT, RoBERTa).
+    First,
+}
+
+/// What sits on the pooled vector.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadKind {
+    /// `out(relu(hidden(x)))` (the LRA heads).
+    #[default]
+    Mlp,
+    /// BERT's pooler and classifier: `out(dropout(tanh(dense(x))))`, `dense` being d_model wide.
+    Pooler,
 }
 
 /// Builds a [`Classifier`].
@@ -32,9 +49,11 @@ pub struct ClassifierConfig {
     pub encoder: EncoderConfig,
     /// Sequence reduction.
     pub pooling: Pooling,
-    /// Hidden width of the head.
+    /// Hidden width of the head (the pooler's is d_model).
     pub head_hidden: usize,
-    /// Output classes.
+    /// The head's kind.
+    pub head: HeadKind,
+    /// Output width: classes, or 1 for regression.
     pub num_classes: usize,
     /// Classify pairs of documents with the shared encoder (retrieval) instead of single ones.
     pub dual_encoder: bool,
@@ -43,14 +62,26 @@ pub struct ClassifierConfig {
 impl ClassifierConfig {
     /// Initialises the classifier, drawing every parameter now from the device RNG.
     pub fn init(&self, device: &Device) -> Classifier {
+        let hidden = self.head_width();
         crate::init_now(Classifier {
             encoder: self.encoder.init(device),
-            head_in: LinearConfig::new(self.head_input(), self.head_hidden).init(device),
-            head_out: LinearConfig::new(self.head_hidden, self.num_classes).init(device),
+            head_in: LinearConfig::new(self.head_input(), hidden).init(device),
+            head_out: LinearConfig::new(hidden, self.num_classes).init(device),
             activation: Relu::new(),
+            pooler_activation: Tanh::new(),
+            head_dropout: DropoutConfig::new(self.encoder.dropout).init(),
             pooling: self.pooling,
+            head: self.head,
             dual_encoder: self.dual_encoder,
         })
+    }
+
+    /// Width of the head's hidden layer.
+    fn head_width(&self) -> usize {
+        match self.head {
+            HeadKind::Mlp => self.head_hidden,
+            HeadKind::Pooler => self.encoder.d_model,
+        }
     }
 
     /// Width of the head's input: the pooled vector, or the four pair features.
@@ -63,15 +94,21 @@ impl ClassifierConfig {
     }
 }
 
-/// Encoder + pooling + MLP head.
+/// Encoder + pooling + head.
 #[derive(Module, Debug)]
 pub struct Classifier {
     encoder: Encoder,
+    /// The MLP's hidden layer, or the pooler's dense layer.
     head_in: Linear,
+    /// The output layer.
     head_out: Linear,
     activation: Relu,
+    pooler_activation: Tanh,
+    head_dropout: Dropout,
     #[module(skip)]
     pooling: Pooling,
+    #[module(skip)]
+    head: HeadKind,
     #[module(skip)]
     dual_encoder: bool,
 }
@@ -137,10 +174,16 @@ impl Classifier {
         pool(encoded.hidden, encoded.pad_mask, self.pooling)
     }
 
-    /// The MLP head on pooled vectors (or pair features).
+    /// The head on pooled vectors (or pair features).
     pub fn head(&self, features: Tensor<2>) -> Tensor<2> {
-        self.head_out
-            .forward(self.activation.forward(self.head_in.forward(features)))
+        let hidden = self.head_in.forward(features);
+        match self.head {
+            HeadKind::Mlp => self.head_out.forward(self.activation.forward(hidden)),
+            HeadKind::Pooler => {
+                let pooled = self.pooler_activation.forward(hidden);
+                self.head_out.forward(self.head_dropout.forward(pooled))
+            }
+        }
     }
 }
 
@@ -153,7 +196,7 @@ pub fn pair_features(a: Tensor<2>, b: Tensor<2>) -> Tensor<2> {
 fn pool(hidden: Tensor<3>, pad_mask: Tensor<2, Bool>, pooling: Pooling) -> Tensor<2> {
     let [batch, seq, d_model] = hidden.dims();
     match pooling {
-        Pooling::Cls => hidden.narrow(1, 0, 1).reshape([batch, d_model]),
+        Pooling::Cls | Pooling::First => hidden.narrow(1, 0, 1).reshape([batch, d_model]),
         Pooling::MeanWithPadding => hidden.mean_dim(1).reshape([batch, d_model]),
         Pooling::Mean => {
             let real = pad_mask.bool_not().float().reshape([batch, seq, 1]); // [b, n, 1]
@@ -180,7 +223,11 @@ mod tests {
     /// A small dual-encoder classifier in evaluation mode (no dropout), seeded.
     fn dual_classifier(device: &Device) -> Classifier {
         device.seed(3);
-        let config = ClassifierConfig {
+        dual_classifier_config().init(device).valid()
+    }
+
+    fn dual_classifier_config() -> ClassifierConfig {
+        ClassifierConfig {
             encoder: EncoderConfig {
                 vocab_size: 257,
                 max_len: SEQ,
@@ -194,14 +241,17 @@ mod tests {
                 dropout: 0.1,
                 attention_dropout: 0.1,
                 cls_token: false,
+                token_types: 0,
+                embedding_norm: false,
+                layer_norm_eps: 1e-5,
                 mixer: MixerKind::ALL[0].default_config(),
             },
             pooling: Pooling::Mean,
             head_hidden: 8,
+            head: HeadKind::Mlp,
             num_classes: 2,
             dual_encoder: true,
-        };
-        config.init(device).valid()
+        }
     }
 
     /// `[2, SEQ]` documents of ids from `rows`, each padded after its length.
@@ -288,6 +338,36 @@ mod tests {
         );
         same.into_data()
             .assert_approx_eq::<f32>(&model.head(features).into_data(), Tolerance::absolute(1e-5));
+    }
+
+    #[test]
+    fn the_pooler_head_is_dense_tanh_then_linear_on_the_first_token() {
+        let device = Device::default();
+        device.seed(5);
+        let mut config = ClassifierConfig {
+            encoder: dual_classifier_config().encoder,
+            pooling: Pooling::First,
+            head_hidden: 3,
+            head: HeadKind::Pooler,
+            num_classes: 1,
+            dual_encoder: false,
+        };
+        config.encoder.token_types = 2;
+        let model = config.init(&device).valid();
+        assert_eq!(
+            model.head_in.weight.dims(),
+            [D_MODEL, D_MODEL],
+            "the pooler is d_model wide"
+        );
+        let (tokens, pad) = documents(&device, [&[101, 7, 8, 102], &[101, 9, 102]]);
+        let logits = model.forward(tokens.clone(), pad.clone());
+        assert_eq!(logits.dims(), [2, 1]);
+        let hidden = model.encoder.forward(tokens, pad).hidden;
+        let first = hidden.narrow(1, 0, 1).reshape([2, D_MODEL]);
+        let expected = model.head_out.forward(model.head_in.forward(first).tanh());
+        logits
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-6));
     }
 
     #[test]

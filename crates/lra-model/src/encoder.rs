@@ -55,6 +55,12 @@ pub struct EncoderConfig {
     pub attention_dropout: f64,
     /// Prepend a learned CLS vector (JAX LRA `classifier_pool = "CLS"`).
     pub cls_token: bool,
+    /// Token-type (segment) ids the embedding distinguishes (BERT: 2); 0 = no token types.
+    pub token_types: usize,
+    /// LayerNorm over the summed embeddings before the first block (BERT, RoBERTa).
+    pub embedding_norm: bool,
+    /// Epsilon of every LayerNorm (1e-5 as PyTorch's default; BERT 1e-12).
+    pub layer_norm_eps: f64,
     /// The token mixer of every block.
     pub mixer: MixerConfig,
 }
@@ -78,36 +84,50 @@ impl EncoderConfig {
             std: EMBEDDING_STD,
         };
         let dims = self.mixer_dims();
-        Encoder {
-            tokens: EmbeddingConfig::new(self.vocab_size, self.d_model)
+        // Fields in the order their parameters are drawn (a model is a function of the seed).
+        let tokens = EmbeddingConfig::new(self.vocab_size, self.d_model)
+            .with_initializer(normal.clone())
+            .init(device);
+        let positions = self.positions.then(|| {
+            EmbeddingConfig::new(self.mixer_len(), self.d_model)
                 .with_initializer(normal.clone())
-                .init(device),
-            positions: self.positions.then(|| {
-                EmbeddingConfig::new(self.mixer_len(), self.d_model)
-                    .with_initializer(normal.clone())
-                    .init(device)
-            }),
-            cls: self
-                .cls_token
-                .then(|| normal.init([1, 1, self.d_model], device)),
+                .init(device)
+        });
+        let cls = self
+            .cls_token
+            .then(|| normal.init([1, 1, self.d_model], device));
+        let token_types = (self.token_types > 0).then(|| {
+            EmbeddingConfig::new(self.token_types, self.d_model)
+                .with_initializer(normal.clone())
+                .init(device)
+        });
+        Encoder {
+            tokens,
+            positions,
+            cls,
+            token_types,
+            embedding_norm: self.embedding_norm.then(|| self.layer_norm(device)),
             dropout: DropoutConfig::new(self.dropout).init(),
             blocks: (0..self.n_layers)
                 .map(|_| self.init_block(&dims, device))
                 .collect(),
-            norm: (self.norm == NormPlacement::Pre)
-                .then(|| LayerNormConfig::new(self.d_model).init(device)),
+            norm: (self.norm == NormPlacement::Pre).then(|| self.layer_norm(device)),
             max_len: self.max_len,
         }
+    }
+
+    fn layer_norm(&self, device: &Device) -> LayerNorm {
+        LayerNormConfig::new(self.d_model)
+            .with_epsilon(self.layer_norm_eps)
+            .init(device)
     }
 
     fn init_block(&self, dims: &MixerDims, device: &Device) -> Block {
         let ffn = |layer: Linear| self.ffn.then_some(layer);
         Block {
-            mixer_norm: LayerNormConfig::new(self.d_model).init(device),
+            mixer_norm: self.layer_norm(device),
             mixer: self.mixer.init(dims, device),
-            ffn_norm: self
-                .ffn
-                .then(|| LayerNormConfig::new(self.d_model).init(device)),
+            ffn_norm: self.ffn.then(|| self.layer_norm(device)),
             ffn_in: ffn(LinearConfig::new(self.d_model, self.d_ffn).init(device)),
             ffn_out: ffn(LinearConfig::new(self.d_ffn, self.d_model).init(device)),
             activation: Gelu::new(),
@@ -126,12 +146,15 @@ pub struct EncoderOutput {
     pub pad_mask: Tensor<2, Bool>,
 }
 
-/// Token (+ position) embedding, a stack of blocks and, with pre-norm, a final LayerNorm.
+/// Token (+ position, + token-type) embedding, an optional embedding LayerNorm, a stack of
+/// blocks and, with pre-norm, a final LayerNorm.
 #[derive(Module, Debug)]
 pub struct Encoder {
     tokens: Embedding,
     positions: Option<Embedding>,
     cls: Option<Param<Tensor<3>>>,
+    token_types: Option<Embedding>,
+    embedding_norm: Option<LayerNorm>,
     dropout: Dropout,
     blocks: Vec<Block>,
     norm: Option<LayerNorm>,
@@ -145,7 +168,21 @@ impl Encoder {
     /// # Panics
     /// If `seq` exceeds the `max_len` the encoder was built for.
     pub fn forward(&self, tokens: Tensor<2, Int>, pad_mask: Tensor<2, Bool>) -> EncoderOutput {
-        let (mut x, pad_mask) = self.embed(tokens, pad_mask);
+        self.forward_typed(tokens, None, pad_mask)
+    }
+
+    /// [`Self::forward`] with token-type (segment) ids `[batch, seq]` for an encoder built with
+    /// token types (BERT sentence pairs: 0 for the first sentence, 1 for the second).
+    ///
+    /// # Panics
+    /// If type ids are given to an encoder without token types.
+    pub fn forward_typed(
+        &self,
+        tokens: Tensor<2, Int>,
+        types: Option<Tensor<2, Int>>,
+        pad_mask: Tensor<2, Bool>,
+    ) -> EncoderOutput {
+        let (mut x, pad_mask) = self.embed(tokens, types, pad_mask);
         let mut carry = None;
         for block in &self.blocks {
             (x, carry) = block.forward(x, pad_mask.clone(), carry);
@@ -167,7 +204,7 @@ impl Encoder {
         layer: usize,
     ) -> Option<(Tensor<3>, Tensor<2, Bool>, &Mixer)> {
         let target = self.blocks.get(layer)?;
-        let (mut x, pad_mask) = self.embed(tokens, pad_mask);
+        let (mut x, pad_mask) = self.embed(tokens, None, pad_mask);
         let mut carry = None;
         for block in &self.blocks[..layer] {
             (x, carry) = block.forward(x, pad_mask.clone(), carry);
@@ -175,10 +212,12 @@ impl Encoder {
         Some((target.mixer_input(x), pad_mask, &target.mixer))
     }
 
-    /// Token + position embeddings (with the CLS slot when configured) and the matching mask.
+    /// Token + position (+ token-type) embeddings (with the CLS slot when configured), layer
+    /// normalised when configured, and the matching mask.
     fn embed(
         &self,
         tokens: Tensor<2, Int>,
+        types: Option<Tensor<2, Int>>,
         pad_mask: Tensor<2, Bool>,
     ) -> (Tensor<3>, Tensor<2, Bool>) {
         let [batch, seq] = tokens.dims();
@@ -200,6 +239,19 @@ impl Encoder {
             let len = x.dims()[1];
             let positions = Tensor::<1, Int>::arange(0..len as i64, &device).reshape([1, len]);
             x = x + embedding.forward(positions);
+        }
+        match (&self.token_types, types) {
+            (Some(embedding), Some(types)) => x = x + embedding.forward(types),
+            // Without ids every token is of type 0 (a single sentence).
+            (Some(embedding), None) => {
+                let first = embedding.weight.val().narrow(0, 0, 1).unsqueeze::<3>();
+                x = x + first;
+            }
+            (None, Some(_)) => panic!("token-type ids given to an encoder without token types"),
+            (None, None) => {}
+        }
+        if let Some(norm) = &self.embedding_norm {
+            x = norm.forward(x);
         }
         (self.dropout.forward(x), pad_mask)
     }
@@ -293,6 +345,9 @@ mod tests {
             dropout: 0.0,
             attention_dropout: 0.0,
             cls_token: false,
+            token_types: 0,
+            embedding_norm: false,
+            layer_norm_eps: 1e-5,
             mixer: MixerKind::ALL[0].default_config(),
         }
     }
@@ -351,11 +406,47 @@ mod tests {
         let device = Device::flex();
         let encoder = config(NormPlacement::Pre, true, false).init(&device);
         let (ids, mask) = tokens(&device);
-        let (x, _) = encoder.embed(ids, mask);
+        let (x, _) = encoder.embed(ids, None, mask);
         // Tokens 0 and 8 carry the same id.
         x.clone()
             .narrow(1, 0, 1)
             .into_data()
             .assert_approx_eq::<f32>(&x.narrow(1, 8, 1).into_data(), Tolerance::absolute(0.0));
+    }
+
+    #[test]
+    fn token_types_and_embedding_norm_follow_bert() {
+        let device = Device::flex();
+        device.seed(4);
+        let mut bert = config(NormPlacement::Post, true, true);
+        bert.token_types = 2;
+        bert.embedding_norm = true;
+        bert.layer_norm_eps = 1e-12;
+        let encoder = bert.init(&device);
+        let (ids, mask) = tokens(&device);
+        let types = Tensor::<2, Int>::from_data(
+            TensorData::new((0..16i64).map(|i| i64::from(i >= 10)).collect(), [1, 16]),
+            &device,
+        );
+        let (x, _) = encoder.embed(ids.clone(), Some(types.clone()), mask.clone());
+        // LayerNorm(word + position + type), by hand.
+        let positions = Tensor::<1, Int>::arange(0..16, &device).reshape([1, 16]);
+        let sum = encoder.tokens.forward(ids.clone())
+            + encoder.positions.as_ref().unwrap().forward(positions)
+            + encoder.token_types.as_ref().unwrap().forward(types);
+        let mean = sum.clone().mean_dim(2);
+        let centred = sum - mean;
+        let variance = centred.clone().powi_scalar(2).mean_dim(2);
+        let expected = centred / (variance + 1e-12).sqrt();
+        x.clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-5));
+        // Without type ids every token is of type 0.
+        let zeros = Tensor::<2, Int>::zeros([1, 16], &device);
+        let (untyped, _) = encoder.embed(ids.clone(), None, mask.clone());
+        let (typed_zero, _) = encoder.embed(ids, Some(zeros), mask);
+        untyped
+            .into_data()
+            .assert_approx_eq::<f32>(&typed_zero.into_data(), Tolerance::absolute(1e-6));
     }
 }

@@ -10,9 +10,10 @@ pub mod encoder;
 pub mod error;
 pub mod init;
 pub mod mixer;
+pub mod model_config;
 pub mod ops;
 
-pub use classifier::{Classifier, ClassifierConfig, Pooling};
+pub use classifier::{Classifier, ClassifierConfig, HeadKind, Pooling};
 pub use encoder::{Encoder, EncoderConfig};
 pub use error::ConfigError;
 pub use init::init_now;
@@ -20,3 +21,4 @@ pub use mixer::{
     AttentionCore, Caps, Mixer, MixerConfig, MixerDims, MixerInput, MixerKind, MixerOutput,
     TokenMixer,
 };
+pub use model_config::{ModelConfig, TaskShape};

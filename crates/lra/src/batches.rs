@@ -7,6 +7,8 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
+use crate::objective::Targets;
+
 /// One batch on a device.
 #[derive(Clone, Debug)]
 pub struct Batch {
@@ -16,8 +18,8 @@ pub struct Batch {
     pub pad_mask: Tensor<2, Bool>,
     /// Pair tasks: the second document's token ids and padding mask, `[batch, max_len]` each.
     pub second: Option<(Tensor<2, Int>, Tensor<2, Bool>)>,
-    /// Class ids `[batch]`.
-    pub labels: Tensor<1, Int>,
+    /// Gold answers `[batch]`.
+    pub targets: Targets,
 }
 
 /// The examples `indices` of `split`, each document truncated or padded to `max_len`.
@@ -33,7 +35,10 @@ pub fn make_batch(split: &SplitData, indices: &[usize], max_len: usize, device: 
         tokens,
         pad_mask,
         second,
-        labels: Tensor::from_data(TensorData::new(labels, [indices.len()]), device),
+        targets: Targets::Classes(Tensor::from_data(
+            TensorData::new(labels, [indices.len()]),
+            device,
+        )),
     }
 }
 
@@ -135,10 +140,10 @@ mod tests {
             pads(second_pad),
             [false, false, true, true, false, true, true, true]
         );
-        assert_eq!(
-            batch.labels.into_data().iter::<i64>().collect::<Vec<_>>(),
-            [0, 1]
-        );
+        let Targets::Classes(labels) = batch.targets else {
+            panic!("class targets expected")
+        };
+        assert_eq!(labels.into_data().iter::<i64>().collect::<Vec<_>>(), [0, 1]);
     }
 
     #[test]

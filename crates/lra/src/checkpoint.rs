@@ -17,7 +17,9 @@ use crate::results::MetricsRow;
 pub struct TrainState {
     /// Optimisation steps done.
     pub step: usize,
-    pub best_val_accuracy: f64,
+    /// Best validation value of the task's selection metric so far.
+    #[serde(alias = "best_val_accuracy")]
+    pub best_value: f64,
     pub best_step: usize,
     /// Evaluation history so far.
     pub history: Vec<MetricsRow>,
@@ -31,6 +33,7 @@ pub struct TrainState {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Window {
     pub loss_sum: f64,
+    /// Correct predictions (classification tasks).
     pub correct: usize,
     pub examples: usize,
     pub batches: usize,

@@ -3,14 +3,16 @@
 //!
 //! Every struct here rejects unknown keys, so a typo is an error naming the key and the valid ones.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use lra_data::listops::GenerateConfig;
-use lra_model::encoder::NormPlacement;
-use lra_model::{ClassifierConfig, EncoderConfig, MixerConfig, MixerDims, MixerKind, Pooling};
+use lra_model::{
+    ClassifierConfig, MixerConfig, MixerDims, MixerKind, ModelConfig, Pooling, TaskShape,
+};
 use serde::{Deserialize, Serialize};
+
+use crate::suggest::unknown_name;
+use crate::task::{self, InputLayout, Task};
 
 /// Everything one run needs; written to the run folder as `config.toml`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -31,143 +33,27 @@ pub struct ExperimentConfig {
     pub train: TrainConfig,
 }
 
-/// Which task and where its data lives.
+/// Which task and where its data lives. Keys other than these belong to the task (ListOps'
+/// `[task.generate]`, Pathfinder's `contour_length`, …) and are checked by it as strictly as
+/// mixer settings are.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TaskConfig {
-    pub name: TaskName,
+    /// Task name (see `lra list`).
+    pub name: String,
     /// Tokens per sequence; longer inputs are truncated, shorter ones padded.
     pub max_len: usize,
     /// Folder with the task's files in the official release format.
     pub data_dir: PathBuf,
-    /// How to generate the data into `data_dir` when its files are missing (synthetic tasks).
-    /// Its own seed, so runs with different training seeds share one data set.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub generate: Option<GenerateConfig>,
-    /// Pathfinder tasks only: the difficulty (paddles per contour; the release has 6, 9 and 14).
-    /// Default: 14, the sets the LRA paper reports.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub contour_length: Option<u32>,
+    /// The task's own settings, with its defaults filled in once parsed.
+    #[serde(flatten)]
+    pub settings: toml::Table,
 }
 
-/// The tasks the harness can train on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskName {
-    /// ListOps: nested MAX/MIN/MED/SM expressions, 10 classes.
-    Listops,
-    /// Byte-level IMDB sentiment, 2 classes.
-    Text,
-    /// Byte-level AAN citation matching of document pairs (dual encoder), 2 classes.
-    Retrieval,
-    /// CIFAR-10 as 1,024 grayscale pixel tokens, 10 classes.
-    Image,
-    /// Pathfinder 32×32 (contour length 14, the paper's set): are the two dots connected? 2 classes.
-    Pathfinder,
-    /// Path-X: Pathfinder at 128×128 (16,384 pixel tokens), contour length 14.
-    Pathx,
-    /// Pathfinder at 256×256 (65,536 pixel tokens), contour length 14.
-    Path256,
-}
-
-impl TaskName {
-    /// Every task, in LRA table order.
-    pub const ALL: [TaskName; 7] = [
-        TaskName::Listops,
-        TaskName::Text,
-        TaskName::Retrieval,
-        TaskName::Image,
-        TaskName::Pathfinder,
-        TaskName::Pathx,
-        TaskName::Path256,
-    ];
-
-    /// The name used on the command line and in folder names.
-    pub fn name(self) -> &'static str {
-        match self {
-            TaskName::Listops => "listops",
-            TaskName::Text => "text",
-            TaskName::Retrieval => "retrieval",
-            TaskName::Image => "image",
-            TaskName::Pathfinder => "pathfinder",
-            TaskName::Pathx => "pathx",
-            TaskName::Path256 => "path256",
-        }
+impl TaskConfig {
+    /// The registered task this config names.
+    pub fn task(&self) -> Result<&'static dyn Task> {
+        task::find(&self.name)
     }
-
-    /// Token ids of the task's vocabulary, padding included (the model's embedding rows).
-    pub fn vocab_size(self) -> usize {
-        match self {
-            TaskName::Listops => lra_data::listops::VOCAB.len(),
-            TaskName::Text => lra_data::text::VOCAB_SIZE,
-            TaskName::Retrieval => lra_data::retrieval::VOCAB_SIZE,
-            TaskName::Image => lra_data::image::VOCAB_SIZE,
-            TaskName::Pathfinder | TaskName::Pathx | TaskName::Path256 => {
-                lra_data::pathfinder::PIXEL_VALUES
-            }
-        }
-    }
-
-    /// Number of labels.
-    pub fn num_classes(self) -> usize {
-        match self {
-            TaskName::Listops => lra_data::listops::NUM_CLASSES,
-            TaskName::Text => lra_data::text::NUM_CLASSES,
-            TaskName::Retrieval => lra_data::retrieval::NUM_CLASSES,
-            TaskName::Image => lra_data::image::NUM_CLASSES,
-            TaskName::Pathfinder | TaskName::Pathx | TaskName::Path256 => {
-                lra_data::pathfinder::NUM_CLASSES
-            }
-        }
-    }
-
-    /// The Pathfinder set of the Pathfinder tasks.
-    pub fn pathfinder_variant(self) -> Option<lra_data::pathfinder::Variant> {
-        lra_data::pathfinder::Variant::for_task(self.name())
-    }
-
-    /// Documents per example: 2 for pair tasks, which use the dual encoder.
-    pub fn documents(self) -> usize {
-        match self {
-            TaskName::Retrieval => 2,
-            _ => 1,
-        }
-    }
-}
-
-impl fmt::Display for TaskName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Model sizes; the mixer is chosen by `attention` and configured by `[mixer]`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    pub d_model: usize,
-    pub n_layers: usize,
-    pub n_heads: usize,
-    pub d_ffn: usize,
-    pub dropout: f64,
-    pub attention_dropout: f64,
-    pub pooling: Pooling,
-    /// Hidden width of the classifier head.
-    pub head_hidden: usize,
-    /// Feed-forward sublayer in each block. Default: true (false: the LRA S4 model).
-    #[serde(default = "enabled")]
-    pub ffn: bool,
-    /// LayerNorm placement: `pre` (default) or `post` (S4 ListOps/Image `prenorm: false`).
-    #[serde(default)]
-    pub norm: NormPlacement,
-    /// Learned position embeddings. Default: true (false: the LRA S4 model).
-    #[serde(default = "enabled")]
-    pub positions: bool,
-}
-
-/// Serde default of the on-by-default model options.
-fn enabled() -> bool {
-    true
 }
 
 /// Optimisation and evaluation schedule.
@@ -215,8 +101,12 @@ impl ExperimentConfig {
     }
 
     fn from_table(table: toml::Table) -> Result<Self> {
-        let config: Self = serde_path_to_error::deserialize(toml::Value::Table(table))
+        let mut config: Self = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| anyhow!("`{}`: {}", e.path(), e.inner().message()))?;
+        config.task.settings = config
+            .task
+            .task()?
+            .resolve_settings(&config.task.settings)?;
         config.validate()?;
         Ok(config)
     }
@@ -258,7 +148,7 @@ impl ExperimentConfig {
 
     /// The chosen mixer's typed config.
     pub fn mixer_config(&self) -> Result<MixerConfig> {
-        let kind: MixerKind = self.attention.parse()?;
+        let kind = mixer_kind(&self.attention)?;
         Ok(kind.parse_config(&self.mixer)?)
     }
 
@@ -288,18 +178,13 @@ impl ExperimentConfig {
                 bail!("{key} = {p}: expected a probability in [0, 1)");
             }
         }
-        if self.task.contour_length.is_some() && self.task.name.pathfinder_variant().is_none() {
-            bail!(
-                "task.contour_length applies to pathfinder, pathx and path256, not {}",
-                self.task.name
-            );
-        }
         if self.train.lr.is_nan() || self.train.lr <= 0.0 {
             bail!(
                 "train.lr = {}: expected a positive learning rate",
                 self.train.lr
             );
         }
+        self.model.validate()?;
         let mixer = self.mixer_config()?;
         mixer.validate(&self.mixer_dims())?;
         Ok(())
@@ -314,31 +199,83 @@ impl ExperimentConfig {
         .with_dropout(self.model.attention_dropout)
     }
 
-    /// The classifier for a task with `vocab_size` tokens and `num_classes` labels.
-    pub fn classifier(&self, vocab_size: usize, num_classes: usize) -> Result<ClassifierConfig> {
-        let m = &self.model;
-        Ok(ClassifierConfig {
-            encoder: EncoderConfig {
-                vocab_size,
-                max_len: self.task.max_len,
-                d_model: m.d_model,
-                n_layers: m.n_layers,
-                n_heads: m.n_heads,
-                d_ffn: m.d_ffn,
-                ffn: m.ffn,
-                norm: m.norm,
-                positions: m.positions,
-                dropout: m.dropout,
-                attention_dropout: m.attention_dropout,
-                cls_token: m.pooling == Pooling::Cls,
-                mixer: self.mixer_config()?,
-            },
-            pooling: m.pooling,
-            head_hidden: m.head_hidden,
-            num_classes,
-            dual_encoder: self.task.name.documents() == 2,
-        })
+    /// The model for a task with `vocab_size` tokens whose head has `outputs` outputs.
+    pub fn classifier(&self, vocab_size: usize, outputs: usize) -> Result<ClassifierConfig> {
+        let shape = TaskShape {
+            vocab_size,
+            max_len: self.task.max_len,
+            outputs,
+            dual_encoder: self.task.task()?.input() == InputLayout::DualEncoder,
+        };
+        Ok(self.model.classifier(shape, self.mixer_config()?))
     }
+}
+
+/// The registered mixer called `name`, or an error suggesting the closest name.
+pub fn mixer_kind(name: &str) -> Result<MixerKind> {
+    name.parse::<MixerKind>()
+        .map_err(|_| unknown_name("attention", name, MixerKind::ALL.iter().map(|k| k.name())))
+}
+
+/// What a run asks for on the command line (`lra run`, `lra bench`), before resolution.
+#[derive(Clone, Debug, Default)]
+pub struct Request {
+    /// Named config under `experiments/`; default `lra-pytorch/<task>`.
+    pub preset: Option<String>,
+    /// Experiment config file instead of a preset.
+    pub config_file: Option<PathBuf>,
+    /// Task; must match the preset's.
+    pub task: Option<String>,
+    /// Token mixer, replacing the preset's.
+    pub attention: Option<String>,
+    /// `key=value` overrides.
+    pub overrides: Vec<String>,
+    /// Shorthands for `train.steps`, `seed` and `task.data_dir`.
+    pub steps: Option<usize>,
+    pub seed: Option<u64>,
+    pub data: Option<PathBuf>,
+}
+
+/// Preset or config file, then `--set` and the shorthand flags, validated and with the mixer's
+/// and task's defaults filled in.
+pub fn resolve(request: &Request) -> Result<ExperimentConfig> {
+    if let Some(task) = &request.task {
+        task::find(task)?;
+    }
+    let base = match (&request.config_file, &request.preset) {
+        (Some(file), _) => load_file(file)?,
+        (None, Some(preset)) => load_preset(preset)?,
+        (None, None) => {
+            let task = request.task.as_deref().unwrap_or("listops");
+            load_preset(&format!("lra-pytorch/{task}"))?
+        }
+    };
+    if let Some(task) = &request.task
+        && *task != base.task.name
+    {
+        bail!(
+            "preset `{}` is for task {}, not {task}; pick a preset for {task} (available: {})",
+            base.preset,
+            base.task.name,
+            list_presets().join(", ")
+        );
+    }
+    let mut overrides = request.overrides.clone();
+    if let Some(attention) = &request.attention {
+        mixer_kind(attention)?;
+        overrides.push(format!("attention=\"{attention}\""));
+    }
+    if let Some(steps) = request.steps {
+        overrides.push(format!("train.steps={steps}"));
+    }
+    if let Some(seed) = request.seed {
+        overrides.push(format!("seed={seed}"));
+    }
+    if let Some(data) = &request.data {
+        let text = toml::Value::String(data.display().to_string());
+        overrides.push(format!("task.data_dir={text}"));
+    }
+    base.with_overrides(&overrides)?.resolved()
 }
 
 /// `1e-3` → float, `true` → bool, `[1, 2]` → array, `"x"` → string; anything else is a bare string.
@@ -409,10 +346,8 @@ pub fn load_preset(name: &str) -> Result<ExperimentConfig> {
         .map(|dir| dir.join(format!("{name}.toml")))
         .find(|path| path.is_file())
         .ok_or_else(|| {
-            anyhow!(
-                "unknown preset `{name}`; available: {}",
-                list_presets().join(", ")
-            )
+            let presets = list_presets();
+            unknown_name("preset", name, presets.iter().map(String::as_str))
         })?;
     let mut config = load_file(&file)?;
     config.preset = name.to_string();

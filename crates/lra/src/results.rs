@@ -1,6 +1,7 @@
 //! The run folder: resolved config, per-evaluation metrics, checkpoints and the final summary,
 //! every file written atomically (temp file + rename) so a crash never leaves half a file.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -8,32 +9,248 @@ use std::process::Command;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+/// Version of the `summary.json` / `metrics.csv` layout. 1: accuracy only (no `schema_version`
+/// field); 2: named metrics per split.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Named values of one evaluated split, in the task's order (`loss` first, then its metrics);
+/// a JSON object in that order.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MetricValues(pub Vec<(String, f64)>);
+
+impl MetricValues {
+    /// The value called `name`.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        self.0.iter().find(|(n, _)| n == name).map(|&(_, v)| v)
+    }
+
+    /// Appends a named value.
+    pub fn push(&mut self, name: &str, value: f64) {
+        self.0.push((name.to_string(), value));
+    }
+}
+
+impl Serialize for MetricValues {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (name, value) in &self.0 {
+            map.serialize_entry(name, value)?;
+        }
+        map.end()
+    }
+}
+
+impl<'de> Deserialize<'de> for MetricValues {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct InOrder;
+        impl<'de> serde::de::Visitor<'de> for InOrder {
+            type Value = MetricValues;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a map of metric names to numbers")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<MetricValues, A::Error> {
+                let mut values = Vec::new();
+                while let Some(entry) = map.next_entry::<String, f64>()? {
+                    values.push(entry);
+                }
+                Ok(MetricValues(values))
+            }
+        }
+        deserializer.deserialize_map(InOrder)
+    }
+}
+
 /// One row of `metrics.csv`, written at every evaluation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredRow")]
 pub struct MetricsRow {
     pub step: usize,
     pub lr: f64,
+    /// Mean training loss since the previous evaluation.
     pub train_loss: f64,
-    pub train_accuracy: f64,
-    pub val_loss: f64,
-    pub val_accuracy: f64,
+    /// Training accuracy since the previous evaluation (classification tasks).
+    pub train_accuracy: Option<f64>,
+    /// Validation loss and metrics.
+    pub val: MetricValues,
     pub tokens_per_second: f64,
 }
 
-/// `summary.json`: the outcome of a finished run. Accuracies are fractions in [0, 1].
+impl MetricsRow {
+    /// A validation value by name (`loss`, `accuracy`, …).
+    pub fn val(&self, name: &str) -> Option<f64> {
+        self.val.get(name)
+    }
+
+    /// Column names and cells of this row in `metrics.csv`.
+    fn columns(&self) -> (Vec<String>, Vec<Cell>) {
+        let mut names = vec!["step".to_string(), "lr".into(), "train_loss".into()];
+        let mut cells = vec![
+            Cell::Count(self.step),
+            Cell::Value(self.lr),
+            Cell::Value(self.train_loss),
+        ];
+        if let Some(accuracy) = self.train_accuracy {
+            names.push("train_accuracy".into());
+            cells.push(Cell::Value(accuracy));
+        }
+        for (name, value) in &self.val.0 {
+            names.push(format!("val_{name}"));
+            cells.push(Cell::Value(*value));
+        }
+        names.push("tokens_per_second".into());
+        cells.push(Cell::Value(self.tokens_per_second));
+        (names, cells)
+    }
+}
+
+/// How rows are stored in checkpoints: this layout, or the schema-1 layout of older runs (which
+/// then still resume).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredRow {
+    Named {
+        step: usize,
+        lr: f64,
+        train_loss: f64,
+        train_accuracy: Option<f64>,
+        val: MetricValues,
+        tokens_per_second: f64,
+    },
+    AccuracyOnly {
+        step: usize,
+        lr: f64,
+        train_loss: f64,
+        train_accuracy: f64,
+        val_loss: f64,
+        val_accuracy: f64,
+        tokens_per_second: f64,
+    },
+}
+
+impl From<StoredRow> for MetricsRow {
+    fn from(row: StoredRow) -> Self {
+        match row {
+            StoredRow::Named {
+                step,
+                lr,
+                train_loss,
+                train_accuracy,
+                val,
+                tokens_per_second,
+            } => Self {
+                step,
+                lr,
+                train_loss,
+                train_accuracy,
+                val,
+                tokens_per_second,
+            },
+            StoredRow::AccuracyOnly {
+                step,
+                lr,
+                train_loss,
+                train_accuracy,
+                val_loss,
+                val_accuracy,
+                tokens_per_second,
+            } => Self {
+                step,
+                lr,
+                train_loss,
+                train_accuracy: Some(train_accuracy),
+                val: MetricValues(vec![
+                    ("loss".into(), val_loss),
+                    ("accuracy".into(), val_accuracy),
+                ]),
+                tokens_per_second,
+            },
+        }
+    }
+}
+
+/// A CSV cell: counts print as integers, values with the shortest exact decimal form.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Cell {
+    Count(usize),
+    Value(f64),
+}
+
+/// Reads a `metrics.csv` written by [`RunDir::write_metrics`] (any schema version).
+pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>> {
+    let mut reader =
+        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let headers = reader.headers()?.clone();
+    let mut rows = Vec::new();
+    for (line, record) in reader.records().enumerate() {
+        let record = record.with_context(|| format!("{}: line {}", path.display(), line + 2))?;
+        let mut row = MetricsRow {
+            step: 0,
+            lr: 0.0,
+            train_loss: 0.0,
+            train_accuracy: None,
+            val: MetricValues::default(),
+            tokens_per_second: 0.0,
+        };
+        for (name, cell) in headers.iter().zip(record.iter()) {
+            let value: f64 = cell.parse().with_context(|| {
+                format!(
+                    "{}: line {}, column `{name}`: expected a number, found `{cell}`",
+                    path.display(),
+                    line + 2
+                )
+            })?;
+            match name {
+                "step" => row.step = value as usize,
+                "lr" => row.lr = value,
+                "train_loss" => row.train_loss = value,
+                "train_accuracy" => row.train_accuracy = Some(value),
+                "tokens_per_second" => row.tokens_per_second = value,
+                other => match other.strip_prefix("val_") {
+                    Some(metric) => row.val.push(metric, value),
+                    None => anyhow::bail!("{}: unknown column `{other}`", path.display()),
+                },
+            }
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// `summary.json`: the outcome of a finished run. Accuracies and other metrics are fractions
+/// (correlations in [−1, 1]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
+    /// Layout version ([`SCHEMA_VERSION`]); 1 for files written before it existed.
+    #[serde(default = "first_schema")]
+    pub schema_version: u32,
     pub task: String,
     pub attention: String,
     pub preset: String,
     pub seed: u64,
     pub steps: usize,
     pub best_step: usize,
-    pub best_val_accuracy: f64,
-    pub test_accuracy: f64,
+    /// The metric that chose the best checkpoint.
+    #[serde(default = "accuracy_name")]
+    pub selection_metric: String,
+    /// Named values per split: `val` (at the best step), `test` (of the best checkpoint) and
+    /// `baseline` (a constant predictor on the test split: the majority training class).
+    #[serde(default)]
+    pub metrics: BTreeMap<String, MetricValues>,
+    /// Classification tasks: validation accuracy at the best step (kept for older tools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_val_accuracy: Option<f64>,
+    /// Classification tasks: test accuracy of the best checkpoint (kept for older tools).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_accuracy: Option<f64>,
     pub test_loss: f64,
     /// Test accuracy of always predicting the most frequent training label.
-    pub majority_class_accuracy: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub majority_class_accuracy: Option<f64>,
     pub train_seconds: f64,
     /// Token positions (padding included) processed per second of training.
     pub tokens_per_second: f64,
@@ -41,6 +258,31 @@ pub struct Summary {
     pub device: String,
     pub git_commit: String,
     pub run_dir: PathBuf,
+}
+
+fn first_schema() -> u32 {
+    1
+}
+
+fn accuracy_name() -> String {
+    "accuracy".to_string()
+}
+
+impl Summary {
+    /// The value of `metric` on `split` (`val`, `test`, `baseline`); schema-1 summaries know
+    /// `accuracy` only.
+    pub fn metric(&self, split: &str, metric: &str) -> Option<f64> {
+        if let Some(value) = self.metrics.get(split).and_then(|v| v.get(metric)) {
+            return Some(value);
+        }
+        match (split, metric) {
+            ("test", "accuracy") => self.test_accuracy,
+            ("val", "accuracy") => self.best_val_accuracy,
+            ("baseline", "accuracy") => self.majority_class_accuracy,
+            ("test", "loss") => Some(self.test_loss),
+            _ => None,
+        }
+    }
 }
 
 /// Files of one run.
@@ -76,14 +318,16 @@ impl RunDir {
         self.summary().is_file()
     }
 
-    /// Rewrites `metrics.csv` from the full history.
+    /// Rewrites `metrics.csv` from the full history: `step, lr, train_loss, [train_accuracy,]
+    /// val_loss, val_<metric>…, tokens_per_second`.
     pub fn write_metrics(&self, rows: &[MetricsRow]) -> Result<()> {
-        let mut writer = csv::Writer::from_writer(Vec::new());
-        for row in rows {
-            writer.serialize(row)?;
-        }
-        if rows.is_empty() {
+        let Some(first) = rows.first() else {
             return Ok(());
+        };
+        let mut writer = csv::Writer::from_writer(Vec::new());
+        writer.write_record(first.columns().0)?;
+        for row in rows {
+            writer.serialize(row.columns().1)?;
         }
         atomic_write(&self.metrics(), &writer.into_inner()?)
     }
@@ -127,5 +371,68 @@ pub fn git_commit() -> String {
             _ => commit,
         },
         None => "unknown".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row() -> MetricsRow {
+        MetricsRow {
+            step: 250,
+            lr: 0.001,
+            train_loss: 1.25,
+            train_accuracy: Some(0.5),
+            val: MetricValues(vec![("loss".into(), 0.75), ("accuracy".into(), 0.625)]),
+            tokens_per_second: 1e-7,
+        }
+    }
+
+    #[test]
+    fn metrics_csv_keeps_the_accuracy_columns_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir {
+            path: dir.path().to_path_buf(),
+        };
+        run.write_metrics(&[row()]).unwrap();
+        let text = fs::read_to_string(run.metrics()).unwrap();
+        assert_eq!(
+            text,
+            "step,lr,train_loss,train_accuracy,val_loss,val_accuracy,tokens_per_second\n\
+             250,0.001,1.25,0.5,0.75,0.625,1e-7\n"
+        );
+        assert_eq!(read_metrics(&run.metrics()).unwrap(), vec![row()]);
+    }
+
+    #[test]
+    fn checkpoint_rows_of_schema_1_still_load() {
+        let old = r#"{"step":250,"lr":0.001,"train_loss":1.25,"train_accuracy":0.5,
+                      "val_loss":0.75,"val_accuracy":0.625,"tokens_per_second":1e-7}"#;
+        let parsed: MetricsRow = serde_json::from_str(old).unwrap();
+        assert_eq!(parsed, row());
+        let new = serde_json::to_string(&row()).unwrap();
+        assert_eq!(serde_json::from_str::<MetricsRow>(&new).unwrap(), row());
+    }
+
+    #[test]
+    fn metric_values_are_a_json_object_in_the_tasks_order() {
+        let values = row().val;
+        let json = serde_json::to_string(&values).unwrap();
+        assert_eq!(json, r#"{"loss":0.75,"accuracy":0.625}"#);
+        assert_eq!(serde_json::from_str::<MetricValues>(&json).unwrap(), values);
+    }
+
+    #[test]
+    fn schema_1_summaries_answer_accuracy_queries() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/table/runs/text/performer/s0/summary.json");
+        let summary: Summary = serde_json::from_slice(&fs::read(path).unwrap()).unwrap();
+        assert_eq!(summary.schema_version, 1);
+        assert_eq!(summary.selection_metric, "accuracy");
+        assert_eq!(summary.metric("test", "accuracy"), Some(0.655));
+        assert_eq!(summary.metric("val", "accuracy"), Some(0.665));
+        assert_eq!(summary.metric("baseline", "accuracy"), Some(0.1));
+        assert_eq!(summary.metric("test", "mcc"), None);
     }
 }

@@ -367,7 +367,7 @@ pub fn cell_config(cell: &Cell) -> Result<ExperimentConfig> {
     overrides.push(format!("attention=\"{}\"", cell.attention));
     overrides.push(format!("seed={}", cell.seed));
     let base = config::load_preset(&cell.preset)?;
-    if base.task.name.name() != cell.task {
+    if base.task.name != cell.task {
         bail!(
             "preset `{}` is for task {}, not {}",
             cell.preset,

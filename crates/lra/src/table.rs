@@ -1,5 +1,7 @@
-//! Accuracy tables: run summaries collected into rows (methods) × columns (tasks) with the mean
-//! over seeds, next to published numbers (`experiments/published/lra.csv`) and the difference.
+//! Score tables: run summaries collected into rows (methods) × columns (tasks) with the mean
+//! over seeds of each task's selection metric, next to published numbers
+//! (`experiments/published/lra.csv`) and the difference; the average column is taken as the
+//! published table defines its own (`experiments/published/averages.csv`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,6 +10,7 @@ use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
 
 use crate::results::Summary;
+use crate::task;
 
 /// A published accuracy: a percentage, or a failure the paper reports (Path-X "FAIL").
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -93,12 +96,67 @@ impl PublishedNumbers {
 
 /// The repository's published-numbers file.
 pub fn published_path() -> PathBuf {
-    let local = PathBuf::from("experiments/published/lra.csv");
+    published_file("lra.csv")
+}
+
+/// A file under `experiments/published/`: in the working directory, else in the repository.
+pub fn published_file(name: &str) -> PathBuf {
+    let local = Path::new("experiments/published").join(name);
     if local.is_file() {
         local
     } else {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../experiments/published/lra.csv")
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../experiments/published")
+            .join(name)
     }
+}
+
+/// How a table's average column is taken.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AverageRule {
+    /// Tasks averaged over; `None`: every task of the table.
+    pub tasks: Option<Vec<String>>,
+    /// The value a published FAIL counts as; `None`: a FAIL leaves the average undefined.
+    pub fail_counts_as: Option<f64>,
+    /// The definition in words, printed under the table.
+    pub definition: String,
+}
+
+impl Default for AverageRule {
+    fn default() -> Self {
+        Self {
+            tasks: None,
+            fail_counts_as: None,
+            definition: "mean over the table's tasks".to_string(),
+        }
+    }
+}
+
+/// One line of `experiments/published/averages.csv`.
+#[derive(Deserialize)]
+struct AverageLine {
+    source: String,
+    tasks: String,
+    fail_counts_as: Option<f64>,
+    definition: String,
+}
+
+/// The average rule of the published table `source` (`averages.csv`), or the plain mean when the
+/// file does not define one.
+pub fn average_rule(path: &Path, source: &str) -> Result<AverageRule> {
+    let mut reader = csv::Reader::from_path(path)
+        .with_context(|| format!("cannot read average definitions {}", path.display()))?;
+    for (line, record) in reader.deserialize::<AverageLine>().enumerate() {
+        let record = record.with_context(|| format!("{}: line {}", path.display(), line + 2))?;
+        if record.source == source {
+            return Ok(AverageRule {
+                tasks: Some(record.tasks.split_whitespace().map(String::from).collect()),
+                fail_counts_as: record.fail_counts_as,
+                definition: format!("{source}: {}", record.definition),
+            });
+        }
+    }
+    Ok(AverageRule::default())
 }
 
 /// Test accuracies (in %) of one cell's seeds.
@@ -128,6 +186,8 @@ pub struct Table {
     pub scores: BTreeMap<(String, String), Scores>,
     /// Source column of the published numbers to compare with.
     pub published_source: Option<String>,
+    /// How the average column is taken.
+    pub average: AverageRule,
 }
 
 /// One line of `table.csv`.
@@ -143,13 +203,27 @@ pub struct TableCsvRow {
 }
 
 impl Table {
-    /// Adds a finished run's test accuracy to (row, task).
+    /// Adds a finished run's test score (the task's selection metric, in %) to (row, task);
+    /// a summary without that metric adds nothing.
     pub fn add(&mut self, row: &str, task: &str, summary: &Summary) {
-        self.scores
-            .entry((row.to_string(), task.to_string()))
-            .or_default()
-            .0
-            .push(summary.test_accuracy * 100.0);
+        let metric = task::find(task)
+            .map(|t| t.selection_metric().name())
+            .unwrap_or("accuracy");
+        if let Some(value) = summary.metric("test", metric) {
+            self.scores
+                .entry((row.to_string(), task.to_string()))
+                .or_default()
+                .0
+                .push(value * 100.0);
+        }
+    }
+
+    /// The tasks the average column is taken over.
+    fn averaged_tasks(&self) -> Vec<String> {
+        self.average
+            .tasks
+            .clone()
+            .unwrap_or_else(|| self.tasks.clone())
     }
 
     fn scores(&self, row: &str, task: &str) -> Option<&Scores> {
@@ -166,10 +240,13 @@ impl Table {
         let mut out = String::new();
         if let Some(source) = &self.published_source {
             out.push_str(&format!(
-                "Test accuracy (%), mean ± std over seeds; `ours / {source} (ours − published)`.\n\n"
+                "Test score (%, each task's selection metric), mean ± std over seeds; \
+                 `ours / {source} (ours − published)`.\n\n"
             ));
         } else {
-            out.push_str("Test accuracy (%), mean ± std over seeds.\n\n");
+            out.push_str(
+                "Test score (%, each task's selection metric), mean ± std over seeds.\n\n",
+            );
         }
         out.push_str(&format!("| method | {} | avg |\n", self.tasks.join(" | ")));
         out.push_str(&format!("|---|{}---|\n", "---|".repeat(self.tasks.len())));
@@ -185,23 +262,23 @@ impl Table {
             cells.push(self.average_cell(numbers, row));
             out.push_str(&format!("| {row} | {} |\n", cells.join(" | ")));
         }
+        out.push_str(&format!("\navg: {}.\n", self.average.definition));
         out
     }
 
-    /// Mean over tasks of our means, next to the mean of the published numbers over the same
-    /// tasks (a published FAIL counts as 50%, chance level, as the S4 paper's average does).
+    /// Mean of our means over the averaged tasks, next to the published numbers averaged the
+    /// same way (a FAIL counting as the rule says, or leaving the average undefined).
     fn average_cell(&self, numbers: &PublishedNumbers, row: &str) -> String {
-        let ours: Option<Vec<f64>> = self
-            .tasks
+        let tasks = self.averaged_tasks();
+        let ours: Option<Vec<f64>> = tasks
             .iter()
             .map(|t| self.scores(row, t).and_then(Scores::mean))
             .collect();
-        let theirs: Option<Vec<f64>> = self
-            .tasks
+        let theirs: Option<Vec<f64>> = tasks
             .iter()
             .map(|t| match self.published(numbers, row, t)? {
                 Published::Accuracy(a) => Some(a),
-                Published::Fail => Some(50.0),
+                Published::Fail => self.average.fail_counts_as,
             })
             .collect();
         let mean = |v: Vec<f64>| v.iter().sum::<f64>() / v.len() as f64;
@@ -295,6 +372,54 @@ mod tests {
             "50.10 / FAIL"
         );
         assert_eq!(format_cell(None, None, None), "—");
+    }
+
+    /// An empty table of every LRA task, compared with `source` and averaged as it defines.
+    fn published_table(source: &str) -> (Table, PublishedNumbers) {
+        let table = Table {
+            rows: vec!["Transformer".into(), "BigBird".into(), "S4".into()],
+            tasks: PUBLISHED_TASKS.iter().map(|t| t.to_string()).collect(),
+            published_source: Some(source.into()),
+            average: average_rule(&published_file("averages.csv"), source).unwrap(),
+            ..Table::default()
+        };
+        (table, PublishedNumbers::load(&published_path()).unwrap())
+    }
+
+    #[test]
+    fn averages_follow_each_papers_definition() {
+        // LRA Table 1's Avg leaves Path-X out: Transformer 54.39, BigBird 55.01 as printed.
+        let (table, numbers) = published_table("LRA-Table1");
+        assert_eq!(table.average_cell(&numbers, "Transformer"), "— / 54.39");
+        assert_eq!(table.average_cell(&numbers, "BigBird"), "— / 55.01");
+        assert!(
+            table
+                .markdown(&numbers)
+                .contains("Path-X (FAIL for every model) is left out")
+        );
+        // S4 Table 4 averages all six tasks, a FAIL counted as 50: 53.66 and 86.09 as printed.
+        let (table, numbers) = published_table("S4-Table4");
+        assert_eq!(table.average_cell(&numbers, "Transformer"), "— / 53.66");
+        assert_eq!(table.average_cell(&numbers, "S4"), "— / 86.09");
+    }
+
+    #[test]
+    fn our_average_covers_the_same_tasks_as_the_papers() {
+        let (mut table, numbers) = published_table("LRA-Table1");
+        for (task, score) in PUBLISHED_TASKS
+            .iter()
+            .zip([40.0, 60.0, 60.0, 40.0, 70.0, 50.0])
+        {
+            table.scores.insert(
+                ("Transformer".into(), task.to_string()),
+                Scores(vec![score]),
+            );
+        }
+        // (40 + 60 + 60 + 40 + 70) / 5 = 54; the Path-X run does not enter the average.
+        assert_eq!(
+            table.average_cell(&numbers, "Transformer"),
+            "54.00 / 54.39 (-0.39)"
+        );
     }
 
     #[test]

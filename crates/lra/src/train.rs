@@ -1,5 +1,5 @@
 //! The training loop: AdamW with warmup/decay, gradient clipping, periodic validation, best-model
-//! selection by validation accuracy, checkpoints, resume, and a final test evaluation.
+//! selection by the task's selection metric, checkpoints, resume, and a final test evaluation.
 //!
 //! Own loop rather than burn-train's `Learner`: LRA budgets are in steps, not epochs; resuming must
 //! reproduce the uninterrupted run exactly (data order and dropout are functions of the step); and
@@ -8,8 +8,9 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+
 use burn::module::Module;
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
@@ -20,8 +21,13 @@ use lra_model::Classifier;
 use crate::batches::{Batch, TrainOrder, make_batch};
 use crate::checkpoint::{self, TrainState, Window};
 use crate::config::{ExperimentConfig, TrainConfig};
-use crate::results::{MetricsRow, RunDir, Summary, git_commit, temp_path};
+use crate::metrics::{Metric, Outcomes};
+use crate::objective::Objective;
+use crate::results::{
+    MetricValues, MetricsRow, RunDir, SCHEMA_VERSION, Summary, git_commit, temp_path,
+};
 use crate::schedule::learning_rate;
+use crate::task::Task;
 
 /// How to run, beyond the experiment config.
 #[derive(Clone, Debug)]
@@ -45,11 +51,50 @@ pub enum Outcome {
     Stopped { step: usize },
 }
 
-/// Loss and accuracy over a split.
-#[derive(Clone, Copy, Debug)]
+/// A split's mean loss and every prediction next to its gold answer.
+#[derive(Clone, Debug)]
 pub struct Evaluation {
     pub loss: f64,
-    pub accuracy: f64,
+    pub outcomes: Outcomes,
+}
+
+impl Evaluation {
+    /// `loss`, then each of the task's metrics, by name.
+    pub fn values(&self, task: &dyn Task) -> MetricValues {
+        let mut values = MetricValues::default();
+        values.push("loss", self.loss);
+        self.push_metrics(task, &mut values);
+        values
+    }
+
+    /// The task's metrics alone (no loss), e.g. of a constant predictor.
+    pub fn metric_values(&self, task: &dyn Task) -> MetricValues {
+        let mut values = MetricValues::default();
+        self.push_metrics(task, &mut values);
+        values
+    }
+
+    fn push_metrics(&self, task: &dyn Task, values: &mut MetricValues) {
+        for &metric in task.metrics() {
+            if let Some(value) = metric.compute(&self.outcomes) {
+                values.push(metric.name(), value);
+            }
+        }
+    }
+
+    /// The value of one metric (NaN where it does not apply).
+    pub fn value(&self, metric: Metric) -> f64 {
+        metric.compute(&self.outcomes).unwrap_or(f64::NAN)
+    }
+}
+
+/// What one training step reports.
+#[derive(Clone, Copy, Debug)]
+pub struct StepReport {
+    /// The batch's mean loss.
+    pub loss: f64,
+    /// Correct predictions in the batch (classification).
+    pub correct: usize,
 }
 
 /// Trains (or resumes) the run in `run` to completion or to `options.stop_at_step`.
@@ -62,14 +107,16 @@ pub fn train(
     let t = &config.train;
     let device = options.device.clone().autodiff();
     device.seed(config.seed);
+    let task = config.task.task()?;
+    let objective = task.objective();
     anyhow::ensure!(
-        data.docs_per_example() == config.task.name.documents(),
+        data.docs_per_example() == task.input().documents(),
         "task {} has {} document(s) per example, but the data has {}",
-        config.task.name,
-        config.task.name.documents(),
+        task.name(),
+        task.input().documents(),
         data.docs_per_example()
     );
-    let classifier = config.classifier(data.vocab_size, data.num_classes)?;
+    let classifier = config.classifier(data.vocab_size, objective.outputs())?;
     let mut model = classifier.init(&device);
     let mut optim = optimizer(t);
     let mut state = TrainState::default();
@@ -78,7 +125,7 @@ pub fn train(
         optim = found.restore_optimizer(optim)?;
         state = found.state;
     }
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
+    let selection = task.selection_metric();
     let mut order = TrainOrder::new(config.seed, data.train.len());
     let progress = progress_bar(t.steps, state.step, options.quiet);
 
@@ -93,48 +140,42 @@ pub fn train(
         device.seed(step_seed(config.seed, state.step));
         let indices = order.batch(state.step, t.batch_size);
         let batch = make_batch(&data.train, &indices, config.task.max_len, &device);
-        let labels = batch.labels.clone();
-        let logits = logits(&model, batch);
-        let loss = loss_fn.forward(logits.clone(), labels.clone());
-        let correct = count_correct(logits, labels);
-        let loss_value = loss.clone().into_scalar::<f32>() as f64;
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
         let lr = learning_rate(t, state.step);
-        model = optim.step(lr, model, grads);
+        let report;
+        (model, report) = train_step(model, &mut optim, batch, objective, lr);
         let seconds = started.elapsed().as_secs_f64();
 
         state.step += 1;
         state.train_seconds += seconds;
         record_step(
             &mut state.window,
-            loss_value,
-            correct,
+            report.loss,
+            report.correct,
             t.batch_size,
             config.task.max_len * data.docs_per_example(),
             seconds,
         );
         progress.set_position(state.step as u64);
-        progress.set_message(format!(
-            "loss {:.3}  acc {:.3}  {:.0} tok/s",
-            state.window.loss_sum / state.window.batches as f64,
-            state.window.correct as f64 / state.window.examples as f64,
-            state.window.tokens as f64 / state.window.seconds
-        ));
+        progress.set_message(window_message(&state.window, objective));
 
         if state.step % t.eval_every == 0 || state.step == t.steps {
             let val = evaluate(&model, data, Split::Val, config, &device, t.eval_batches)?;
-            let row = metrics_row(&state.window, lr, val, state.step);
-            if state.history.is_empty() || val.accuracy > state.best_val_accuracy {
-                state.best_val_accuracy = val.accuracy;
+            let row = metrics_row(&state.window, objective, lr, val.values(task), state.step);
+            let value = val.value(selection);
+            if state.history.is_empty() || value > state.best_value {
+                state.best_value = value;
                 state.best_step = state.step;
                 save_model_atomically(&model, &run.best_model())?;
             }
             if !options.quiet {
                 progress.suspend(|| {
                     eprintln!(
-                        "step {:>6}  train loss {:.4} acc {:.4}  val loss {:.4} acc {:.4}  (best {:.4} @ {})",
-                        row.step, row.train_loss, row.train_accuracy, row.val_loss,
-                        row.val_accuracy, state.best_val_accuracy, state.best_step
+                        "step {:>6}  train loss {:.4}  val {}  (best {selection} {:.4} @ {})",
+                        row.step,
+                        row.train_loss,
+                        format_values(&row.val),
+                        state.best_value,
+                        state.best_step
                     )
                 });
             }
@@ -150,17 +191,40 @@ pub fn train(
         .try_load_file(run.best_model())
         .map_err(|e| anyhow::anyhow!("cannot load best model: {e:?}"))?;
     let test = evaluate(&best, data, Split::Test, config, &device, 0)?;
+    let best_val = state
+        .history
+        .iter()
+        .find(|row| row.step == state.best_step)
+        .map(|row| row.val.clone())
+        .unwrap_or_default();
+    let baseline = objective.baseline(&data.train).map(|constant| Evaluation {
+        loss: f64::NAN,
+        outcomes: test.outcomes.constant_prediction(constant),
+    });
+    let classification = matches!(objective, Objective::Classification { .. });
+    let mut metrics = BTreeMap::from([
+        ("val".to_string(), best_val.clone()),
+        ("test".to_string(), test.values(task)),
+    ]);
+    if let Some(baseline) = &baseline {
+        metrics.insert("baseline".to_string(), baseline.metric_values(task));
+    }
     let summary = Summary {
-        task: config.task.name.to_string(),
+        schema_version: SCHEMA_VERSION,
+        task: task.name().to_string(),
         attention: config.attention.clone(),
         preset: config.preset.clone(),
         seed: config.seed,
         steps: state.step,
         best_step: state.best_step,
-        best_val_accuracy: state.best_val_accuracy,
-        test_accuracy: test.accuracy,
+        selection_metric: selection.name().to_string(),
+        best_val_accuracy: best_val.get("accuracy").filter(|_| classification),
+        test_accuracy: classification.then(|| test.value(Metric::Accuracy)),
         test_loss: test.loss,
-        majority_class_accuracy: majority_class_accuracy(data),
+        majority_class_accuracy: baseline
+            .filter(|_| classification)
+            .map(|b| b.value(Metric::Accuracy)),
+        metrics,
         train_seconds: state.train_seconds,
         tokens_per_second: (state.step
             * t.batch_size
@@ -176,7 +240,8 @@ pub fn train(
     Ok(Outcome::Finished(Box::new(summary)))
 }
 
-/// Loss and accuracy of `model` on a split (`max_batches` 0 = all of it), without dropout.
+/// Loss and every prediction of `model` on a split (`max_batches` 0 = all of it), without
+/// dropout. The loss is the mean over examples; metrics are computed over all predictions.
 pub fn evaluate(
     model: &Classifier,
     data: &TaskData,
@@ -187,9 +252,9 @@ pub fn evaluate(
 ) -> Result<Evaluation> {
     let examples = data.split(split);
     anyhow::ensure!(!examples.is_empty(), "the {} split is empty", split.name());
+    let objective = config.task.task()?.objective();
     let model = model.valid();
     let device = device.clone().inner();
-    let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let batch_size = config.train.batch_size;
     let all: Vec<usize> = (0..examples.len()).collect();
     let limit = if max_batches == 0 {
@@ -197,20 +262,55 @@ pub fn evaluate(
     } else {
         max_batches
     };
-    let (mut loss_sum, mut correct, mut seen) = (0.0, 0, 0);
+    let (mut loss_sum, mut seen) = (0.0, 0);
+    let mut outcomes: Option<Outcomes> = None;
     for chunk in all.chunks(batch_size).take(limit) {
         let batch = make_batch(examples, chunk, config.task.max_len, &device);
-        let labels = batch.labels.clone();
-        let logits = logits(&model, batch);
-        let loss = loss_fn.forward(logits.clone(), labels.clone());
+        let targets = batch.targets.clone();
+        let output = logits(&model, batch);
+        let loss = objective.loss(output.clone(), &targets);
         loss_sum += loss.into_scalar::<f32>() as f64 * chunk.len() as f64;
-        correct += count_correct(logits, labels);
         seen += chunk.len();
+        let batch_outcomes = objective.outcomes(output, targets);
+        match &mut outcomes {
+            Some(all) => all.extend(batch_outcomes),
+            None => outcomes = Some(batch_outcomes),
+        }
     }
     Ok(Evaluation {
         loss: loss_sum / seen as f64,
-        accuracy: correct as f64 / seen as f64,
+        outcomes: outcomes.expect("a non-empty split has a batch"),
     })
+}
+
+/// One optimisation step, exactly as `lra run` takes it (and `lra bench step` times it):
+/// forward, the objective's loss, backward, AdamW update with clipping at rate `lr`.
+pub fn train_step(
+    model: Classifier,
+    optim: &mut ModuleOptimizer,
+    batch: Batch,
+    objective: Objective,
+    lr: f64,
+) -> (Classifier, StepReport) {
+    let targets = batch.targets.clone();
+    let output = logits(&model, batch);
+    let loss = objective.loss(output.clone(), &targets);
+    let correct = match objective.outcomes(output, targets) {
+        Outcomes::Classes { predicted, gold } => {
+            predicted.iter().zip(&gold).filter(|(p, g)| p == g).count()
+        }
+        Outcomes::Scores { .. } => 0,
+    };
+    let loss_value = loss.clone().into_scalar::<f32>() as f64;
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let model = optim.step(lr, model, grads);
+    (
+        model,
+        StepReport {
+            loss: loss_value,
+            correct,
+        },
+    )
 }
 
 /// The model's logits for a batch: single documents, or pairs through the dual encoder.
@@ -221,7 +321,8 @@ pub fn logits(model: &Classifier, batch: Batch) -> Tensor<2> {
     }
 }
 
-fn optimizer(t: &TrainConfig) -> ModuleOptimizer {
+/// AdamW with the config's betas, epsilon, weight decay and gradient-norm clipping.
+pub fn optimizer(t: &TrainConfig) -> ModuleOptimizer {
     let clipping = (t.grad_clip > 0.0).then_some(GradientClippingConfig::Norm(t.grad_clip as f32));
     AdamWConfig::new()
         .with_beta_1(t.beta1 as f32)
@@ -230,12 +331,6 @@ fn optimizer(t: &TrainConfig) -> ModuleOptimizer {
         .with_weight_decay(t.weight_decay as f32)
         .with_grad_clipping(clipping)
         .init()
-}
-
-fn count_correct(logits: Tensor<2>, labels: Tensor<1, burn::tensor::Int>) -> usize {
-    let [batch, _] = logits.dims();
-    let predicted = logits.argmax(1).reshape([batch]);
-    predicted.equal(labels).int().sum().into_scalar::<i64>() as usize
 }
 
 fn record_step(
@@ -254,31 +349,45 @@ fn record_step(
     window.seconds += seconds;
 }
 
-fn metrics_row(window: &Window, lr: f64, val: Evaluation, step: usize) -> MetricsRow {
+fn metrics_row(
+    window: &Window,
+    objective: Objective,
+    lr: f64,
+    val: MetricValues,
+    step: usize,
+) -> MetricsRow {
     MetricsRow {
         step,
         lr,
         train_loss: window.loss_sum / window.batches.max(1) as f64,
-        train_accuracy: window.correct as f64 / window.examples.max(1) as f64,
-        val_loss: val.loss,
-        val_accuracy: val.accuracy,
+        train_accuracy: matches!(objective, Objective::Classification { .. })
+            .then(|| window.correct as f64 / window.examples.max(1) as f64),
+        val,
         tokens_per_second: window.tokens as f64 / window.seconds.max(f64::MIN_POSITIVE),
     }
 }
 
-fn majority_class_accuracy(data: &TaskData) -> f64 {
-    let mut counts = vec![0usize; data.num_classes];
-    for &label in data.train.labels() {
-        counts[label as usize] += 1;
+/// Progress-bar text: running training loss (and accuracy) and speed.
+fn window_message(window: &Window, objective: Objective) -> String {
+    let loss = window.loss_sum / window.batches.max(1) as f64;
+    let speed = window.tokens as f64 / window.seconds.max(f64::MIN_POSITIVE);
+    match objective {
+        Objective::Classification { .. } => {
+            let accuracy = window.correct as f64 / window.examples.max(1) as f64;
+            format!("loss {loss:.3}  acc {accuracy:.3}  {speed:.0} tok/s")
+        }
+        Objective::Regression => format!("loss {loss:.3}  {speed:.0} tok/s"),
     }
-    let majority = (0..counts.len()).max_by_key(|&c| counts[c]).unwrap_or(0) as u32;
-    let hits = data
-        .test
-        .labels()
+}
+
+/// `loss 0.9876 accuracy 0.5432 …`.
+fn format_values(values: &MetricValues) -> String {
+    let parts: Vec<String> = values
+        .0
         .iter()
-        .filter(|&&l| l == majority)
-        .count();
-    hits as f64 / data.test.len().max(1) as f64
+        .map(|(name, value)| format!("{name} {value:.4}"))
+        .collect();
+    parts.join(" ")
 }
 
 fn save_model_atomically(model: &Classifier, path: &std::path::Path) -> Result<()> {

@@ -156,3 +156,70 @@ fn malformed_data_file_is_reported_with_its_line() {
         "a run folder was created for unusable data"
     );
 }
+
+#[test]
+fn unknown_names_suggest_the_closest_and_task_settings_are_checked_by_the_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&[&str], &[&str]); 5] = [
+        (
+            &["run", "--task", "listop"],
+            &["unknown task `listop`", "did you mean `listops`?"],
+        ),
+        (
+            &["run", "--preset", "tiny", "--attention", "nystromm"],
+            &["did you mean `nystrom`?"],
+        ),
+        (
+            &["run", "--preset", "tinny"],
+            &["unknown preset `tinny`", "did you mean `tiny`?"],
+        ),
+        (
+            &[
+                "run",
+                "--preset",
+                "lra-pytorch/pathfinder",
+                "--set",
+                "task.contour_lenght=9",
+            ],
+            &[
+                "settings of task pathfinder",
+                "contour_lenght",
+                "contour_length",
+            ],
+        ),
+        (
+            &["run", "--preset", "tiny", "--set", "task.contour_length=9"],
+            &["settings of task listops", "contour_length"],
+        ),
+    ];
+    for (args, expected) in cases {
+        let out = lra(args, dir.path());
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let message = stderr(&out);
+        for piece in expected {
+            assert!(
+                message.contains(piece),
+                "{args:?}: `{piece}` not in: {message}"
+            );
+        }
+    }
+    assert!(!dir.path().join("results").exists());
+}
+
+#[test]
+fn list_shows_every_registered_task_with_its_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = lra(&["list"], dir.path());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for task in lra::task::TASKS {
+        assert!(
+            text.contains(task.name()) && text.contains(task.summary()),
+            "{} missing:\n{text}",
+            task.name()
+        );
+    }
+    assert!(
+        text.contains("document pairs, dual encoder; 2-class classification; metrics: accuracy (selects the best checkpoint)"),
+        "{text}"
+    );
+}

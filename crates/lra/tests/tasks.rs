@@ -7,8 +7,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use lra::cmd::data::{CheckArgs, TaskArgs, check, prepare};
 use lra::cmd::run::{RunArgs, execute};
-use lra::config::TaskName;
-use lra::tasks::DataSet;
+use lra::task::DataSet;
 use lra::train::Outcome;
 use lra_data::fixtures;
 
@@ -65,7 +64,9 @@ fn every_new_task_trains_from_its_official_files_under_both_presets() {
             assert_eq!(summary.task, task, "{preset}");
             assert_eq!(summary.steps, 4, "{preset}");
             assert!(
-                (0.0..=1.0).contains(&summary.test_accuracy),
+                summary
+                    .test_accuracy
+                    .is_some_and(|a| (0.0..=1.0).contains(&a)),
                 "{preset}: {summary:?}"
             );
         }
@@ -78,14 +79,7 @@ fn a_prepared_cache_is_all_training_needs() {
     let root = tempfile::tempdir().unwrap();
     let tsv = fixtures::write_aan(root.path());
     let data = root.path().join("lra_release");
-    let cache = prepare(
-        DataSet {
-            task: TaskName::Retrieval,
-            contour_length: None,
-        },
-        &data,
-    )
-    .unwrap();
+    let cache = prepare(&DataSet::new("retrieval", &data, &toml::Table::new()).unwrap()).unwrap();
     assert!(cache.starts_with(&data));
     std::fs::remove_dir_all(tsv).unwrap();
     let summary = finishes(&small_run(
@@ -124,7 +118,7 @@ fn check_reports_counts_labels_lengths_and_every_problem() {
     let dir = fixtures::write_aan(root.path());
     let args = CheckArgs {
         target: TaskArgs {
-            task: TaskName::Retrieval,
+            task: "retrieval".into(),
             data: root.path().to_path_buf(),
             contour_length: None,
         },
@@ -181,7 +175,7 @@ fn generated_pathfinder_sets_check_clean_and_train_under_every_preset() {
     }
     let report = check(&CheckArgs {
         target: TaskArgs {
-            task: TaskName::Pathfinder,
+            task: "pathfinder".into(),
             data: root.path().to_path_buf(),
             contour_length: None,
         },
@@ -213,7 +207,7 @@ fn generated_pathfinder_sets_check_clean_and_train_under_every_preset() {
     assert_eq!(finishes(&easier).task, "pathfinder");
     let report = check(&CheckArgs {
         target: TaskArgs {
-            task: TaskName::Pathfinder,
+            task: "pathfinder".into(),
             data: root.path().to_path_buf(),
             contour_length: Some(9),
         },
@@ -228,14 +222,7 @@ fn generated_pathfinder_sets_check_clean_and_train_under_every_preset() {
         "80/10/10 of the 40 contour-length-9 images"
     );
     // After `prepare`, training reads the cache alone: the PNGs can go.
-    prepare(
-        DataSet {
-            task: TaskName::Pathx,
-            contour_length: None,
-        },
-        root.path(),
-    )
-    .unwrap();
+    prepare(&DataSet::new("pathx", root.path(), &toml::Table::new()).unwrap()).unwrap();
     std::fs::remove_dir_all(
         root.path()
             .join("pathfinder128/curv_contour_length_14/imgs"),

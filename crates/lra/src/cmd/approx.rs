@@ -285,7 +285,7 @@ fn trained_qkv(
     device: &Device,
 ) -> Result<QkvInputs> {
     let config = crate::config::load_file(&run_dir.join("config.toml"))?;
-    let data = crate::tasks::load(&config.task, true)?;
+    let data = crate::task::load(&config.task, true)?;
     device.seed(config.seed);
     let model = config
         .classifier(data.vocab_size, data.num_classes)?

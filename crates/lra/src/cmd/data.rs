@@ -2,7 +2,7 @@
 //! compact cache training reads (`prepare`), and check a task's files (`check`).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -13,8 +13,8 @@ use lra_data::pathfinder;
 use lra_data::{DataError, OnProblem, Split, SplitData, TaskData, cache};
 
 use crate::batches::{TrainOrder, make_batch};
-use crate::config::{self, TaskName};
-use crate::tasks::{self, DataSet};
+use crate::config;
+use crate::task::DataSet;
 
 /// Data tools.
 #[derive(Debug, Subcommand)]
@@ -66,8 +66,8 @@ pub struct PathfinderArgs {
 /// A task and its data folder.
 #[derive(Debug, Args)]
 pub struct TaskArgs {
-    /// The task.
-    pub task: TaskName,
+    /// The task (see `lra list`).
+    pub task: String,
     /// Folder with the task's official files, or the top of the LRA release (its nested
     /// `lra_release/lra_release/…` folders are searched).
     #[arg(long)]
@@ -80,16 +80,12 @@ pub struct TaskArgs {
 impl TaskArgs {
     /// The data set these arguments name.
     pub fn data_set(&self) -> Result<DataSet> {
-        if self.contour_length.is_some() && self.task.pathfinder_variant().is_none() {
-            bail!(
-                "--contour-length applies to pathfinder, pathx and path256, not {}",
-                self.task
-            );
+        let mut settings = toml::Table::new();
+        if let Some(length) = self.contour_length {
+            settings.insert("contour_length".into(), i64::from(length).into());
         }
-        Ok(DataSet {
-            task: self.task,
-            contour_length: self.contour_length,
-        })
+        DataSet::new(&self.task, &self.data, &settings)
+            .with_context(|| format!("lra data … {} --data {}", self.task, self.data.display()))
     }
 }
 
@@ -145,7 +141,7 @@ pub fn execute(command: DataCommand) -> Result<()> {
         DataCommand::Generate(GenerateCommand::Listops(args)) => generate(&args),
         DataCommand::Generate(GenerateCommand::Pathfinder(args)) => generate_pathfinder(&args),
         DataCommand::Prepare(args) => {
-            let dir = prepare(args.data_set()?, &args.data)?;
+            let dir = prepare(&args.data_set()?)?;
             println!("wrote the {} cache to {}", args.task, dir.display());
             Ok(())
         }
@@ -210,18 +206,23 @@ fn generate(args: &ListopsArgs) -> Result<()> {
 
 /// Reads `task`'s official files under `data` (stopping at the first problem) and writes its
 /// cache; returns the cache folder.
-pub fn prepare(set: DataSet, data: &Path) -> Result<PathBuf> {
-    let parsed = tasks::read_raw(set, data, OnProblem::Fail)
-        .with_context(|| format!("reading the {} files under {}", set.task, data.display()))?;
-    let dir = tasks::cache_dir(set, data);
-    cache::write(&dir, &set.cache_name(), &parsed)?;
+pub fn prepare(set: &DataSet) -> Result<PathBuf> {
+    let parsed = set.read(OnProblem::Fail).with_context(|| {
+        format!(
+            "reading the {} files under {}",
+            set.task.name(),
+            set.root.display()
+        )
+    })?;
+    let dir = set.cache_dir()?;
+    cache::write(&dir, &set.cache_name()?, &parsed)?;
     Ok(dir)
 }
 
 /// What `lra data check` found.
 #[derive(Debug)]
 pub struct CheckReport {
-    pub task: TaskName,
+    pub task: String,
     pub data: PathBuf,
     /// Statistics of each split that could be read.
     pub splits: Vec<(Split, SplitStats)>,
@@ -264,21 +265,18 @@ pub fn check(args: &CheckArgs) -> Result<CheckReport> {
         .batch_size
         .or(preset.as_ref().map(|p| p.train.batch_size))
         .unwrap_or(32);
-    if let Some(variant) = set.pathfinder_variant() {
-        // Image problems come from the set check, which reads every image once.
-        let report = pathfinder::check(&pathfinder::find(data, variant)?);
-        if !report.is_ok() {
-            return Ok(CheckReport {
-                task: *task,
-                data: data.clone(),
-                splits: Vec::new(),
-                problems: report.problems.iter().map(ToString::to_string).collect(),
-                loader: None,
-            });
-        }
+    let source_problems = set.task.check_sources(data, &set.settings)?;
+    if !source_problems.is_empty() {
+        return Ok(CheckReport {
+            task: task.clone(),
+            data: data.clone(),
+            splits: Vec::new(),
+            problems: source_problems,
+            loader: None,
+        });
     }
     let mut found: Vec<DataError> = Vec::new();
-    let parsed = match tasks::read_raw(set, data, OnProblem::Collect(&mut found)) {
+    let parsed = match set.read(OnProblem::Collect(&mut found)) {
         Ok(parsed) => Some(parsed),
         // ListOps stops at its first bad line: report it like the others.
         Err(error)
@@ -292,9 +290,9 @@ pub fn check(args: &CheckArgs) -> Result<CheckReport> {
         Err(error) => return Err(error),
     };
     let mut problems: Vec<String> = found.iter().map(ToString::to_string).collect();
-    let cache_dir = tasks::cache_dir(set, data);
+    let cache_dir = set.cache_dir()?;
     if cache::exists(&cache_dir)
-        && let Err(error) = cache::read(&cache_dir, &set.cache_name())
+        && let Err(error) = cache::read(&cache_dir, &set.cache_name()?)
     {
         problems.push(error.to_string());
     }
@@ -309,7 +307,7 @@ pub fn check(args: &CheckArgs) -> Result<CheckReport> {
         .filter(|d| !d.train.is_empty())
         .map(|d| loader_speed(d, batch_size, max_len));
     Ok(CheckReport {
-        task: *task,
+        task: task.clone(),
         data: data.clone(),
         splits,
         problems,

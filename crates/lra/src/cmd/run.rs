@@ -6,10 +6,10 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::config::{self, ExperimentConfig, TaskName};
+use crate::config::{self, ExperimentConfig, Request};
 use crate::results::{RunDir, atomic_write};
 use crate::train::{Outcome, RunOptions, train};
-use crate::{device, tasks};
+use crate::{device, task};
 
 /// Options of `lra run`.
 #[derive(Debug, Args, Default)]
@@ -19,7 +19,7 @@ pub struct RunArgs {
     pub attention: Option<String>,
     /// Task; must match the preset's task.
     #[arg(long, short)]
-    pub task: Option<TaskName>,
+    pub task: Option<String>,
     /// Named config under experiments/ (e.g. `tiny`, `lra-pytorch/listops`).
     /// Default: `lra-pytorch/<task>`.
     #[arg(long, short, conflicts_with = "config")]
@@ -73,7 +73,7 @@ pub fn execute(args: &RunArgs) -> Result<(RunDir, Outcome)> {
         }
         None => (resolve(args)?, None),
     };
-    let data = tasks::load(&config.task, args.quiet)?;
+    let data = task::load(&config.task, args.quiet)?;
     let run = match run {
         Some(run) => run,
         None => create_run_dir(&args.out, &config)?,
@@ -99,47 +99,22 @@ pub fn execute(args: &RunArgs) -> Result<(RunDir, Outcome)> {
     Ok((run, outcome))
 }
 
-/// Preset or config file, then `--set` and the shorthand flags, validated and with the mixer's
-/// defaults filled in.
+/// The config these arguments ask for (see [`config::resolve`]).
 pub fn resolve(args: &RunArgs) -> Result<ExperimentConfig> {
-    let base = match (&args.config, &args.preset) {
-        (Some(file), _) => config::load_file(file)?,
-        (None, Some(preset)) => config::load_preset(preset)?,
-        (None, None) => {
-            let task = args.task.unwrap_or(TaskName::Listops);
-            config::load_preset(&format!("lra-pytorch/{task}"))?
-        }
-    };
-    if let Some(task) = args.task
-        && task != base.task.name
-    {
-        bail!(
-            "preset `{}` is for task {}, not {task}; pick a preset for {task} (available: {})",
-            base.preset,
-            base.task.name,
-            config::list_presets().join(", ")
-        );
-    }
-    let mut overrides = args.overrides.clone();
-    if let Some(attention) = &args.attention {
-        attention.parse::<lra_model::MixerKind>()?;
-        overrides.push(format!("attention=\"{attention}\""));
-    }
-    if let Some(steps) = args.steps {
-        overrides.push(format!("train.steps={steps}"));
-    }
-    if let Some(seed) = args.seed {
-        overrides.push(format!("seed={seed}"));
-    }
-    if let Some(data) = &args.data {
-        let text = toml::Value::String(data.display().to_string());
-        overrides.push(format!("task.data_dir={text}"));
-    }
-    base.with_overrides(&overrides)?.resolved()
+    config::resolve(&Request {
+        preset: args.preset.clone(),
+        config_file: args.config.clone(),
+        task: args.task.clone(),
+        attention: args.attention.clone(),
+        overrides: args.overrides.clone(),
+        steps: args.steps,
+        seed: args.seed,
+        data: args.data.clone(),
+    })
 }
 
 fn run_parent(out: &Path, config: &ExperimentConfig) -> PathBuf {
-    out.join(config.task.name.name()).join(&config.attention)
+    out.join(&config.task.name).join(&config.attention)
 }
 
 fn create_run_dir(out: &Path, config: &ExperimentConfig) -> Result<RunDir> {

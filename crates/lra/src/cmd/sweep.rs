@@ -12,7 +12,7 @@ use crate::config::{self, ExperimentConfig};
 use crate::results::{RunDir, atomic_write};
 use crate::sweep::{Cell, CellStatus, Shard, SweepFile, cell_config};
 use crate::train::{Outcome, RunOptions, train};
-use crate::{device, tasks};
+use crate::{device, task};
 
 /// Options of `lra sweep`.
 #[derive(Debug, Args)]
@@ -146,7 +146,7 @@ fn run_cells(
         let result = (|| -> Result<Outcome> {
             let data_key = toml::to_string(&config.task)?;
             if !data_by_task.contains_key(&data_key) {
-                data_by_task.insert(data_key.clone(), tasks::load(&config.task, args.quiet)?);
+                data_by_task.insert(data_key.clone(), task::load(&config.task, args.quiet)?);
             }
             let run = prepare_run_dir(cell, config, status)?;
             if !args.quiet {

@@ -9,7 +9,8 @@ use clap::Args;
 use crate::results::atomic_write;
 use crate::sweep::SweepFile;
 use crate::table::{
-    PUBLISHED_TASKS, PublishedNumbers, Table, find_summaries, published_path, read_summary,
+    PUBLISHED_TASKS, PublishedNumbers, Table, average_rule, find_summaries, published_file,
+    published_path, read_summary,
 };
 
 /// Options of `lra table`.
@@ -47,6 +48,9 @@ pub fn execute(args: &TableArgs) -> Result<String> {
             "no published table `{source}` in {}; see its `source` column",
             published_path().display()
         );
+    }
+    if let Some(source) = &table.published_source {
+        table.average = average_rule(&published_file("averages.csv"), source)?;
     }
     let out = args.out.clone().unwrap_or(default_out);
     let markdown = table.markdown(&numbers);

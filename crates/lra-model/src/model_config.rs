@@ -1,0 +1,109 @@
+//! The `[model]` section of an experiment config, defined once here (serde) and turned into a
+//! [`ClassifierConfig`] with what the task supplies: vocabulary, length, input layout and the
+//! objective's output width.
+
+use serde::{Deserialize, Serialize};
+
+use crate::classifier::{ClassifierConfig, HeadKind, Pooling};
+use crate::encoder::{EncoderConfig, NormPlacement};
+use crate::error::ConfigError;
+use crate::mixer::MixerConfig;
+
+/// Model sizes and options; the mixer is chosen and configured apart (`attention`, `[mixer]`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub d_model: usize,
+    pub n_layers: usize,
+    pub n_heads: usize,
+    pub d_ffn: usize,
+    pub dropout: f64,
+    pub attention_dropout: f64,
+    pub pooling: Pooling,
+    /// Hidden width of the MLP head (the pooler head is d_model wide).
+    pub head_hidden: usize,
+    /// The head: `mlp` (default, the LRA heads) or `pooler` (BERT's dense + tanh, dropout, linear).
+    #[serde(default)]
+    pub head: HeadKind,
+    /// Feed-forward sublayer in each block. Default: true (false: the LRA S4 model).
+    #[serde(default = "enabled")]
+    pub ffn: bool,
+    /// LayerNorm placement: `pre` (default) or `post` (BERT; S4 ListOps/Image `prenorm: false`).
+    #[serde(default)]
+    pub norm: NormPlacement,
+    /// Learned position embeddings. Default: true (false: the LRA S4 model).
+    #[serde(default = "enabled")]
+    pub positions: bool,
+    /// Token-type (segment) embeddings: 0 = none (default), 2 for BERT sentence pairs.
+    #[serde(default)]
+    pub token_types: usize,
+    /// LayerNorm over the summed embeddings (BERT, RoBERTa). Default: false.
+    #[serde(default)]
+    pub embedding_norm: bool,
+    /// Epsilon of every LayerNorm. Default: 1e-5 (PyTorch's); BERT uses 1e-12.
+    #[serde(default = "default_layer_norm_eps")]
+    pub layer_norm_eps: f64,
+}
+
+fn enabled() -> bool {
+    true
+}
+
+fn default_layer_norm_eps() -> f64 {
+    1e-5
+}
+
+/// What the task contributes to the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TaskShape {
+    /// Token ids, padding included.
+    pub vocab_size: usize,
+    /// Longest token sequence.
+    pub max_len: usize,
+    /// Output width: classes, or 1 for regression.
+    pub outputs: usize,
+    /// Pairs of documents through one shared encoder.
+    pub dual_encoder: bool,
+}
+
+impl ModelConfig {
+    /// Checks what each value alone cannot say.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.layer_norm_eps > 0.0) {
+            return Err(ConfigError::Inconsistent(format!(
+                "model.layer_norm_eps = {}: expected a positive epsilon",
+                self.layer_norm_eps
+            )));
+        }
+        Ok(())
+    }
+
+    /// The model for a task, with `mixer` in every block.
+    pub fn classifier(&self, task: TaskShape, mixer: MixerConfig) -> ClassifierConfig {
+        ClassifierConfig {
+            encoder: EncoderConfig {
+                vocab_size: task.vocab_size,
+                max_len: task.max_len,
+                d_model: self.d_model,
+                n_layers: self.n_layers,
+                n_heads: self.n_heads,
+                d_ffn: self.d_ffn,
+                ffn: self.ffn,
+                norm: self.norm,
+                positions: self.positions,
+                dropout: self.dropout,
+                attention_dropout: self.attention_dropout,
+                cls_token: self.pooling == Pooling::Cls,
+                token_types: self.token_types,
+                embedding_norm: self.embedding_norm,
+                layer_norm_eps: self.layer_norm_eps,
+                mixer,
+            },
+            pooling: self.pooling,
+            head_hidden: self.head_hidden,
+            head: self.head,
+            num_classes: task.outputs,
+            dual_encoder: task.dual_encoder,
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! What each benchmark builds and times: mixers on random input, the attention ops alone, and a
+//! preset's whole training step (the very step `lra run` takes).
+
+use anyhow::{Context, Result, bail};
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use lra_model::ops::{flash_attention, softmax_attention};
+use lra_model::{MixerDims, MixerInput, MixerKind, TokenMixer};
+
+use super::measure::{row, time_repeats};
+use super::{
+    AttentionArgs, AttentionOp, BenchRow, EfficiencyArgs, EfficiencyFile, MixerArgs, Mode, StepArgs,
+};
+use crate::batches::Batch;
+use crate::config::{self, ExperimentConfig, Request};
+use crate::device;
+use crate::objective::{Objective, Targets};
+use crate::schedule::learning_rate;
+use crate::train::{logits, optimizer, train_step};
+
+impl AttentionOp {
+    /// `softmax(q kᵀ + key_bias) v` without dropout; a zero `key_bias` is SDPA without a mask.
+    fn apply(self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, key_bias: Tensor<2>) -> Tensor<4> {
+        match self {
+            AttentionOp::Flash => flash_attention::flash_attention(q, k, v, key_bias, 0.0, 0),
+            AttentionOp::Softmax => softmax_attention::softmax_attention(q, k, v, key_bias, 0.0, 0),
+        }
+    }
+}
+
+fn mixer_kinds(names: &[String]) -> Result<Vec<MixerKind>> {
+    if names.is_empty() {
+        return Ok(MixerKind::ALL.to_vec());
+    }
+    names.iter().map(|name| config::mixer_kind(name)).collect()
+}
+
+pub(super) fn bench_mixers(args: &MixerArgs) -> Result<Vec<BenchRow>> {
+    let kinds = mixer_kinds(&args.attention)?;
+    let base = device::parse(&args.device)?;
+    let mut rows = Vec::new();
+    for kind in kinds {
+        for &mode in args.mode.passes() {
+            for &n in &args.seq_len {
+                let dims = MixerDims::new(args.d_model, args.heads, n);
+                let config = kind.default_config();
+                config.validate(&dims)?;
+                let timing = match mode {
+                    Mode::Forward => {
+                        base.seed(0);
+                        let mixer = config.init(&dims, &base);
+                        let x = Tensor::<3>::random(
+                            [args.batch, n, args.d_model],
+                            Distribution::Default,
+                            &base,
+                        );
+                        time_repeats(args.repeats, &base, || {
+                            let _ = mixer
+                                .forward(MixerInput::new(x.clone()))
+                                .x
+                                .sum()
+                                .into_scalar::<f32>();
+                        })?
+                    }
+                    _ => {
+                        let device = base.clone().autodiff();
+                        device.seed(0);
+                        let mixer = config.init(&dims, &device);
+                        let x = Tensor::<3>::random(
+                            [args.batch, n, args.d_model],
+                            Distribution::Default,
+                            &device,
+                        )
+                        .require_grad();
+                        time_repeats(args.repeats, &device, || {
+                            let out = mixer.forward(MixerInput::new(x.clone())).x;
+                            let _ = out.sum().backward();
+                        })?
+                    }
+                };
+                let row = row(
+                    "mixer",
+                    mode,
+                    kind.name(),
+                    n,
+                    args.batch,
+                    args.d_model,
+                    &args.device,
+                    &timing,
+                );
+                eprintln!(
+                    "{:<12} {:<7} n={:<6} {:>10.2} ms {:>10.1} MiB",
+                    kind.name(),
+                    mode.name(),
+                    n,
+                    row.median_ms,
+                    row.peak_mib
+                );
+                rows.push(row);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+pub(super) fn bench_attention(args: &AttentionArgs) -> Result<Vec<BenchRow>> {
+    let base = device::parse(&args.device)?;
+    if !flash_attention::is_supported(&base) || !softmax_attention::is_supported(&base) {
+        bail!(
+            "`lra bench attention` times the fused CPU kernels; device `{}` has none (time the mixers with `lra bench mixers`)",
+            args.device
+        );
+    }
+    let mut rows = Vec::new();
+    for &op in &args.op {
+        for &mode in args.mode.passes() {
+            for &n in &args.seq_len {
+                let shape = [args.batch, args.heads, n, args.head_dim];
+                let device = match mode {
+                    Mode::Forward => base.clone(),
+                    _ => base.clone().autodiff(),
+                };
+                device.seed(0);
+                let [q, k, v] = [(); 3].map(|_| {
+                    let x = Tensor::<4>::random(shape, Distribution::Default, &device);
+                    if mode == Mode::Forward {
+                        x
+                    } else {
+                        x.require_grad()
+                    }
+                });
+                let no_padding = Tensor::<2>::zeros([args.batch, n], &device);
+                let timing = time_repeats(args.repeats, &device, || {
+                    let (q, k, v) = (q.clone(), k.clone(), v.clone());
+                    let out = op.apply(q, k, v, no_padding.clone()).sum();
+                    match mode {
+                        Mode::Forward => drop(out.into_scalar::<f32>()),
+                        _ => drop(out.backward()),
+                    }
+                })?;
+                let d_model = args.heads * args.head_dim;
+                let row = row(
+                    "attention",
+                    mode,
+                    op.name(),
+                    n,
+                    args.batch,
+                    d_model,
+                    &args.device,
+                    &timing,
+                );
+                eprintln!(
+                    "{:<8} {:<7} n={:<6} {:>10.2} ms {:>10.1} MiB",
+                    op.name(),
+                    mode.name(),
+                    n,
+                    row.median_ms,
+                    row.peak_mib
+                );
+                rows.push(row);
+            }
+        }
+    }
+    Ok(rows)
+}
+
+pub(super) fn bench_step(args: &StepArgs) -> Result<BenchRow> {
+    let config = config::resolve(&Request {
+        preset: Some(args.preset.clone()),
+        attention: args.attention.clone(),
+        overrides: args.overrides.clone(),
+        ..Request::default()
+    })?;
+    let row = time_model(&config, &args.device, args.repeats, Mode::Train)?;
+    eprintln!(
+        "{} step ({} × {}): {:.1} ms median, {:.1} ms min, {:.0} MiB peak",
+        args.preset, row.batch, row.seq_len, row.median_ms, row.min_ms, row.peak_mib
+    );
+    Ok(row)
+}
+
+pub(super) fn bench_efficiency(args: &EfficiencyArgs) -> Result<(EfficiencyFile, Vec<BenchRow>)> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("cannot read benchmark file {}", args.file.display()))?;
+    let mut file: EfficiencyFile = toml::from_str(&text)
+        .with_context(|| format!("{}: invalid benchmark file", args.file.display()))?;
+    if !args.attention.is_empty() {
+        file.attention = args.attention.clone();
+    }
+    if !args.seq_len.is_empty() {
+        file.seq_len = args.seq_len.clone();
+    }
+    file.batch = args.batch.unwrap_or(file.batch);
+    file.mode = args.mode.unwrap_or(file.mode);
+    file.repeats = args.repeats.unwrap_or(file.repeats);
+    if file.attention.is_empty() || file.seq_len.is_empty() {
+        bail!(
+            "{}: `attention` and `seq_len` need at least one entry",
+            args.file.display()
+        );
+    }
+    mixer_kinds(&file.attention)?;
+    let mut rows = Vec::new();
+    for &mode in file.mode.passes() {
+        for attention in &file.attention {
+            for &n in &file.seq_len {
+                let mut overrides = file.set.clone();
+                overrides.push(format!("task.max_len={n}"));
+                overrides.push(format!("train.batch_size={}", file.batch));
+                let config = config::resolve(&Request {
+                    preset: Some(file.preset.clone()),
+                    attention: Some(attention.clone()),
+                    overrides,
+                    ..Request::default()
+                })?;
+                let row = time_model(&config, &args.device, file.repeats, mode)?;
+                eprintln!(
+                    "{attention:<12} {:<7} n={n:<6} {:>9.1} ms {:>9.0} MiB",
+                    mode.name(),
+                    row.median_ms,
+                    row.peak_mib
+                );
+                rows.push(row);
+            }
+        }
+    }
+    Ok((file, rows))
+}
+
+/// Random documents with realistic padding (each sequence's real length between n/4 and n),
+/// two per example for pair tasks, and targets cycling through the classes.
+fn random_batch(
+    config: &ExperimentConfig,
+    vocab_size: usize,
+    objective: Objective,
+    documents: usize,
+    device: &Device,
+) -> Batch {
+    let (batch, len) = (config.train.batch_size, config.task.max_len);
+    let document = || {
+        let tokens = Tensor::<2, Int>::random(
+            [batch, len],
+            Distribution::Uniform(1.0, vocab_size as f64),
+            device,
+        );
+        let lengths = Tensor::<2, Int>::random(
+            [batch, 1],
+            Distribution::Uniform((len / 4) as f64, len as f64),
+            device,
+        );
+        let positions = Tensor::<1, Int>::arange(0..len as i64, device).reshape([1, len]);
+        (tokens, positions.greater_equal(lengths))
+    };
+    let (tokens, pad_mask) = document();
+    let targets = match objective {
+        Objective::Classification { classes } => Targets::Classes(Tensor::from_data(
+            TensorData::new(
+                (0..batch as i64).map(|i| i % classes as i64).collect(),
+                [batch],
+            ),
+            device,
+        )),
+        Objective::Regression => {
+            Targets::Scores(Tensor::random([batch], Distribution::Default, device))
+        }
+    };
+    Batch {
+        tokens,
+        pad_mask,
+        second: (documents == 2).then(document),
+        targets,
+    }
+}
+
+/// Times the config's whole model: the training step `lra run` takes (forward, backward, AdamW
+/// with the config's settings and clipping, at the schedule's peak rate) or a forward pass.
+fn time_model(
+    config: &ExperimentConfig,
+    device_name: &str,
+    repeats: usize,
+    mode: Mode,
+) -> Result<BenchRow> {
+    let base = device::parse(device_name)?;
+    let task = config.task.task()?;
+    let objective = task.objective();
+    let vocab_size = task.vocab_size();
+    let documents = task.input().documents();
+    let model_config = config.classifier(vocab_size, objective.outputs())?;
+    let timing = if mode == Mode::Forward {
+        base.seed(config.seed);
+        let model = model_config.init(&base);
+        let batch = random_batch(config, vocab_size, objective, documents, &base);
+        time_repeats(repeats, &base, || {
+            let _ = logits(&model, batch.clone()).sum().into_scalar::<f32>();
+        })?
+    } else {
+        let device = base.autodiff();
+        device.seed(config.seed);
+        let mut model = Some(model_config.init(&device));
+        let mut optim = optimizer(&config.train);
+        let lr = learning_rate(&config.train, config.train.warmup_steps);
+        let batch = random_batch(config, vocab_size, objective, documents, &device);
+        time_repeats(repeats, &device, || {
+            let current = model.take().expect("the model is put back after each step");
+            let (next, _) = train_step(current, &mut optim, batch.clone(), objective, lr);
+            model = Some(next);
+        })?
+    };
+    Ok(row(
+        "model_step",
+        mode,
+        &config.attention,
+        config.task.max_len,
+        config.train.batch_size,
+        config.model.d_model,
+        device_name,
+        &timing,
+    ))
+}

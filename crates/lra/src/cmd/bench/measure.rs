@@ -1,0 +1,91 @@
+//! Timing and peak memory of repeated calls, and the row each timed configuration becomes.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use burn::tensor::Device;
+use serde::Serialize;
+
+use super::Mode;
+use crate::memory;
+
+/// One timed configuration.
+#[derive(Debug, Serialize)]
+pub struct BenchRow {
+    pub bench: &'static str,
+    /// `train` (forward + backward [+ update]) or `forward`.
+    pub mode: &'static str,
+    pub attention: String,
+    pub seq_len: usize,
+    pub batch: usize,
+    pub d_model: usize,
+    pub device: String,
+    pub median_ms: f64,
+    pub min_ms: f64,
+    /// Peak heap growth during the timed calls (CPU backend; 0 where not measurable).
+    pub peak_mib: f64,
+}
+
+impl BenchRow {
+    /// Legend / table label: the method, with the mode when a benchmark has both.
+    pub(super) fn label(&self, both_modes: bool) -> String {
+        if both_modes {
+            format!("{} ({})", self.attention, self.mode)
+        } else {
+            self.attention.clone()
+        }
+    }
+}
+
+/// Milliseconds of each timed call and the peak memory growth over them.
+pub(super) struct Timing {
+    pub(super) times: Vec<f64>,
+    pub(super) peak_mib: f64,
+}
+
+/// One warm-up call, then `repeats` timed calls (synchronising the device after each).
+pub(super) fn time_repeats(repeats: usize, device: &Device, mut f: impl FnMut()) -> Result<Timing> {
+    f();
+    device.sync()?;
+    let baseline = memory::current_bytes();
+    memory::reset_peak();
+    let mut times = Vec::with_capacity(repeats);
+    for _ in 0..repeats.max(1) {
+        let start = Instant::now();
+        f();
+        device.sync()?;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+    }
+    let peak = memory::peak_bytes().saturating_sub(baseline);
+    Ok(Timing {
+        times,
+        peak_mib: peak as f64 / (1024.0 * 1024.0),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) fn row(
+    bench: &'static str,
+    mode: Mode,
+    attention: &str,
+    seq_len: usize,
+    batch: usize,
+    d_model: usize,
+    device: &str,
+    timing: &Timing,
+) -> BenchRow {
+    let mut sorted = timing.times.clone();
+    sorted.sort_by(f64::total_cmp);
+    BenchRow {
+        bench,
+        mode: mode.name(),
+        attention: attention.to_string(),
+        seq_len,
+        batch,
+        d_model,
+        device: device.to_string(),
+        median_ms: sorted[sorted.len() / 2],
+        min_ms: sorted[0],
+        peak_mib: timing.peak_mib,
+    }
+}

@@ -1,0 +1,44 @@
+//! Image (LRA): CIFAR-10 as 1,024 grayscale pixel tokens, 10 classes, from the binary release.
+
+use std::path::Path;
+
+use anyhow::Result;
+use lra_data::{OnProblem, TaskData, image};
+
+use super::settings::{self, NoSettings};
+use super::{InputLayout, PublishedColumn, Task};
+use crate::objective::Objective;
+
+pub struct Image;
+
+impl Task for Image {
+    fn name(&self) -> &'static str {
+        "image"
+    }
+    fn summary(&self) -> &'static str {
+        "Image: CIFAR-10 as 1,024 grayscale pixels, 10 classes (cifar-10-binary)"
+    }
+    fn input(&self) -> InputLayout {
+        InputLayout::Single
+    }
+    fn vocab_size(&self) -> usize {
+        image::VOCAB_SIZE
+    }
+    fn objective(&self) -> Objective {
+        Objective::Classification {
+            classes: image::NUM_CLASSES,
+        }
+    }
+    fn published(&self) -> Option<PublishedColumn> {
+        Some(PublishedColumn {
+            file: "lra.csv",
+            column: "image",
+        })
+    }
+    fn resolve_settings(&self, settings: &toml::Table) -> Result<toml::Table> {
+        settings::resolve::<NoSettings>(self.name(), settings)
+    }
+    fn read(&self, root: &Path, _: &toml::Table, on_problem: OnProblem) -> Result<TaskData> {
+        Ok(image::load(root, on_problem)?)
+    }
+}

@@ -1,0 +1,190 @@
+//! The task registry: one [`Task`] per benchmark task, listed once in [`TASKS`]. A task says how
+//! its data is read (or generated), how examples enter the model ([`InputLayout`]), what the model
+//! predicts ([`Objective`]), which metrics it reports and which one selects the best checkpoint,
+//! and where its published numbers live. Everything else (training, evaluation, results, tables)
+//! reads these answers instead of matching on task names.
+//!
+//! Add a task: a module here implementing [`Task`] (a reader in `lra-data`, a settings struct for
+//! its own `[task]` keys) and one line in [`TASKS`].
+
+mod image;
+mod listops;
+mod pathfinder;
+mod retrieval;
+mod settings;
+mod text;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use lra_data::{OnProblem, TaskData, cache};
+
+use crate::config::TaskConfig;
+use crate::metrics::Metric;
+use crate::objective::Objective;
+use crate::suggest::unknown_name;
+
+pub use settings::parse_settings;
+
+/// Every registered task, in the LRA paper's table order.
+pub static TASKS: &[&dyn Task] = &[
+    &listops::Listops,
+    &text::Text,
+    &retrieval::Retrieval,
+    &image::Image,
+    &pathfinder::PATHFINDER,
+    &pathfinder::PATH_X,
+    &pathfinder::PATH_256,
+];
+
+/// How a task's examples enter the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputLayout {
+    /// One token sequence per example.
+    Single,
+    /// Two documents encoded separately by one shared encoder, classified from
+    /// `[a, b, a·b, a − b]` (LRA retrieval).
+    DualEncoder,
+}
+
+impl InputLayout {
+    /// Documents stored per example.
+    pub fn documents(self) -> usize {
+        match self {
+            InputLayout::Single => 1,
+            InputLayout::DualEncoder => 2,
+        }
+    }
+}
+
+/// Where a task's published numbers are: a column of a file under `experiments/published/`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PublishedColumn {
+    pub file: &'static str,
+    pub column: &'static str,
+}
+
+/// What the harness needs to know about one task.
+pub trait Task: Sync {
+    /// Name on the command line, in configs and in run folders.
+    fn name(&self) -> &'static str;
+    /// One line for `lra list`.
+    fn summary(&self) -> &'static str;
+    /// How examples enter the model.
+    fn input(&self) -> InputLayout;
+    /// Token ids of the task's vocabulary, padding included (the embedding's rows).
+    fn vocab_size(&self) -> usize;
+    /// What the model predicts and the loss it trains with.
+    fn objective(&self) -> Objective;
+    /// Metrics reported on every evaluated split (the loss is always reported too).
+    fn metrics(&self) -> &'static [Metric] {
+        &[Metric::Accuracy]
+    }
+    /// The metric that picks the best checkpoint (higher is better).
+    fn selection_metric(&self) -> Metric {
+        self.metrics()[0]
+    }
+    /// Where the task's published numbers are.
+    fn published(&self) -> Option<PublishedColumn>;
+    /// Checks the task's own `[task]` keys and returns them with every default filled in.
+    fn resolve_settings(&self, settings: &toml::Table) -> Result<toml::Table>;
+    /// Name of the prepared cache folder of the data set these settings select.
+    fn cache_name(&self, settings: &toml::Table) -> Result<String> {
+        let _ = settings;
+        Ok(self.name().to_string())
+    }
+    /// Reads the official-format files under `root` (which may be the top of the release).
+    fn read(&self, root: &Path, settings: &toml::Table, on_problem: OnProblem) -> Result<TaskData>;
+    /// Problems found by a check of the source files that reading alone would not find (e.g.
+    /// corrupt or duplicate Pathfinder images); empty when there is none.
+    fn check_sources(&self, root: &Path, settings: &toml::Table) -> Result<Vec<String>> {
+        let _ = (root, settings);
+        Ok(Vec::new())
+    }
+    /// Makes the data in `data_dir` when it is missing and the settings say how (synthetic tasks).
+    fn generate_if_missing(
+        &self,
+        data_dir: &Path,
+        settings: &toml::Table,
+        quiet: bool,
+    ) -> Result<()> {
+        let _ = (data_dir, settings, quiet);
+        Ok(())
+    }
+}
+
+/// The task called `name`, or an error listing the tasks (and the closest name).
+pub fn find(name: &str) -> Result<&'static dyn Task> {
+    TASKS
+        .iter()
+        .copied()
+        .find(|task| task.name() == name)
+        .ok_or_else(|| unknown_name("task", name, TASKS.iter().map(|t| t.name())))
+}
+
+/// Names of every task, in table order.
+pub fn names() -> Vec<&'static str> {
+    TASKS.iter().map(|t| t.name()).collect()
+}
+
+/// One task's data: the task, the folder its files are under, and the task's settings (which
+/// select e.g. the Pathfinder difficulty).
+#[derive(Clone)]
+pub struct DataSet {
+    pub task: &'static dyn Task,
+    pub root: PathBuf,
+    /// The task's settings, checked and with defaults filled in.
+    pub settings: toml::Table,
+}
+
+impl DataSet {
+    /// The data of task `name` under `root` with `settings` (checked by the task).
+    pub fn new(name: &str, root: &Path, settings: &toml::Table) -> Result<Self> {
+        let task = find(name)?;
+        Ok(Self {
+            task,
+            root: root.to_path_buf(),
+            settings: task.resolve_settings(settings)?,
+        })
+    }
+
+    /// The data a task config names.
+    pub fn of(config: &TaskConfig) -> Result<Self> {
+        Self::new(&config.name, &config.data_dir, &config.settings)
+    }
+
+    /// Name of the prepared cache: the task, plus what the settings select (`pathx-cl14`).
+    pub fn cache_name(&self) -> Result<String> {
+        self.task.cache_name(&self.settings)
+    }
+
+    /// The folder `lra data prepare` writes the cache into.
+    pub fn cache_dir(&self) -> Result<PathBuf> {
+        Ok(cache::cache_dir(&self.root, &self.cache_name()?))
+    }
+
+    /// Reads the official-format files.
+    pub fn read(&self, on_problem: OnProblem) -> Result<TaskData> {
+        self.task.read(&self.root, &self.settings, on_problem)
+    }
+
+    /// Reads (or first generates) the train/val/test splits: from the prepared cache when
+    /// `lra data prepare` wrote one, otherwise from the official files.
+    pub fn load(&self, quiet: bool) -> Result<TaskData> {
+        let name = self.task.name();
+        let dir = self.cache_dir()?;
+        if cache::exists(&dir) {
+            return cache::read(&dir, &self.cache_name()?)
+                .with_context(|| format!("loading the prepared {name} cache"));
+        }
+        self.task
+            .generate_if_missing(&self.root, &self.settings, quiet)?;
+        self.read(OnProblem::Fail)
+            .with_context(|| format!("loading {name} data from {}", self.root.display()))
+    }
+}
+
+/// Reads (or first generates) the data a task config names.
+pub fn load(config: &TaskConfig, quiet: bool) -> Result<TaskData> {
+    DataSet::of(config)?.load(quiet)
+}

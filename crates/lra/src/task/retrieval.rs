@@ -1,0 +1,45 @@
+//! Retrieval (LRA): byte-level AAN citation matching of document pairs through a dual encoder,
+//! 2 classes.
+
+use std::path::Path;
+
+use anyhow::Result;
+use lra_data::{OnProblem, TaskData, retrieval};
+
+use super::settings::{self, NoSettings};
+use super::{InputLayout, PublishedColumn, Task};
+use crate::objective::Objective;
+
+pub struct Retrieval;
+
+impl Task for Retrieval {
+    fn name(&self) -> &'static str {
+        "retrieval"
+    }
+    fn summary(&self) -> &'static str {
+        "Retrieval: byte-level AAN citation matching of document pairs (dual encoder), 2 classes"
+    }
+    fn input(&self) -> InputLayout {
+        InputLayout::DualEncoder
+    }
+    fn vocab_size(&self) -> usize {
+        retrieval::VOCAB_SIZE
+    }
+    fn objective(&self) -> Objective {
+        Objective::Classification {
+            classes: retrieval::NUM_CLASSES,
+        }
+    }
+    fn published(&self) -> Option<PublishedColumn> {
+        Some(PublishedColumn {
+            file: "lra.csv",
+            column: "retrieval",
+        })
+    }
+    fn resolve_settings(&self, settings: &toml::Table) -> Result<toml::Table> {
+        settings::resolve::<NoSettings>(self.name(), settings)
+    }
+    fn read(&self, root: &Path, _: &toml::Table, on_problem: OnProblem) -> Result<TaskData> {
+        Ok(retrieval::load(root, on_problem)?)
+    }
+}
