@@ -525,3 +525,46 @@ fn mutate(bytes: &mut Vec<u8>, rng: &mut ChaCha8Rng) {
         _ => bytes[at] = rng.random(),
     }
 }
+
+/// Corrupted bytes of a real parquet file: errors naming the file, never a panic.
+#[test]
+fn corrupted_parquet_files_give_errors_not_panics() {
+    let mut rng = ChaCha8Rng::seed_from_u64(16);
+    let relative = "mnli/validation_matched-00000-of-00001.parquet";
+    let original = fs::read(fixtures().join("glue-hf").join(relative)).unwrap();
+    let mut failures = 0;
+    for _ in 0..300 {
+        let mut bytes = original.clone();
+        for _ in 0..rng.random_range(1..4) {
+            let at = rng.random_range(0..bytes.len());
+            bytes[at] = rng.random();
+        }
+        if rng.random_bool(0.2) {
+            bytes.truncate(rng.random_range(0..bytes.len()));
+        }
+        let root = write_tree(relative, "");
+        let path = root.path().join(relative);
+        fs::write(&path, &bytes).unwrap();
+        let mut found = Vec::new();
+        let split = GlueSplit::ValidationMatched;
+        match glue::read_split(
+            root.path(),
+            GlueTask::Mnli,
+            split,
+            &mut OnProblem::Collect(&mut found),
+        ) {
+            Ok(_) => failures += usize::from(!found.is_empty()),
+            Err(error) => {
+                failures += 1;
+                assert!(
+                    error.to_string().contains(&path.display().to_string()),
+                    "{error}"
+                );
+            }
+        }
+    }
+    assert!(
+        failures > 100,
+        "most corruptions should be caught, caught {failures}"
+    );
+}

@@ -42,16 +42,23 @@ pub fn read_parquet(
         .map_err(|error| file_error(format!("cannot read rows: {error}")))?;
     let mut examples = Vec::new();
     for (record, row) in rows.enumerate() {
-        let parsed = row
-            .map_err(|error| error.to_string())
-            .and_then(|row| parse_row(&row, &columns, task, split));
-        match parsed {
+        let problem = |message| DataError::Record {
+            path: path.to_path_buf(),
+            record,
+            message,
+        };
+        // A row the decoder cannot produce means broken pages: the iterator may return the same
+        // error forever, so reading stops there.
+        let row = match row {
+            Ok(row) => row,
+            Err(error) => {
+                on_problem.report(problem(format!("cannot decode the row: {error}")))?;
+                break;
+            }
+        };
+        match parse_row(&row, &columns, task, split) {
             Ok(example) => examples.push(example),
-            Err(message) => on_problem.report(DataError::Record {
-                path: path.to_path_buf(),
-                record,
-                message,
-            })?,
+            Err(message) => on_problem.report(problem(message))?,
         }
     }
     Ok(examples)
