@@ -108,8 +108,12 @@ fn roberta_from_tokenizer_json_and_from_vocab_and_merges_match_the_reference() {
     assert_matches(&tokenizer, "roberta");
 }
 
+/// The harness encodes splits from several threads with one tokenizer.
+fn shareable_across_threads<T: Send + Sync>() {}
+
 #[test]
 fn special_ids_and_vocabulary_size() {
+    shareable_across_threads::<PretrainedTokenizer>();
     let vocab_lines = fs::read_to_string(folder("bert-uncased/vocab.txt"))
         .unwrap()
         .lines()
