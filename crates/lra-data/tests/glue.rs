@@ -15,7 +15,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    lra_data::fixtures::committed_fixtures()
 }
 
 fn read(root: &Path, task: GlueTask, split: GlueSplit) -> glue::GlueSplitData {
@@ -224,18 +224,17 @@ fn bad_records_name_file_line_and_expectation() {
 #[test]
 fn finds_either_layout_under_the_usual_folders_or_says_what_is_missing() {
     let root = write_tree("nyu-mll/glue/rte/test-00000-of-00001.parquet", "");
-    let (path, layout) = glue::locate(root.path(), GlueTask::Rte, GlueSplit::Test).unwrap();
-    assert_eq!(layout, GlueLayout::HuggingFace);
-    assert!(path.ends_with("nyu-mll/glue/rte/test-00000-of-00001.parquet"));
-    let root = write_tree("glue_data/diagnostic/diagnostic.tsv", "");
-    let (path, layout) = glue::locate(root.path(), GlueTask::Ax, GlueSplit::Test).unwrap();
-    assert_eq!(
-        (
-            layout,
-            path.ends_with("glue_data/diagnostic/diagnostic.tsv")
-        ),
-        (GlueLayout::GlueData, true)
+    let found = glue::locate(root.path(), GlueTask::Rte, GlueSplit::Test).unwrap();
+    assert_eq!(found.layout, GlueLayout::HuggingFace);
+    assert!(
+        found
+            .path
+            .ends_with("nyu-mll/glue/rte/test-00000-of-00001.parquet")
     );
+    let root = write_tree("glue_data/diagnostic/diagnostic.tsv", "");
+    let found = glue::locate(root.path(), GlueTask::Ax, GlueSplit::Test).unwrap();
+    assert_eq!(found.layout, GlueLayout::GlueData);
+    assert!(found.path.ends_with("glue_data/diagnostic/diagnostic.tsv"));
 
     let empty = tempfile::tempdir().unwrap();
     let error = glue::read_split(

@@ -5,7 +5,7 @@
 //! from the older vocabulary files alone; both must give exactly the recorded ids.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use lra_data::DataError;
 use lra_data::tokenizer::{Encoded, PretrainedTokenizer, SpecialTokens};
@@ -25,8 +25,8 @@ struct Ids {
 }
 
 fn folder(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/tokenizers")
+    lra_data::fixtures::committed_fixtures()
+        .join("tokenizers")
         .join(name)
 }
 

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{OnProblem, Result};
-use crate::glue::locate::{GlueLayout, locate};
+use crate::glue::locate::{GlueFile, GlueLayout, locate};
 use crate::glue::task::{GlueSplit, GlueTask};
 use crate::glue::{parquet, tsv};
 
@@ -55,7 +55,7 @@ pub fn read_split(
     on_problem: &mut OnProblem,
 ) -> Result<GlueSplitData> {
     let split_spec = task.split(split)?;
-    let (path, layout) = locate(root, task, split)?;
+    let GlueFile { path, layout } = locate(root, task, split)?;
     let (examples, skipped_short_lines) = match layout {
         GlueLayout::GlueData => {
             let records = tsv::read_tsv(&path, task.spec(), split_spec, on_problem)?;

@@ -26,14 +26,19 @@ pub enum GlueLayout {
     HuggingFace,
 }
 
+/// A split's file and its layout.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GlueFile {
+    /// The TSV or parquet file.
+    pub path: PathBuf,
+    /// Which layout it belongs to.
+    pub layout: GlueLayout,
+}
+
 /// The file of `split` of `task` under `root` and its layout: the first folder of
 /// `root`, `root/glue_data`, `root/glue`, `root/nyu-mll/glue` holding the TSV or the parquet file
 /// (TSV first). Missing: an error naming both files, the folders searched and their sources.
-pub fn locate(
-    root: &Path,
-    task: GlueTask,
-    split: GlueSplit,
-) -> Result<(PathBuf, GlueLayout), DataError> {
+pub fn locate(root: &Path, task: GlueTask, split: GlueSplit) -> Result<GlueFile, DataError> {
     let tsv = task.split(split)?.tsv_file;
     let parquet = task.spec().parquet_file(split);
     let folders: Vec<PathBuf> = PREFIXES
@@ -47,7 +52,7 @@ pub fn locate(
         ] {
             let path = folder.join(file);
             if path.is_file() {
-                return Ok((path, layout));
+                return Ok(GlueFile { path, layout });
             }
         }
     }

@@ -13,6 +13,6 @@ pub mod task;
 pub mod tsv;
 
 pub use data::{GlueExample, GlueSplitData, Target, read_split};
-pub use locate::{GlueLayout, locate};
+pub use locate::{GlueFile, GlueLayout, locate};
 pub use submission::{Prediction, write_submission};
 pub use task::{GlueSplit, GlueTask, SplitSpec, TaskSpec};
