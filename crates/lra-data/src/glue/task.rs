@@ -104,7 +104,8 @@ pub struct TsvFormat {
     /// Whether the first line is a header (CoLA train/dev have none).
     pub has_header: bool,
     /// The column holding the example's index; `None`: the row number (counted from 0 after the
-    /// header), which is also what the Hugging Face dataset stores as `idx` for such files.
+    /// header), as the Hugging Face dataset's `idx` for CoLA and SST-2 (its MRPC train/validation
+    /// `idx` count lines of the MSR source file instead; only test indices reach submissions).
     pub index: Option<usize>,
     /// Column of the first text.
     pub text_a: usize,
