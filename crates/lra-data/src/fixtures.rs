@@ -123,3 +123,11 @@ pub fn write_aan(root: &Path) -> PathBuf {
     }
     dir
 }
+
+/// The fixtures committed under `crates/lra-data/tests/fixtures/` (made once by the scripts in
+/// `scripts/`): tiny GLUE data in both layouts (`glue_data/`, `glue-hf/`, the same examples) and
+/// tokenizer checkpoints with the reference library's ids (`tokenizers/`). Other crates' tests
+/// can read them from here.
+pub fn committed_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}

@@ -48,25 +48,39 @@ impl Layout {
     /// files come from.
     pub fn locate(&self, root: &Path) -> Result<PathBuf, DataError> {
         self.find(root).ok_or_else(|| {
-            let searched: Vec<String> = self
-                .candidates(root)
-                .iter()
-                .map(|dir| format!("  {}", dir.display()))
-                .collect();
-            DataError::Missing(format!(
-                "no {} data under {}: expected {} in one of these folders:\n{}\nGet them from {}",
+            missing_files(
                 self.task,
-                root.display(),
-                self.required.join(", "),
-                searched.join("\n"),
-                self.source
-            ))
+                root,
+                &self.required.join(", "),
+                &self.candidates(root),
+                self.source,
+            )
         })
     }
 }
 
+/// The error for files of `task` found in none of the folders `searched` under `root`: it names the
+/// files `expected`, every folder searched and the `source` the files come from.
+pub fn missing_files(
+    task: &str,
+    root: &Path,
+    expected: &str,
+    searched: &[PathBuf],
+    source: &str,
+) -> DataError {
+    let searched: Vec<String> = searched
+        .iter()
+        .map(|dir| format!("  {}", dir.display()))
+        .collect();
+    DataError::Missing(format!(
+        "no {task} data under {}: expected {expected} in one of these folders:\n{}\nGet them from {source}",
+        root.display(),
+        searched.join("\n"),
+    ))
+}
+
 /// `a/./b/` → `a/b`, so messages show tidy paths.
-fn clean(path: &Path) -> PathBuf {
+pub fn clean(path: &Path) -> PathBuf {
     path.components().collect()
 }
 

@@ -1,17 +1,21 @@
-//! Task data for the Long Range Arena harness: readers, synthetic-data generators and tokenizers.
+//! Task data for the Long Range Arena and GLUE harness: readers, synthetic-data generators and
+//! tokenizers.
 //!
-//! Everything here works on plain token ids; turning them into tensors is the model crates' job.
+//! Everything here is plain Rust on text and token ids; turning them into tensors is the model
+//! crates' job.
 
 pub mod cache;
 pub mod error;
 pub mod example;
 pub mod fixtures;
+pub mod glue;
 pub mod image;
 pub mod layout;
 pub mod listops;
 pub mod pathfinder;
 pub mod retrieval;
 pub mod text;
+pub mod tokenizer;
 
 pub use error::{DataError, OnProblem, Result};
 pub use example::{Example, PAD_ID, Split, SplitBuilder, SplitData, TaskData, pad_to};
