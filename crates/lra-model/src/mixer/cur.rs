@@ -234,7 +234,7 @@ impl CurCore {
         device: &Device,
     ) -> (Tensor<2, Int>, Tensor<2>) {
         let [batch, seq] = shape;
-        let priority = if self.resample && is_training(&self.training, &device) {
+        let priority = if self.resample && is_training(&self.training, device) {
             Tensor::<2>::random([batch, seq], Distribution::Uniform(0.0, 1.0), device)
         } else {
             let max_len = self.priority.dims()[0];

@@ -132,7 +132,7 @@ impl LowRankCore {
         let [batch, heads, seq] = shape;
         let [max_len, width] = self.omega.dims();
         let width = width.min(seq);
-        if self.redraw && is_training(&self.training, &device) {
+        if self.redraw && is_training(&self.training, device) {
             return Tensor::random(
                 [batch, heads, seq, width],
                 Distribution::Normal(0.0, 1.0),

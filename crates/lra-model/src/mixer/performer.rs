@@ -216,7 +216,7 @@ impl PerformerCore {
     /// The `W` `[r, head_dim]` this call uses: a fresh draw when training with
     /// `redraw = "every_call"`, else the one drawn at init (`None` for deterministic features).
     pub fn projection(&self, device: &Device) -> Option<Tensor<2>> {
-        let training = is_training(&self.training, &device);
+        let training = is_training(&self.training, device);
         let initial = self.projection.as_ref()?.val();
         Some(match self.redraw {
             Redraw::EveryCall if training => {
