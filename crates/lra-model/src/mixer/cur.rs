@@ -19,7 +19,7 @@
 //! Only these blocks are formed: O(n·(s + r)·d + r·s²·iters) time and O(n·(s + r)) memory per
 //! head. With `s = n` (so `S_r = S` = all tokens, no shift) `Ê = E E⁺ E = E` and the output is
 //! softmax attention, up to the convergence of `W⁺`, the Nyströmformer iteration
-//! (`nystrom::iterative_pinv`, shared; it works for rectangular `W` and then gives the
+//! (`common::inverse::iterative_pinv`, as Nyström; it works for rectangular `W` and then gives the
 //! least-squares `W⁺`).
 //!
 //! Sources: there is no official attention code, and the paper's experiments use exact `pinv` on
@@ -103,7 +103,7 @@ pub struct CurConfig {
     /// many rows as columns), clamped to `[s, n]`. Default: `None`.
     #[serde(with = "zero_is_none")]
     pub row_samples: Option<usize>,
-    /// Iterations of the pseudoinverse of `W` (`nystrom::iterative_pinv`). Default: 6, as
+    /// Iterations of the pseudoinverse of `W` (`common::inverse::iterative_pinv`). Default: 6, as
     /// Nyströmformer (the paper uses an exact `pinv`, which is unstable here; see the notes).
     pub pinv_iters: usize,
     /// Regularisation of `W`; a shift needs `row_samples = samples`. Default: `none` (the shift

@@ -16,7 +16,7 @@
 //! `Z₀ = Aᵀ / (‖A‖₁ ‖A‖∞)`, then `Z ← ¼ Z (13I − AZ (15I − AZ (7I − AZ)))`; the
 //! error `I − AZ` goes to `¾E³ + ¼E⁴` per step, so it converges cubically once every singular
 //! value of `AZ₀` has grown near 1 (each step multiplies a small one by about 13/4).
-//! [`iterative_pinv`] is shared with `cur.rs`.
+//! [`iterative_pinv`] lives in `common::inverse` (CUR uses it too).
 //!
 //! With one landmark per token (`m = n`), `F = A = B = P` (the softmax matrix) and `F A⁺ B =
 //! P P⁺ P = P`: the method is exact up to the convergence of the pseudoinverse.

@@ -10,7 +10,7 @@
 //! `1 + f` key blocks are gathered and scored (batched `[l, (1+f)·l]` block matmuls). The low-rank
 //! term is the Performer estimate everywhere, corrected on the sparse support by the exact
 //! scores and jointly normalised (Scatterbrain, §14 of the notes; fly
-//! `sbblocksparse_attention.py`), through [`super::scatterbrain::sparse_lowrank_attention`]:
+//! `sbblocksparse_attention.py`), through [`sparse_lowrank_attention`] (`common::sparse_lowrank`):
 //!
 //! ```text
 //! out_i = [Σ_{j∈S} (exp(s_ij) − φ(q_i)·φ(k_j)) v_j + φ(q_i)(φ(K)ᵀV)] / [Σ_{j∈S} exp(s_ij) + φ(q_i)·Σ_j φ(k_j) − Σ_{j∈S} φ(q_i)·φ(k_j)]
@@ -38,7 +38,7 @@
 //!   information.
 //! - Sequences need not be a multiple of the block: the last block is filled and masked (fly
 //!   requires `n % block == 0`). Block pairs whose partner lies past the last block are empty.
-//! - Features, redraw, dropout: as [`super::scatterbrain`] (Performer positive features fixed at
+//! - Features, redraw, dropout: as `scatterbrain` (Performer positive features fixed at
 //!   init; dropout on the exact terms only). `nb_features = 0` leaves the sparse part alone.
 
 use burn::module::{Module, Param};

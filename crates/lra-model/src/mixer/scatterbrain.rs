@@ -23,14 +23,15 @@
 //! Official code checked: HazyResearch/fly `src/models/attention/sblocal_attention.py`
 //! (`SBLocalAttention.forward`), `feature_maps_sb.py` (`SBPerformerFeatures`),
 //! `scatterbrain_utils.py`, `sbblocksparse_attention.py` (the same combination on a block-sparse
-//! support, reused here by [`super::pixelfly`] through [`sparse_lowrank_attention`]); LRA settings
+//! support, which `pixelfly` uses: both call [`sparse_lowrank_attention`] of
+//! `common::sparse_lowrank`); LRA settings
 //! `configs/experiment/lra/*/sblocal.yaml`.
 //!
 //! Complexity: O(n·(1.5·w + r)·d) time, O(n·(1.5·w + r)) memory per head.
 //!
 //! Deviations, and why:
-//! - Features: the Performer's positive softmax features of [`super::performer`]
-//!   (`exp(W x̃ − ‖x̃‖²/2)/√r` with its stabilisers, reused, not copied) instead of fly's
+//! - Features: the Performer's positive softmax features (`common::feature_maps`,
+//!   `exp(W x̃ − ‖x̃‖²/2)/√r` with its stabilisers, the Performer's own) instead of fly's
 //!   hyperbolic `[exp(u), exp(−u)]` features (`SBPerformerFeatures`, `2·rows` features); both
 //!   are unbiased estimators of `exp(q·k/√d)`. The stabilisers' log-scale (per-query max plus
 //!   the per-(batch, head) key max) is recomputed here from the Performer's exponents.
