@@ -1,9 +1,10 @@
 //! Token mixers (softmax attention, its efficient variants, and non-attention mixers) behind one
 //! trait and one registry, plus the LRA encoder classifier they plug into.
 //!
-//! Add a mixer: write `mixer/<name>.rs` with a `Config` and a module implementing [`TokenMixer`],
-//! then add one line to the `mixers!` list in `mixer/registry.rs`. The conformance suite in
-//! `tests/conformance.rs` then covers it.
+//! Add a mixer: write `mixer/<name>.rs` with a `Config` and a module (an attention variant: an
+//! [`AttentionCore`] inside [`mixer::Attention`]; otherwise a [`TokenMixer`]), add `pub mod <name>;`
+//! to `mixer/mod.rs` and one line to the `mixers!` list in `mixer/registry.rs`. Shared maths lives in
+//! `mixer/common/`. The conformance suite in `tests/conformance.rs` then covers it.
 
 pub mod classifier;
 pub mod encoder;

@@ -1,11 +1,15 @@
 //! Conformance suite run over every registered mixer (the xformers `test_attentions.py` idea):
 //! output shape, padding invariance, gradient flow to every parameter and the input, determinism
-//! under a seed, batch independence, and equality with softmax attention for exact mixers.
+//! under a seed, batch independence, equality with softmax attention for exact mixers, caps that
+//! match the built module, and round trips: the config through TOML text, the module through a
+//! checkpoint file into a mixer built from another seed (parameters and fixed non-trained state
+//! such as random blocks, features and sketches must all come back).
 //! Inputs come from each mixer's default config and caps, never from a per-name special case.
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
-use burn::tensor::{Bool, Device, Distribution, Tensor, TensorData, Tolerance};
+use burn::tensor::{Bool, Device, Tensor, Tolerance};
+use lra_model::mixer::common::testing::{gaussian, pad_mask as padded_after};
 use lra_model::mixer::reference::softmax_attention;
 use lra_model::{Mixer, MixerDims, MixerInput, MixerKind, TokenMixer};
 
@@ -25,20 +29,12 @@ fn build(kind: MixerKind, seed: u64, device: &Device) -> Mixer {
 }
 
 fn random_input(seed: u64, device: &Device) -> Tensor<3> {
-    device.seed(seed);
-    Tensor::random(
-        [BATCH, SEQ, dims().d_model],
-        Distribution::Normal(0.0, 1.0),
-        device,
-    )
+    gaussian(device, seed, [BATCH, SEQ, dims().d_model])
 }
 
 /// First sequence unpadded, second padded after `REAL` tokens.
 fn pad_mask(device: &Device) -> Tensor<2, Bool> {
-    let mask: Vec<bool> = (0..BATCH * SEQ)
-        .map(|i| i / SEQ == 1 && i % SEQ >= REAL)
-        .collect();
-    Tensor::from_data(TensorData::new(mask, [BATCH, SEQ]), device)
+    padded_after(device, SEQ, REAL)
 }
 
 /// One forward call. The device RNG is reseeded first, so mixers that draw fresh randomness per
@@ -98,7 +94,7 @@ fn output_has_the_input_shape_and_is_finite() {
 fn padded_positions_do_not_change_real_outputs() {
     let device = Device::flex();
     for kind in kinds_under_test() {
-        if !kind.default_config().caps().pad_mask {
+        if !kind.default_config().caps().honours_padding {
             continue;
         }
         let mixer = build(kind, 1, &device);
@@ -152,6 +148,10 @@ struct GradientCheck<'a> {
 
 impl ModuleVisitor for GradientCheck<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        // Fixed tensors (random features, sketches) are recorded in checkpoints, not trained.
+        if !param.is_require_grad() {
+            return;
+        }
         self.visited += 1;
         let id: ParamId = param.id;
         let grad = self.grads.get::<D>(id).unwrap_or_else(|| {
@@ -225,17 +225,14 @@ fn exact_mixers_equal_softmax_attention() {
     let device = Device::flex();
     for kind in kinds_under_test() {
         let config = kind.default_config();
-        if !config.caps().exact {
+        if !config.caps().exact_softmax {
             continue;
         }
         let mixer = build(kind, 1, &device);
         let core = mixer
             .attention_core()
             .unwrap_or_else(|| panic!("{kind}: exact but no attention core"));
-        let qkv = |seed| {
-            device.seed(seed);
-            Tensor::<4>::random([BATCH, 2, SEQ, 8], Distribution::Normal(0.0, 1.0), &device)
-        };
+        let qkv = |seed| gaussian(&device, seed, [BATCH, 2, SEQ, 8]);
         let (q, k, v) = (qkv(11), qkv(12), qkv(13));
         let mask = Some(pad_mask(&device));
         let expected = softmax_attention(q.clone(), k.clone(), v.clone(), mask.clone());
@@ -243,5 +240,60 @@ fn exact_mixers_equal_softmax_attention() {
         actual
             .to_data()
             .assert_approx_eq::<f32>(&expected.to_data(), Tolerance::absolute(1e-5));
+    }
+}
+
+#[test]
+fn caps_say_whether_there_is_an_attention_core() {
+    let device = Device::flex();
+    for kind in kinds_under_test() {
+        let has_core = build(kind, 1, &device).attention_core().is_some();
+        assert_eq!(
+            kind.default_config().caps().attention_core,
+            has_core,
+            "{kind}: caps().attention_core"
+        );
+    }
+}
+
+#[test]
+fn config_round_trips_through_toml_text() {
+    for kind in kinds_under_test() {
+        let config = kind.default_config();
+        let text = toml::to_string(&config.to_table()).expect("config serialises");
+        let table: toml::Table = toml::from_str(&text).expect("written TOML parses");
+        let parsed = kind
+            .parse_config(&table)
+            .unwrap_or_else(|e| panic!("{kind}: written config does not parse back: {e}\n{text}"));
+        assert_eq!(
+            parsed, config,
+            "{kind}: config after a TOML round trip\n{text}"
+        );
+    }
+}
+
+#[test]
+fn checkpoint_restores_the_mixer_into_one_built_from_another_seed() {
+    let device = Device::flex();
+    for kind in kinds_under_test() {
+        let saved = build(kind, 1, &device);
+        let other = build(kind, 2, &device);
+        let x = random_input(3, &device);
+        let expected = run(&saved, x.clone(), pad_mask(&device));
+        let before = run(&other, x.clone(), pad_mask(&device));
+        assert!(
+            (expected.clone() - before).abs().max().into_scalar::<f32>() > 0.0,
+            "{kind}: the two seeds built the same mixer"
+        );
+        // Through a file, as `--resume` does (`Module::save_file`, burnpack).
+        let path =
+            std::env::temp_dir().join(format!("lra-conformance-{kind}-{}.bpk", std::process::id()));
+        saved.save_file(&path).expect("save");
+        let loaded = other
+            .try_load_file(&path)
+            .unwrap_or_else(|e| panic!("{kind}: cannot load its own checkpoint: {e:?}"));
+        let restored = run(&loaded, x, pad_mask(&device));
+        std::fs::remove_file(&path).expect("remove the checkpoint");
+        assert_close(kind, "output after save/load", expected, restored, 0.0);
     }
 }

@@ -29,7 +29,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::spectral::{self, Complex};
+use super::common::spectral::{self, Complex};
 use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer};
 
 /// Settings of [`AfnoMixer`].
@@ -74,7 +74,7 @@ impl MixerSpec for AfnoConfig {
         "AFNO: block-diagonal complex MLP over channels at each frequency, soft-shrinkage";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::WITHOUT_CORE
     }
 
     fn validate(&self, dims: &MixerDims) -> Result<(), String> {
@@ -217,7 +217,7 @@ mod tests {
     use burn::tensor::{Device, Distribution, Tensor, Tolerance};
 
     use super::*;
-    use crate::mixer::spectral::naive;
+    use crate::mixer::common::spectral::naive;
 
     const D: usize = 8;
     const BLOCKS: usize = 2;

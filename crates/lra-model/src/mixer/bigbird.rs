@@ -38,10 +38,9 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::blocks::{BlockPlan, Slot, block_sparse_attention, dense_rows, pad_indicator};
+use super::common::blocks::{BlockPlan, Slot, block_sparse_attention, dense_rows, pad_indicator};
 use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer, at_least_one,
+    Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
 };
 
 /// Settings of [`BigBirdAttention`].
@@ -70,7 +69,7 @@ impl MixerSpec for BigBirdConfig {
         "BigBird (ITC): window + global + fixed random key blocks, gathered block-wise";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::APPROXIMATE_ATTENTION
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -87,20 +86,25 @@ impl MixerSpec for BigBirdConfig {
             device,
         )
         .argsort(2);
-        BigBirdAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            dropout: DropoutConfig::new(dims.dropout).init(),
-            random_order: Param::initialized(ParamId::new(), order),
-            block_size: self.block_size,
-            random_blocks: self.random_blocks,
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            BigBirdCore {
+                dropout: DropoutConfig::new(dims.dropout).init(),
+                random_order: Param::initialized(ParamId::new(), order),
+                block_size: self.block_size,
+                random_blocks: self.random_blocks,
+            },
+        )
     }
 }
 
 /// Multi-head BigBird block-sparse attention.
+pub type BigBirdAttention = Attention<BigBirdCore>;
+
+/// The attention core of [`BigBirdAttention`].
 #[derive(Module, Debug)]
-pub struct BigBirdAttention {
-    heads: MultiHeadProjection,
+pub struct BigBirdCore {
     dropout: Dropout,
     /// `[heads, max_blocks, max_blocks]`: per head and query block, a random order of the key
     /// blocks; the random blocks are its first allowed entries. Drawn at init, never trained.
@@ -109,7 +113,7 @@ pub struct BigBirdAttention {
     random_blocks: usize,
 }
 
-impl BigBirdAttention {
+impl BigBirdCore {
     /// The random key blocks `[head][query block][r']` for an input of `blocks` blocks (empty
     /// for the global query blocks 0 and `blocks - 1`).
     ///
@@ -190,11 +194,7 @@ impl BigBirdAttention {
     }
 }
 
-impl AttentionCore for BigBirdAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for BigBirdCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -234,23 +234,13 @@ impl AttentionCore for BigBirdAttention {
     }
 }
 
-impl TokenMixer for BigBirdAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use burn::tensor::Tolerance;
 
     use super::*;
-    use crate::mixer::blocks::dense;
-    use crate::mixer::testing::gaussian;
+    use crate::mixer::common::blocks::dense;
+    use crate::mixer::common::testing::gaussian;
 
     fn dims(n_heads: usize, max_len: usize) -> MixerDims {
         MixerDims::new(4 * n_heads, n_heads, max_len)
@@ -307,9 +297,9 @@ mod tests {
             eprintln!("block {block_size}, r {r}");
             let attention = build(block_size, r, 1, &device);
             let blocks = seq.div_ceil(block_size);
-            let random = attention.random_blocks(blocks);
+            let random = attention.core.random_blocks(blocks);
             dense::assert_equals_dense(
-                &|q, k, v, mask| attention.attend(q, k, v, Some(mask)),
+                &|q, k, v, mask| attention.core.attend(q, k, v, Some(mask)),
                 &|h, i, j| sees(&random, block_size, blocks, h, i, j),
                 2,
                 seq,
@@ -323,7 +313,7 @@ mod tests {
         let device = Device::flex();
         let (r, blocks) = (3, 16);
         let attention = build(4, r, 5, &device);
-        let random = attention.random_blocks(blocks);
+        let random = attention.core.random_blocks(blocks);
         assert_eq!(random.len(), 2, "one list per head");
         for per_head in &random {
             assert!(per_head[0].is_empty() && per_head[blocks - 1].is_empty());
@@ -341,17 +331,17 @@ mod tests {
         }
         assert_ne!(random[0], random[1], "heads draw independently");
         assert_eq!(
-            attention.random_blocks(blocks),
+            attention.core.random_blocks(blocks),
             random,
             "fixed across calls"
         );
         assert_eq!(
-            build(4, r, 5, &device).random_blocks(blocks),
+            build(4, r, 5, &device).core.random_blocks(blocks),
             random,
             "same seed"
         );
         assert_ne!(
-            build(4, r, 6, &device).random_blocks(blocks),
+            build(4, r, 6, &device).core.random_blocks(blocks),
             random,
             "another seed"
         );
@@ -369,7 +359,7 @@ mod tests {
             random_blocks: 3,
         }
         .init(&dims, &device);
-        let random = attention.random_blocks(12);
+        let random = attention.core.random_blocks(12);
         let mut counts = [0usize; 12];
         for per_head in &random {
             for &block in &per_head[4] {
@@ -394,16 +384,16 @@ mod tests {
         let device = Device::flex();
         let saved = build(4, 3, 1, &device);
         let other = build(4, 3, 2, &device);
-        assert_ne!(saved.random_blocks(16), other.random_blocks(16));
+        assert_ne!(saved.core.random_blocks(16), other.core.random_blocks(16));
         // Through a checkpoint file, as training does (`Module::save_file`, burnpack).
         let path = std::env::temp_dir().join(format!("lra-bigbird-{}.bpk", std::process::id()));
         saved.clone().save_file(&path).expect("save");
         let loaded = other.load_file(&path); // read lazily: keep the file until the end
-        assert_eq!(loaded.random_blocks(16), saved.random_blocks(16));
+        assert_eq!(loaded.core.random_blocks(16), saved.core.random_blocks(16));
         let shape = [2, 2, 64, 4];
         let [q, k, v] = [1, 2, 3].map(|seed| gaussian(&device, seed, shape));
-        let before = saved.attend(q.clone(), k.clone(), v.clone(), None);
-        let after = loaded.attend(q, k, v, None);
+        let before = saved.core.attend(q.clone(), k.clone(), v.clone(), None);
+        let after = loaded.core.attend(q, k, v, None);
         after
             .into_data()
             .assert_approx_eq::<f32>(&before.into_data(), Tolerance::absolute(0.0));
@@ -414,9 +404,9 @@ mod tests {
     fn training_and_evaluation_copies_share_the_random_blocks() {
         let device = Device::flex().autodiff();
         let attention = build(4, 3, 1, &device);
-        let random = attention.random_blocks(16);
-        assert_eq!(attention.valid().random_blocks(16), random);
-        assert_eq!(attention.valid().train().random_blocks(16), random);
+        let random = attention.core.random_blocks(16);
+        assert_eq!(attention.valid().core.random_blocks(16), random);
+        assert_eq!(attention.valid().train().core.random_blocks(16), random);
     }
 
     #[test]

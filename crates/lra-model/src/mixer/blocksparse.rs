@@ -25,16 +25,15 @@
 //! - Other backends than the CPU one compute each (head, query block) over its gathered kept keys
 //!   with Burn ops: same cost class, slower constant.
 
-use burn::module::Module;
+use burn::module::{Module, Param, ParamId};
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::softmax::{attention_dropout, key_bias, scale_queries};
+use super::common::exact::{attention_dropout, key_bias, scale_queries};
 use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer, at_least_one,
+    Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
 };
 use crate::ops::flash_attention::{block_sparse_flash_attention, is_supported};
 
@@ -73,7 +72,7 @@ impl MixerSpec for BlockSparseConfig {
         "block-sparse FlashAttention over a BigBird layout (band + global + random blocks)";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::APPROXIMATE_ATTENTION
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -91,42 +90,44 @@ impl MixerSpec for BlockSparseConfig {
         let pattern = Pattern {
             window: self.window,
             global: self.global,
-            random: Vec::new(),
         };
-        let pattern = pattern.with_random_blocks(
+        let random_blocks = pattern.draw_random_blocks(
             dims.n_heads,
             dims.max_len.div_ceil(self.block_size),
             self.random,
             device,
         );
-        BlockSparseAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            dropout: DropoutConfig::new(dims.dropout).init(),
-            block_size: self.block_size,
-            pattern,
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            BlockSparseCore {
+                dropout: DropoutConfig::new(dims.dropout).init(),
+                block_size: self.block_size,
+                pattern,
+                random_blocks: Param::initialized(ParamId::new(), random_blocks),
+            },
+        )
     }
 }
 
-/// Which key blocks each query block keeps.
+/// Which key blocks each query block keeps, besides the random ones.
 #[derive(Clone, Debug)]
 struct Pattern {
     window: usize,
     global: usize,
-    /// Random key blocks `[heads][query block]` on the `max_len` grid.
-    random: Vec<Vec<Vec<usize>>>,
 }
 
 impl Pattern {
     /// Draws `count` distinct random key blocks per (head, query block) of a `blocks` grid, among
-    /// those neither in the band nor global (BigBird `bigbird_block_rand_mask`).
-    fn with_random_blocks(
-        mut self,
+    /// those neither in the band nor global (BigBird `bigbird_block_rand_mask`): `[heads, blocks,
+    /// blocks]`, 1 at a drawn (query block, key block).
+    fn draw_random_blocks(
+        &self,
         heads: usize,
         blocks: usize,
         count: usize,
         device: &Device,
-    ) -> Self {
+    ) -> Tensor<3, Int> {
         let draws = Tensor::<1>::random(
             [(heads * blocks * count).max(1)],
             Distribution::Uniform(0.0, 1.0),
@@ -134,7 +135,7 @@ impl Pattern {
         );
         let draws: Vec<f32> = draws.into_data().try_into_vec().expect("f32 draws");
         let mut draws = draws.into_iter();
-        self.random = (0..heads)
+        let drawn: Vec<Vec<Vec<usize>>> = (0..heads)
             .map(|_| {
                 (0..blocks)
                     .map(|i| {
@@ -156,7 +157,16 @@ impl Pattern {
                     .collect()
             })
             .collect();
-        self
+        let grid = blocks.max(1);
+        let mut member = vec![0i64; heads * grid * grid];
+        for (h, rows) in drawn.iter().enumerate() {
+            for (i, row) in rows.iter().enumerate() {
+                for &j in row {
+                    member[(h * grid + i) * grid + j] = 1;
+                }
+            }
+        }
+        Tensor::from_data(TensorData::new(member, [heads, grid, grid]), device)
     }
 
     fn in_band(&self, i: usize, j: usize) -> bool {
@@ -167,16 +177,20 @@ impl Pattern {
         block < self.global.div_ceil(2) || block + self.global / 2 >= blocks
     }
 
-    fn keeps(&self, head: usize, i: usize, j: usize, blocks: usize) -> bool {
-        self.in_band(i, j)
-            || self.is_global(i, blocks)
-            || self.is_global(j, blocks)
-            || self.random[head].get(i).is_some_and(|r| r.contains(&j))
-    }
-
-    /// The layout `[heads, blocks, blocks]` (1 = kept) of a sequence of `blocks` blocks.
-    fn layout(&self, blocks: usize) -> Vec<f32> {
-        let heads = self.random.len();
+    /// The layout `[heads, blocks, blocks]` (1 = kept) of a sequence of `blocks` blocks, with
+    /// the random blocks `random` (drawn on the `max_len` grid by [`Self::draw_random_blocks`]).
+    fn layout(&self, random: &Tensor<3, Int>, blocks: usize) -> Vec<f32> {
+        let [heads, grid, _] = random.dims();
+        let random: Vec<i64> = random.clone().into_data().iter::<i64>().collect();
+        let is_random = |h: usize, i: usize, j: usize| {
+            i < grid && j < grid && random[(h * grid + i) * grid + j] != 0
+        };
+        let keeps = |h, i, j| {
+            self.in_band(i, j)
+                || self.is_global(i, blocks)
+                || self.is_global(j, blocks)
+                || is_random(h, i, j)
+        };
         (0..heads * blocks * blocks)
             .map(|index| {
                 let (h, i, j) = (
@@ -184,27 +198,35 @@ impl Pattern {
                     (index / blocks) % blocks,
                     index % blocks,
                 );
-                f32::from(u8::from(self.keeps(h, i, j, blocks)))
+                f32::from(u8::from(keeps(h, i, j)))
             })
             .collect()
     }
 }
 
 /// Multi-head block-sparse FlashAttention.
+pub type BlockSparseAttention = Attention<BlockSparseCore>;
+
+/// The attention core of [`BlockSparseAttention`].
 #[derive(Module, Debug)]
-pub struct BlockSparseAttention {
-    heads: MultiHeadProjection,
+pub struct BlockSparseCore {
     dropout: Dropout,
     block_size: usize,
     #[module(skip)]
     pattern: Pattern,
+    /// `[heads, blocks, blocks]` on the `max_len` grid, 1 at a random block: drawn at init and
+    /// kept in checkpoints (an integer parameter, never trained; as BigBird's).
+    random_blocks: Param<Tensor<3, Int>>,
 }
 
-impl AttentionCore for BlockSparseAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
+impl BlockSparseCore {
+    /// The layout `[heads, blocks, blocks]` (1 = kept) of a sequence of `blocks` blocks.
+    fn layout(&self, blocks: usize) -> Vec<f32> {
+        self.pattern.layout(&self.random_blocks.val(), blocks)
     }
+}
 
+impl AttentionCore for BlockSparseCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -214,7 +236,7 @@ impl AttentionCore for BlockSparseAttention {
     ) -> Tensor<4> {
         let [_, heads, seq, _] = q.dims();
         let blocks = seq.div_ceil(self.block_size);
-        let layout = self.pattern.layout(blocks);
+        let layout = self.layout(blocks);
         let key_bias = key_bias(pad_mask, &k);
         let device = q.device();
         if !is_supported(&device) {
@@ -236,7 +258,7 @@ impl AttentionCore for BlockSparseAttention {
     }
 }
 
-impl BlockSparseAttention {
+impl BlockSparseCore {
     /// The same attention from Burn ops: per (head, query block), softmax over the gathered keys of
     /// its kept blocks only.
     fn gathered_attend(
@@ -277,23 +299,13 @@ impl BlockSparseAttention {
     }
 }
 
-impl TokenMixer for BlockSparseAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use burn::tensor::Tolerance;
 
     use super::*;
-    use crate::mixer::reference::PAD_BIAS;
-    use crate::mixer::testing::{assert_random_only_in_training, gaussian, pad_mask};
+    use crate::mixer::common::reference::PAD_BIAS;
+    use crate::mixer::common::testing::{assert_random_only_in_training, gaussian, pad_mask};
 
     const SEQ: usize = 120;
     const BLOCK: usize = 16; // 8 blocks, the last of 8 tokens
@@ -347,12 +359,14 @@ mod tests {
     fn equals_dense_softmax_with_the_same_block_mask_in_outputs_and_gradients() {
         let device = Device::flex().autodiff();
         let attention = build(&device);
-        let layout = attention.pattern.layout(SEQ.div_ceil(BLOCK));
+        let layout = attention.core.layout(SEQ.div_ceil(BLOCK));
         assert!(layout.contains(&0.0), "the layout skips blocks");
         let [q, k, v] =
             [11, 12, 13].map(|seed| gaussian(&device, seed, [2, 2, SEQ, 8]).require_grad());
         let mask = pad_mask(&device, SEQ, 77);
-        let sparse = attention.attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
+        let sparse = attention
+            .core
+            .attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
         let dense = masked_dense(q.clone(), k.clone(), v.clone(), mask, &layout);
         let tol = Tolerance::absolute(1e-5);
         sparse
@@ -376,10 +390,14 @@ mod tests {
         let attention = build(&device);
         let [q, k, v] = [11, 12, 13].map(|seed| gaussian(&device, seed, [2, 2, SEQ, 8]));
         let mask = pad_mask(&device, SEQ, 77);
-        let kernel = attention.attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
-        let layout = attention.pattern.layout(SEQ.div_ceil(BLOCK));
+        let kernel = attention
+            .core
+            .attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
+        let layout = attention.core.layout(SEQ.div_ceil(BLOCK));
         let bias = key_bias(Some(mask), &k);
-        let gathered = attention.gathered_attend(scale_queries(q), k, v, bias, &layout);
+        let gathered = attention
+            .core
+            .gathered_attend(scale_queries(q), k, v, bias, &layout);
         kernel
             .to_data()
             .assert_approx_eq::<f32>(&gathered.to_data(), Tolerance::absolute(1e-5));
@@ -389,7 +407,7 @@ mod tests {
     fn the_layout_has_band_global_and_distinct_random_blocks() {
         let attention = build(&Device::flex());
         let blocks = SEQ.div_ceil(BLOCK);
-        let layout = attention.pattern.layout(blocks);
+        let layout = attention.core.layout(blocks);
         for h in 0..2 {
             for i in 0..blocks {
                 let row = &layout[(h * blocks + i) * blocks..][..blocks];
@@ -407,7 +425,9 @@ mod tests {
                 assert!(row[0] != 0.0 && row[blocks - 1] != 0.0 && row[i] != 0.0);
             }
         }
-        let other_heads = attention.pattern.random[0] != attention.pattern.random[1];
+        let random = attention.core.random_blocks.val();
+        let head = |h| random.clone().narrow(0, h, 1).into_data();
+        let other_heads = head(0) != head(1);
         assert!(other_heads, "heads draw their own random blocks");
     }
 

@@ -17,7 +17,7 @@
 //! of each token sum to 1, pooling commutes with the host's affine K/V projections, so the keys
 //! and values are pooled after the projection (`y = k, v`), with no extra projection; queries stay
 //! per token. A host with an attention core runs as the mixer contract defines it
-//! (`projection().mix(input, core)`), with the core fed the pooled keys and values; a host
+//! (`projection.mix(input, core)`), with the core fed the pooled keys and values; a host
 //! without one (a non-attention mixer, or one with tied or carried projections such as `soft` and
 //! `luna`) gets its input pooled instead, queries included.
 //!
@@ -45,10 +45,10 @@ use burn::tensor::{Bool, Device, Tensor};
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::reference::PAD_BIAS;
+use super::common::reference::PAD_BIAS;
 use super::{
-    AttentionCore, Caps, Mixer, MixerConfig, MixerDims, MixerInput, MixerKind, MixerOutput,
-    MixerSpec, MultiHeadProjection, TokenMixer,
+    AttentionCore, AttentionParts, Caps, Mixer, MixerConfig, MixerDims, MixerInput, MixerKind,
+    MixerOutput, MixerSpec, TokenMixer,
 };
 
 /// Smallest Gaussian width σ (see the module notes).
@@ -115,9 +115,11 @@ impl MixerSpec for ContextPoolConfig {
 
     fn caps(&self) -> Caps {
         Caps {
-            exact: false,
             // Pooling masks padding; the rest is up to the host.
-            pad_mask: self.host_mixer().is_ok_and(|host| host.caps().pad_mask),
+            honours_padding: self
+                .host_mixer()
+                .is_ok_and(|host| host.caps().honours_padding),
+            ..Caps::WITHOUT_CORE
         }
     }
 
@@ -230,10 +232,6 @@ struct PooledKeys<'a> {
 }
 
 impl AttentionCore for PooledKeys<'_> {
-    fn projection(&self) -> &MultiHeadProjection {
-        self.core.projection()
-    }
-
     fn attend(
         &self,
         q: Tensor<4>,
@@ -253,8 +251,10 @@ impl TokenMixer for ContextPoolMixer {
     fn forward(&self, input: MixerInput) -> MixerOutput {
         let host = &self.host[0];
         let pooling = self.pooling(input.x.clone(), input.pad_mask.clone());
-        match host.attention_core() {
-            Some(core) => core.projection().mix(input, &PooledKeys { core, pooling }),
+        match host.attention() {
+            Some(AttentionParts { projection, core }) => {
+                projection.mix(input, &PooledKeys { core, pooling })
+            }
             None => {
                 let [batch, seq, width] = input.x.dims();
                 let pooled = pooling.pool(input.x.clone().reshape([batch, 1, seq, width]));
@@ -273,8 +273,8 @@ mod tests {
     use burn::tensor::{Distribution, TensorData, Tolerance};
 
     use super::*;
-    use crate::mixer::reference::softmax_attention;
-    use crate::mixer::testing::{gaussian, pad_mask};
+    use crate::mixer::common::reference::softmax_attention;
+    use crate::mixer::common::testing::{gaussian, pad_mask};
 
     fn dims() -> MixerDims {
         MixerDims::new(16, 2, 64)
@@ -455,7 +455,7 @@ mod tests {
             error.contains("host_config") && error.contains("block_size"),
             "{error}"
         );
-        assert!(!ContextPoolConfig::default().caps().exact);
-        assert!(ContextPoolConfig::default().caps().pad_mask);
+        assert!(!ContextPoolConfig::default().caps().exact_softmax);
+        assert!(ContextPoolConfig::default().caps().honours_padding);
     }
 }

@@ -19,7 +19,7 @@
 //! Only these blocks are formed: O(n·(s + r)·d + r·s²·iters) time and O(n·(s + r)) memory per
 //! head. With `s = n` (so `S_r = S` = all tokens, no shift) `Ê = E E⁺ E = E` and the output is
 //! softmax attention, up to the convergence of `W⁺`, the Nyströmformer iteration
-//! (`nystrom::iterative_pinv`, shared; it works for rectangular `W` and then gives the
+//! (`common::inverse::iterative_pinv`, as Nyström; it works for rectangular `W` and then gives the
 //! least-squares `W⁺`).
 //!
 //! Sources: there is no official attention code, and the paper's experiments use exact `pinv` on
@@ -62,17 +62,18 @@
 //! - `W⁺` by 6 iterations (as Nyströmformer) rather than an exact pseudoinverse: the iteration
 //!   count acts as a spectral cut-off, and more iterations make the approximation worse here.
 //! - No dropout on attention. The Q/K/V/output projections are the shared
-//!   [`MultiHeadProjection`].
+//!   [`MultiHeadProjection`](super::MultiHeadProjection).
 
 use burn::module::{Flag, Module, Param};
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::nystrom::{iterative_pinv, zero_is_none};
-use super::reference::PAD_BIAS;
+use super::common::inverse::iterative_pinv;
+use super::common::reference::PAD_BIAS;
+use super::common::{fixed, is_training};
 use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer, at_least_one,
+    Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
+    zero_is_none,
 };
 
 /// Regularisation of the landmark intersection `W` before its pseudoinverse.
@@ -102,7 +103,7 @@ pub struct CurConfig {
     /// many rows as columns), clamped to `[s, n]`. Default: `None`.
     #[serde(with = "zero_is_none")]
     pub row_samples: Option<usize>,
-    /// Iterations of the pseudoinverse of `W` (`nystrom::iterative_pinv`). Default: 6, as
+    /// Iterations of the pseudoinverse of `W` (`common::inverse::iterative_pinv`). Default: 6, as
     /// Nyströmformer (the paper uses an exact `pinv`, which is unstable here; see the notes).
     pub pinv_iters: usize,
     /// Regularisation of `W`; a shift needs `row_samples = samples`. Default: `none` (the shift
@@ -143,7 +144,7 @@ impl MixerSpec for CurConfig {
         "CUR / SMS-Nyström: exp-score matrix from s sampled rows and columns, row-normalised";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::APPROXIMATE_ATTENTION
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -178,28 +179,37 @@ impl MixerSpec for CurConfig {
     }
 
     fn init(&self, dims: &MixerDims, device: &Device) -> CurAttention {
-        CurAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            priority: Tensor::random([dims.max_len], Distribution::Uniform(0.0, 1.0), device),
-            training: Param::from_bool(true),
-            samples: self.samples,
-            row_samples: self.row_samples,
-            pinv_iters: self.pinv_iters,
-            shift: self.shift,
-            shift_samples: self.shift_samples,
-            shift_multiplier: self.shift_multiplier,
-            eig_iters: self.eig_iters,
-            resample: self.resample,
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            CurCore {
+                priority: fixed(Tensor::random(
+                    [dims.max_len],
+                    Distribution::Uniform(0.0, 1.0),
+                    device,
+                )),
+                training: Param::from_bool(true),
+                samples: self.samples,
+                row_samples: self.row_samples,
+                pinv_iters: self.pinv_iters,
+                shift: self.shift,
+                shift_samples: self.shift_samples,
+                shift_multiplier: self.shift_multiplier,
+                eig_iters: self.eig_iters,
+                resample: self.resample,
+            },
+        )
     }
 }
 
 /// Multi-head CUR attention.
+pub type CurAttention = Attention<CurCore>;
+
+/// The attention core of [`CurAttention`].
 #[derive(Module, Debug)]
-pub struct CurAttention {
-    heads: MultiHeadProjection,
-    /// Landmark priorities drawn at init `[max_len]` (a constant, not trained).
-    priority: Tensor<1>,
+pub struct CurCore {
+    /// Landmark priorities drawn at init `[max_len]` (fixed, not trained).
+    priority: Param<Tensor<1>>,
     /// Training mode (cleared by `valid()`): landmarks are redrawn only then.
     training: Param<Flag>,
     samples: usize,
@@ -213,7 +223,7 @@ pub struct CurAttention {
     resample: bool,
 }
 
-impl CurAttention {
+impl CurCore {
     /// Token indices in landmark order `[b, count]` (the first `s` are `S`, the first `s₁` are
     /// `S₁`) and whether each is a real token (1) or padding (0) `[b, count]`.
     fn landmarks(
@@ -224,7 +234,7 @@ impl CurAttention {
         device: &Device,
     ) -> (Tensor<2, Int>, Tensor<2>) {
         let [batch, seq] = shape;
-        let priority = if self.resample && device.is_autodiff() && self.training.is_enabled() {
+        let priority = if self.resample && is_training(&self.training, device) {
             Tensor::<2>::random([batch, seq], Distribution::Uniform(0.0, 1.0), device)
         } else {
             let max_len = self.priority.dims()[0];
@@ -233,7 +243,7 @@ impl CurAttention {
                 "cur: sequence length {seq} exceeds max_len {max_len} the mixer was built for"
             );
             self.priority
-                .clone()
+                .val()
                 .narrow(0, 0, seq)
                 .reshape([1, seq])
                 .expand([batch, seq])
@@ -248,11 +258,7 @@ impl CurAttention {
     }
 }
 
-impl AttentionCore for CurAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for CurCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -343,16 +349,6 @@ impl AttentionCore for CurAttention {
     }
 }
 
-impl TokenMixer for CurAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
-    }
-}
-
 /// Estimate of the smallest eigenvalue of `(E + Eᵀ)/2` for each `[m, m]` matrix of `e`
 /// `[b, h, m, m]` (rows and columns where `real` `[b, m]` is 0 must be zero and are ignored):
 /// `iters` power iterations on `ρI − H`, `ρ` = largest absolute row sum of `H` (so `ρI − H` is
@@ -384,14 +380,10 @@ mod tests {
     use burn::tensor::Tolerance;
 
     use super::*;
-    use crate::mixer::reference::{relative_error, softmax_attention};
-    use crate::mixer::testing::assert_random_only_in_training;
-    use crate::mixer::testing::{pad_mask, spoil_padding};
-
-    fn gaussian(device: &Device, seed: u64, shape: [usize; 4], std: f64) -> Tensor<4> {
-        device.seed(seed);
-        Tensor::random(shape, Distribution::Normal(0.0, std), device)
-    }
+    use crate::mixer::common::reference::{relative_error, softmax_attention};
+    use crate::mixer::common::testing::assert_random_only_in_training;
+    use crate::mixer::common::testing::normal;
+    use crate::mixer::common::testing::{pad_mask, spoil_padding};
 
     fn cur(
         config: CurConfig,
@@ -414,9 +406,9 @@ mod tests {
         let (seq, heads, head_dim) = (12, 2, 8);
         let shape = [2, heads, seq, head_dim];
         let (q, k, v) = (
-            gaussian(&device, 1, shape, 0.7),
-            gaussian(&device, 2, shape, 0.7),
-            gaussian(&device, 3, shape, 1.0),
+            normal(&device, 1, shape, 0.7),
+            normal(&device, 2, shape, 0.7),
+            normal(&device, 3, shape, 1.0),
         );
         let config = CurConfig {
             samples: seq,
@@ -426,7 +418,9 @@ mod tests {
         };
         let attention = cur(config, heads, head_dim, seq, 0);
         for mask in [None, Some(pad_mask(&device, seq, 8))] {
-            let actual = attention.attend(q.clone(), k.clone(), v.clone(), mask.clone());
+            let actual = attention
+                .core
+                .attend(q.clone(), k.clone(), v.clone(), mask.clone());
             let expected = softmax_attention(q.clone(), k.clone(), v.clone(), mask.clone());
             let real = match mask {
                 Some(mask) => mask.bool_not().float().reshape([2, 1, seq, 1]),
@@ -444,13 +438,13 @@ mod tests {
         let mut error = 0.0;
         for seed in 0..seeds {
             let (q, k, v) = (
-                gaussian(&device, 10 * seed + 1, shape, 1.0),
-                gaussian(&device, 10 * seed + 2, shape, 1.0),
-                gaussian(&device, 10 * seed + 3, shape, 1.0),
+                normal(&device, 10 * seed + 1, shape, 1.0),
+                normal(&device, 10 * seed + 2, shape, 1.0),
+                normal(&device, 10 * seed + 3, shape, 1.0),
             );
             let expected = softmax_attention(q.clone(), k.clone(), v.clone(), None);
             let attention = cur(config.clone(), 2, head_dim, seq, 100 + seed);
-            let actual = attention.attend(q, k, v, None);
+            let actual = attention.core.attend(q, k, v, None);
             error += relative_error(actual, expected) / seeds as f32;
         }
         error
@@ -477,9 +471,9 @@ mod tests {
         let (seq, heads, head_dim, real) = (40, 2, 8, 27);
         let shape = [2, heads, seq, head_dim];
         let (q, k, v) = (
-            gaussian(&device, 1, shape, 1.0),
-            gaussian(&device, 2, shape, 1.0),
-            gaussian(&device, 3, shape, 1.0),
+            normal(&device, 1, shape, 1.0),
+            normal(&device, 2, shape, 1.0),
+            normal(&device, 3, shape, 1.0),
         );
         let mask = pad_mask(&device, seq, real);
         let garbage = |x: Tensor<4>, seed| spoil_padding(x, &mask, seed);
@@ -497,8 +491,10 @@ mod tests {
                 ..CurConfig::default()
             };
             let attention = cur(config, heads, head_dim, seq, 0);
-            let a = attention.attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
-            let b = attention.attend(
+            let a = attention
+                .core
+                .attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
+            let b = attention.core.attend(
                 garbage(q.clone(), 7),
                 garbage(k.clone(), 8),
                 garbage(v.clone(), 9),
@@ -517,7 +513,9 @@ mod tests {
         let (seq, real) = (30, 9);
         let attention = cur(CurConfig::default(), 2, 4, seq, 3);
         let (order, chosen) =
-            attention.landmarks(Some(pad_mask(&device, seq, real)), [2, seq], 12, &device);
+            attention
+                .core
+                .landmarks(Some(pad_mask(&device, seq, real)), [2, seq], 12, &device);
         let order: Vec<i64> = order.into_data().convert::<i64>().try_into_vec().unwrap();
         let chosen: Vec<f32> = chosen.into_data().try_into_vec().unwrap();
         for row in 0..2 {

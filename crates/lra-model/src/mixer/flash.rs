@@ -22,12 +22,9 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::reference::{attention_probs, key_padding_bias};
-use super::softmax::{attention_dropout, key_bias, scale_queries};
-use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
-};
+use super::common::exact::{attention_dropout, key_bias, scale_queries};
+use super::common::reference::{attention_probs, key_padding_bias};
+use super::{Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig};
 #[cfg(doc)]
 use crate::ops::flash_attention::DENSE_TILE;
 use crate::ops::flash_attention::{flash_attention, is_supported};
@@ -44,29 +41,30 @@ impl MixerSpec for FlashConfig {
         "FlashAttention: exact softmax attention, tiled with an online softmax, O(n) memory";
 
     fn caps(&self) -> Caps {
-        Caps::EXACT
+        Caps::EXACT_ATTENTION
     }
 
     fn init(&self, dims: &MixerDims, device: &Device) -> FlashAttention {
-        FlashAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            dropout: DropoutConfig::new(dims.dropout).init(),
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            FlashCore {
+                dropout: DropoutConfig::new(dims.dropout).init(),
+            },
+        )
     }
 }
 
 /// Multi-head FlashAttention.
+pub type FlashAttention = Attention<FlashCore>;
+
+/// The attention core of [`FlashAttention`].
 #[derive(Module, Debug)]
-pub struct FlashAttention {
-    heads: MultiHeadProjection,
+pub struct FlashCore {
     dropout: Dropout,
 }
 
-impl AttentionCore for FlashAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for FlashCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -84,23 +82,13 @@ impl AttentionCore for FlashAttention {
     }
 }
 
-impl TokenMixer for FlashAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use burn::tensor::{Distribution, Tolerance};
 
     use super::*;
-    use crate::mixer::reference::softmax_attention;
-    use crate::mixer::testing::{assert_random_only_in_training, gaussian, pad_mask};
+    use crate::mixer::common::reference::softmax_attention;
+    use crate::mixer::common::testing::{assert_random_only_in_training, gaussian, pad_mask};
 
     fn dims(dropout: f64) -> MixerDims {
         MixerDims::new(16, 2, 200).with_dropout(dropout)
@@ -115,7 +103,9 @@ mod tests {
         let [q, k, v] = [11, 12, 13].map(|seed| gaussian(&device, seed, [2, 2, 200, 8]));
         let [q, k, v] = [q, k, v].map(Tensor::require_grad);
         let mask = pad_mask(&device, 200, 131);
-        let flash = attention.attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
+        let flash = attention
+            .core
+            .attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
         let naive = softmax_attention(q.clone(), k.clone(), v.clone(), Some(mask));
         let tol = Tolerance::absolute(1e-5);
         flash

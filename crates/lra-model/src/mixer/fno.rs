@@ -25,7 +25,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::spectral::{self, Complex};
+use super::common::spectral::{self, Complex};
 use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer};
 
 /// Settings of [`FnoMixer`].
@@ -49,7 +49,7 @@ impl MixerSpec for FnoConfig {
         "FNO: spectral convolution, learned complex channel mixing on the lowest modes";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::WITHOUT_CORE
     }
 
     fn validate(&self, dims: &MixerDims) -> Result<(), String> {
@@ -137,8 +137,8 @@ mod tests {
     use burn::tensor::{Device, Distribution, Tensor, Tolerance};
 
     use super::*;
-    use crate::mixer::spectral::naive;
-    use crate::mixer::testing::pad_mask;
+    use crate::mixer::common::spectral::naive;
+    use crate::mixer::common::testing::pad_mask;
 
     const D: usize = 4;
 

@@ -61,11 +61,11 @@ use burn::tensor::activation::{relu, softmax};
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::ra::Noise;
-use super::reference::PAD_BIAS;
+use super::common::is_training;
+use super::common::proposal::Noise;
+use super::common::reference::PAD_BIAS;
 use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer, at_least_one,
+    Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
 };
 
 /// How the landmarks `q̄_c`, `k̄_c` (the proposal means) are made.
@@ -147,7 +147,7 @@ impl MixerSpec for LaraConfig {
         "LARA: linear randomized attention, multiple importance sampling over C landmark proposals";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::APPROXIMATE_ATTENTION
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -170,16 +170,19 @@ impl MixerSpec for LaraConfig {
                 key: ProposalNet::init(head_dim, device),
             }),
         };
-        LaraAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            adaptive,
-            training: Param::from_bool(true),
-            num_landmarks: self.num_landmarks,
-            alpha_coeff: self.alpha_coeff,
-            mis: self.mis,
-            sampling: self.sampling,
-            noise: self.noise,
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            LaraCore {
+                adaptive,
+                training: Param::from_bool(true),
+                num_landmarks: self.num_landmarks,
+                alpha_coeff: self.alpha_coeff,
+                mis: self.mis,
+                sampling: self.sampling,
+                noise: self.noise,
+            },
+        )
     }
 }
 
@@ -222,9 +225,11 @@ struct AdaptiveProposal {
 }
 
 /// Multi-head linear randomized attention.
+pub type LaraAttention = Attention<LaraCore>;
+
+/// The attention core of [`LaraAttention`].
 #[derive(Module, Debug)]
-pub struct LaraAttention {
-    heads: MultiHeadProjection,
+pub struct LaraCore {
     adaptive: Option<AdaptiveProposal>,
     /// Draws samples only while this is set and the device records gradients (as dropout).
     training: Param<Flag>,
@@ -238,11 +243,7 @@ pub struct LaraAttention {
     noise: Noise,
 }
 
-impl AttentionCore for LaraAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for LaraCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -250,7 +251,7 @@ impl AttentionCore for LaraAttention {
         v: Tensor<4>,
         pad_mask: Option<Tensor<2, Bool>>,
     ) -> Tensor<4> {
-        let training = q.device().is_autodiff() && self.training.is_enabled();
+        let training = is_training(&self.training, &q.device());
         self.estimate(q, k, v, pad_mask, training)
     }
 }
@@ -305,7 +306,7 @@ fn segments(real: Tensor<2>, landmarks: usize) -> (Tensor<3>, Tensor<2>) {
     (assign, present)
 }
 
-impl LaraAttention {
+impl LaraCore {
     /// LARA with explicit randomness: `stochastic` samples around the proposal means as in
     /// training, otherwise `ω = μ` (evaluation).
     pub(crate) fn estimate(
@@ -420,22 +421,14 @@ impl LaraAttention {
     }
 }
 
-impl TokenMixer for LaraAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
-    }
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
-    use burn::tensor::{Distribution, TensorData, Tolerance};
+mod tests {
+    use burn::tensor::{TensorData, Tolerance};
 
     use super::*;
-    use crate::mixer::reference::{relative_error, softmax_attention};
+    use crate::mixer::common::reference::{relative_error, softmax_attention};
+    use crate::mixer::common::testing::golden_qkv;
+    use crate::mixer::common::testing::standard_normal;
 
     fn dims() -> MixerDims {
         MixerDims::new(32, 2, 256)
@@ -452,10 +445,6 @@ pub(crate) mod tests {
         }
     }
 
-    fn gaussian(device: &Device, shape: [usize; 4]) -> Tensor<4> {
-        Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
-    }
-
     /// Mean relative error against softmax attention over `seeds` device seeds; `periodic`
     /// repeats two random tokens, so that every segment mean (every proposal) is the same.
     fn mean_error(config: LaraConfig, stochastic: bool, periodic: bool, seeds: u64) -> f32 {
@@ -465,7 +454,7 @@ pub(crate) mod tests {
         let mut sum = 0.0;
         for seed in 0..seeds {
             device.seed(200 + seed);
-            let tokens = |count| gaussian(&device, [1, 2, count, 16]);
+            let tokens = |count| standard_normal(&device, [1, 2, count, 16]);
             let (q, k) = if periodic {
                 (
                     tokens(2).repeat_dim(2, n / 2),
@@ -476,7 +465,7 @@ pub(crate) mod tests {
             };
             let v = tokens(n);
             let exact = softmax_attention(q.clone(), k.clone(), v.clone(), None);
-            let estimate = attention.estimate(q, k, v, None, stochastic);
+            let estimate = attention.core.estimate(q, k, v, None, stochastic);
             sum += relative_error(estimate, exact);
         }
         sum / seeds as f32
@@ -523,22 +512,6 @@ pub(crate) mod tests {
         }
     }
 
-    /// The tiny deterministic q, k, v `[1, 1, 7, 4]` of the golden-value tests.
-    pub(crate) fn golden_qkv(device: &Device) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
-        let make = |f: &dyn Fn(f64, f64) -> f64| {
-            let values: Vec<f32> = (0..7)
-                .flat_map(|i| (0..4).map(move |j| (i as f64, j as f64)))
-                .map(|(i, j)| f(i, j) as f32)
-                .collect();
-            Tensor::<4>::from_data(TensorData::new(values, [1, 1, 7, 4]), device)
-        };
-        (
-            make(&|i, j| (0.7 * i + j + 0.3).sin() * 1.5),
-            make(&|i, j| (0.5 * i - 0.8 * j).cos() * 1.5),
-            make(&|i, j| (1.3 * i * (j + 1.0) + 0.1).sin()),
-        )
-    }
-
     #[test]
     fn matches_the_official_code_on_a_golden_case() {
         // Expected values: a NumPy transcription of the official `LinearRA.forward` (1-D,
@@ -568,10 +541,13 @@ pub(crate) mod tests {
                 mis,
                 ..LaraConfig::default()
             };
-            let actual =
-                config
-                    .init(&dims, &device)
-                    .estimate(q.clone(), k.clone(), v.clone(), None, false);
+            let actual = config.init(&dims, &device).core.estimate(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                None,
+                false,
+            );
             let expected = TensorData::new(expected.to_vec(), [1, 1, 7, 4]);
             actual
                 .to_data()
@@ -613,18 +589,20 @@ pub(crate) mod tests {
         device.seed(4);
         let shape = [1, 2, 20, 16];
         let (q, k, v) = (
-            gaussian(&device, shape),
-            gaussian(&device, shape),
-            gaussian(&device, shape),
+            standard_normal(&device, shape),
+            standard_normal(&device, shape),
+            standard_normal(&device, shape),
         );
-        let many = lara(with_landmarks(49), &device).estimate(
+        let many = lara(with_landmarks(49), &device).core.estimate(
             q.clone(),
             k.clone(),
             v.clone(),
             None,
             false,
         );
-        let exact_count = lara(with_landmarks(20), &device).estimate(q, k, v, None, false);
+        let exact_count = lara(with_landmarks(20), &device)
+            .core
+            .estimate(q, k, v, None, false);
         let diff = (many - exact_count).abs().max().into_scalar::<f32>();
         assert!(
             diff < 1e-5,
@@ -638,15 +616,15 @@ pub(crate) mod tests {
         device.seed(3);
         let shape = [2, 2, 60, 16];
         let (q, k, v) = (
-            gaussian(&device, shape),
-            gaussian(&device, shape),
-            gaussian(&device, shape),
+            standard_normal(&device, shape),
+            standard_normal(&device, shape),
+            standard_normal(&device, shape),
         );
         let real = 37;
         let pad: Vec<bool> = (0..120).map(|i| i >= 60 + real).collect();
         let pad = Tensor::<2, Bool>::from_data(TensorData::new(pad, [2, 60]), &device);
         let pad4 = pad.clone().reshape([2, 1, 60, 1]).expand(shape);
-        let garbage = gaussian(&device, shape) * 100.0;
+        let garbage = standard_normal(&device, shape) * 100.0;
         let (q2, k2, v2) = (
             q.clone().mask_where(pad4.clone(), garbage.clone()),
             k.clone().mask_where(pad4.clone(), garbage.clone() * 0.5),
@@ -663,7 +641,7 @@ pub(crate) mod tests {
                 let attention = lara(config, &device);
                 for stochastic in [false, true] {
                     device.seed(9);
-                    let a = attention.estimate(
+                    let a = attention.core.estimate(
                         q.clone(),
                         k.clone(),
                         v.clone(),
@@ -671,7 +649,7 @@ pub(crate) mod tests {
                         stochastic,
                     );
                     device.seed(9);
-                    let b = attention.estimate(
+                    let b = attention.core.estimate(
                         q2.clone(),
                         k2.clone(),
                         v2.clone(),
@@ -686,10 +664,17 @@ pub(crate) mod tests {
                     );
                 }
                 // The padded row equals its real tokens run alone (deterministic evaluation).
-                let full =
-                    attention.estimate(q.clone(), k.clone(), v.clone(), Some(pad.clone()), false);
+                let full = attention.core.estimate(
+                    q.clone(),
+                    k.clone(),
+                    v.clone(),
+                    Some(pad.clone()),
+                    false,
+                );
                 let row = |x: &Tensor<4>| x.clone().narrow(0, 1, 1).narrow(2, 0, real);
-                let alone = attention.estimate(row(&q), row(&k), row(&v), None, false);
+                let alone = attention
+                    .core
+                    .estimate(row(&q), row(&k), row(&v), None, false);
                 let diff = (full.narrow(0, 1, 1).narrow(2, 0, real) - alone)
                     .abs()
                     .max();
@@ -717,11 +702,11 @@ pub(crate) mod tests {
         let attention = crate::init_now(lara(config, &device));
         let shape = [2, 2, 24, 16];
         let (q, k, v) = (
-            gaussian(&device, shape),
-            gaussian(&device, shape),
-            gaussian(&device, shape),
+            standard_normal(&device, shape),
+            standard_normal(&device, shape),
+            standard_normal(&device, shape),
         );
-        let loss = (attention.attend(q, k, v, None) * gaussian(&device, shape)).sum();
+        let loss = (attention.core.attend(q, k, v, None) * standard_normal(&device, shape)).sum();
         let grads = GradientsParams::from_grads(loss.backward(), &attention);
         struct Check<'a>(&'a GradientsParams, usize);
         impl ModuleVisitor for Check<'_> {
@@ -737,6 +722,7 @@ pub(crate) mod tests {
         // `attend` bypasses the Q/K/V projections: check the proposal networks only.
         let mut check = Check(&grads, 0);
         attention
+            .core
             .adaptive
             .as_ref()
             .expect("adaptive")

@@ -25,19 +25,16 @@
 //! padded keys are excluded here, as fast-transformers does.
 //!
 //! Deviations: none in the attention itself. The Q/K/V/output projections are the shared
-//! [`MultiHeadProjection`] (with biases), as for every mixer here. There is no attention dropout:
+//! [`MultiHeadProjection`](super::MultiHeadProjection) (with biases), as for every mixer here. There is no attention dropout:
 //! the method never forms attention probabilities (fast-transformers' `LinearAttention` has none
 //! either). The causal (prefix-sum) form is not implemented: LRA encoders are bidirectional.
 
 use burn::module::Module;
-use burn::tensor::activation::elu;
 use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
-};
+use super::common::feature_maps::{elu_feature_map, kernel_attention, real_key_weights};
+use super::{Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig};
 
 /// Settings of [`LinearAttention`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,7 +57,7 @@ impl MixerSpec for LinearConfig {
         "Linear Transformer: kernel attention with φ(x) = elu(x) + 1, O(n·d²) (LRA baseline)";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::APPROXIMATE_ATTENTION
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -74,59 +71,21 @@ impl MixerSpec for LinearConfig {
     }
 
     fn init(&self, dims: &MixerDims, device: &Device) -> LinearAttention {
-        LinearAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            eps: self.eps,
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(projection, LinearCore { eps: self.eps })
     }
 }
 
 /// Multi-head linear attention with the `elu + 1` feature map.
+pub type LinearAttention = Attention<LinearCore>;
+
+/// The attention core of [`LinearAttention`].
 #[derive(Module, Debug)]
-pub struct LinearAttention {
-    heads: MultiHeadProjection,
+pub struct LinearCore {
     eps: f64,
 }
 
-/// The Linear Transformer feature map `φ(x) = elu(x) + 1` (elementwise, values in (0, ∞)).
-pub fn elu_feature_map<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    elu(x, 1.0) + 1.0
-}
-
-/// Normalised kernel attention from precomputed features.
-///
-/// `out_i = φ(q_i)ᵀ (Σ_j φ(k_j) v_jᵀ) / (φ(q_i)ᵀ Σ_j φ(k_j) + eps)`. Padded keys must already
-/// have zero features.
-///
-/// # Shapes
-/// - `phi_q`: `[b, h, n, r]`, `phi_k`: `[b, h, m, r]`, `v`: `[b, h, m, d]`
-/// - output: `[b, h, n, d]`
-pub fn kernel_attention(phi_q: Tensor<4>, phi_k: Tensor<4>, v: Tensor<4>, eps: f64) -> Tensor<4> {
-    let (numerator, normaliser) = kernel_sums(phi_q, phi_k, v);
-    numerator / (normaliser + eps)
-}
-
-/// The numerator `φ(Q) (φ(K)ᵀ V)` `[b, h, n, d]` and the normaliser `φ(Q) (φ(K)ᵀ 1)`
-/// `[b, h, n, 1]` of kernel attention, in O(n·r·d) (shared with the Performer).
-pub fn kernel_sums(phi_q: Tensor<4>, phi_k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
-    let kv = phi_k.clone().swap_dims(2, 3).matmul(v); // [b, h, r, d]
-    let z = phi_k.sum_dim(2); // [b, h, 1, r]
-    let numerator = phi_q.clone().matmul(kv); // [b, h, n, d]
-    let normaliser = phi_q.matmul(z.swap_dims(2, 3)); // [b, h, n, 1]
-    (numerator, normaliser)
-}
-
-/// `[b, n]` padding mask → `[b, 1, n, 1]`, 1 at real tokens and 0 at padding.
-pub fn real_key_weights(pad_mask: Tensor<2, Bool>) -> Tensor<4> {
-    let [batch, seq] = pad_mask.dims();
-    pad_mask.bool_not().float().reshape([batch, 1, seq, 1])
-}
-
-impl AttentionCore for LinearAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for LinearCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -144,22 +103,12 @@ impl AttentionCore for LinearAttention {
     }
 }
 
-impl TokenMixer for LinearAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use burn::tensor::{TensorData, Tolerance};
 
     use super::*;
-    use crate::mixer::testing::{gaussian as normal, pad_mask};
+    use crate::mixer::common::testing::{gaussian as normal, pad_mask};
 
     fn linear(device: &Device) -> LinearAttention {
         let dims = MixerDims::new(16, 2, 64);
@@ -189,7 +138,9 @@ mod tests {
             normal(&device, 3, shape),
         );
         let mask = pad_mask(&device, seq, real);
-        let actual = linear(&device).attend(q.clone(), k.clone(), v.clone(), Some(mask));
+        let actual = linear(&device)
+            .core
+            .attend(q.clone(), k.clone(), v.clone(), Some(mask));
 
         let mut column_weight = vec![1f32; 2 * seq];
         column_weight[seq + real..].fill(0.0);
@@ -218,18 +169,20 @@ mod tests {
         );
         let mask = pad_mask(&device, seq, real);
         let attention = linear(&device);
-        let out = attention.attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
+        let out = attention
+            .core
+            .attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
 
         let pad4 = mask.clone().reshape([2, 1, seq, 1]).expand(shape);
         let garbage = normal(&device, 7, shape) * 100.0;
         let k2 = k.clone().mask_where(pad4.clone(), garbage.clone());
         let v2 = v.clone().mask_where(pad4, garbage * 3.0);
-        let out2 = attention.attend(q.clone(), k2, v2, Some(mask));
+        let out2 = attention.core.attend(q.clone(), k2, v2, Some(mask));
         out.to_data()
             .assert_approx_eq::<f32>(&out2.to_data(), Tolerance::absolute(1e-6));
 
         let cut = |x: Tensor<4>| x.narrow(0, 1, 1).narrow(2, 0, real);
-        let alone = attention.attend(cut(q), cut(k), cut(v), None);
+        let alone = attention.core.attend(cut(q), cut(k), cut(v), None);
         out.narrow(0, 1, 1)
             .narrow(2, 0, real)
             .to_data()

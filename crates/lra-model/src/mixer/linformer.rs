@@ -51,7 +51,7 @@
 //! - Init: Xavier-uniform with gain 1/√2 over fan-in `n`, fan-out `k` (fairseq, the authors'
 //!   code; LRA JAX uses gain 1). mlpen draws `N(0, 0.02)`: about the same scale at n = 4096
 //!   (std 0.015 here), smaller for short `n`.
-//! - The shared [`MultiHeadProjection`] provides Q/K/V/output projections (with biases), as for
+//! - The shared [`MultiHeadProjection`](super::MultiHeadProjection) provides Q/K/V/output projections (with biases), as for
 //!   every mixer here. The causal (decoder) variant is not implemented.
 
 use std::f64::consts::FRAC_1_SQRT_2;
@@ -61,10 +61,9 @@ use burn::nn::{Dropout, DropoutConfig, Initializer};
 use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::reference::attention_probs;
+use super::common::reference::attention_probs;
 use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer, at_least_one,
+    Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
 };
 
 /// Which heads and which of K/V share a length projection (Wang et al. 2020, §4).
@@ -109,7 +108,7 @@ impl MixerSpec for LinformerConfig {
         "Linformer: softmax attention over keys/values compressed to k rows by learned E, F";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::APPROXIMATE_ATTENTION
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -134,19 +133,24 @@ impl MixerSpec for LinformerConfig {
             Sharing::None | Sharing::Headwise => Some(projection()),
             Sharing::KeyValue | Sharing::KeyValuePerHead => None,
         };
-        LinformerAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            dropout: DropoutConfig::new(dims.dropout).init(),
-            key_projection,
-            value_projection,
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            LinformerCore {
+                dropout: DropoutConfig::new(dims.dropout).init(),
+                key_projection,
+                value_projection,
+            },
+        )
     }
 }
 
 /// Multi-head Linformer attention.
+pub type LinformerAttention = Attention<LinformerCore>;
+
+/// The attention core of [`LinformerAttention`].
 #[derive(Module, Debug)]
-pub struct LinformerAttention {
-    heads: MultiHeadProjection,
+pub struct LinformerCore {
     dropout: Dropout,
     /// `E`: `[groups, k, max_len]`, `groups` = heads, or 1 when the heads share it.
     key_projection: Param<Tensor<3>>,
@@ -154,11 +158,7 @@ pub struct LinformerAttention {
     value_projection: Option<Param<Tensor<3>>>,
 }
 
-impl AttentionCore for LinformerAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for LinformerCore {
     /// # Panics
     /// If the sequence is longer than the `max_len` the projections were built for.
     fn attend(
@@ -202,23 +202,13 @@ fn project(projection: &Param<Tensor<3>>, x: Tensor<4>) -> Tensor<4> {
         .matmul(x)
 }
 
-impl TokenMixer for LinformerAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use burn::tensor::{Distribution, TensorData, Tolerance};
 
     use super::*;
-    use crate::mixer::reference::{relative_error, softmax_attention};
-    use crate::mixer::testing::{gaussian, pad_mask, spoil_padding};
+    use crate::mixer::common::reference::{relative_error, softmax_attention};
+    use crate::mixer::common::testing::{gaussian, pad_mask, spoil_padding};
 
     const HEADS: usize = 2;
     const HEAD_DIM: usize = 8;
@@ -260,16 +250,16 @@ mod tests {
                     Sharing::Headwise | Sharing::KeyValue => 1,
                 };
                 assert_eq!(
-                    attention.key_projection.val().dims(),
+                    attention.core.key_projection.val().dims(),
                     [groups, rows, max_len]
                 );
                 let separate_f = matches!(sharing, Sharing::None | Sharing::Headwise);
                 assert_eq!(
-                    attention.value_projection.is_some(),
+                    attention.core.value_projection.is_some(),
                     separate_f,
                     "{sharing:?}"
                 );
-                if let Some(f) = &attention.value_projection {
+                if let Some(f) = &attention.core.value_projection {
                     assert_eq!(f.val().dims(), [groups, rows, max_len]);
                 }
             }
@@ -291,12 +281,12 @@ mod tests {
         let expected = softmax_attention(q.clone(), k.clone(), v.clone(), None);
         for sharing in SHARINGS {
             let mut attention = linformer(seq, sharing, seq, &device);
-            let groups = attention.key_projection.val().dims()[0];
-            attention.key_projection = fixed(Tensor::eye(seq, &device), groups);
-            if attention.value_projection.is_some() {
-                attention.value_projection = Some(fixed(Tensor::eye(seq, &device), groups));
+            let groups = attention.core.key_projection.val().dims()[0];
+            attention.core.key_projection = fixed(Tensor::eye(seq, &device), groups);
+            if attention.core.value_projection.is_some() {
+                attention.core.value_projection = Some(fixed(Tensor::eye(seq, &device), groups));
             }
-            let actual = attention.attend(q.clone(), k.clone(), v.clone(), None);
+            let actual = attention.core.attend(q.clone(), k.clone(), v.clone(), None);
             actual
                 .to_data()
                 .assert_approx_eq::<f32>(&expected.to_data(), Tolerance::absolute(1e-5));
@@ -318,7 +308,10 @@ mod tests {
             let mask = pad_mask(&device, seq, real);
             for sharing in [Sharing::None, Sharing::KeyValue] {
                 let attention = linformer(k_rows, sharing, max_len, &device);
-                let actual = attention.attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
+                let actual =
+                    attention
+                        .core
+                        .attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
                 assert_eq!(actual.dims(), shape);
 
                 let real4 = mask.clone().bool_not().float().reshape([2, 1, seq, 1]);
@@ -329,8 +322,9 @@ mod tests {
                         .reshape([1, groups, k_rows, seq])
                         .expand([2, HEADS, k_rows, seq])
                 };
-                let e = columns(&attention.key_projection);
+                let e = columns(&attention.core.key_projection);
                 let f = attention
+                    .core
                     .value_projection
                     .as_ref()
                     .map(columns)
@@ -367,8 +361,13 @@ mod tests {
             );
             for sharing in SHARINGS {
                 let attention = linformer(256, sharing, 64, &device);
-                let a = attention.attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
-                let b = attention.attend(q.clone(), k2.clone(), v2.clone(), Some(mask.clone()));
+                let a = attention
+                    .core
+                    .attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
+                let b =
+                    attention
+                        .core
+                        .attend(q.clone(), k2.clone(), v2.clone(), Some(mask.clone()));
                 a.to_data()
                     .assert_approx_eq::<f32>(&b.to_data(), Tolerance::absolute(1e-5));
             }
@@ -410,8 +409,8 @@ mod tests {
             for (i, &kk) in budgets.iter().enumerate() {
                 let mut attention = linformer(kk, Sharing::KeyValue, n, &device);
                 device.seed(100 + seed);
-                attention.key_projection = fixed(selection(kk, n, &device), 1);
-                let approx = attention.attend(q.clone(), k.clone(), v.clone(), None);
+                attention.core.key_projection = fixed(selection(kk, n, &device), 1);
+                let approx = attention.core.attend(q.clone(), k.clone(), v.clone(), None);
                 errors[i] += relative_error(approx, exact.clone()) / seeds as f32;
             }
         }
@@ -448,7 +447,7 @@ mod tests {
                         let exact = softmax_attention(q.clone(), kk.clone(), v.clone(), None);
                         device.seed(100 + seed);
                         let attention = LinformerConfig { k, sharing }.init(&dims, &device);
-                        let approx = attention.attend(q, kk, v, None);
+                        let approx = attention.core.attend(q, kk, v, None);
                         // ‖A‖ / ‖S‖, written as ‖(A + S) − S‖ / ‖S‖.
                         norm += relative_error(approx.clone() + exact.clone(), exact.clone())
                             / seeds as f32;

@@ -22,11 +22,10 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::blocks::{BlockPlan, block_sparse_attention, pad_indicator, pad_tail};
-use super::reference::{PAD_BIAS, attention_probs};
+use super::common::blocks::{BlockPlan, block_sparse_attention, pad_indicator, pad_tail};
+use super::common::reference::{PAD_BIAS, attention_probs};
 use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer, at_least_one,
+    Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
 };
 
 /// Which keys a query sees.
@@ -66,7 +65,7 @@ impl MixerSpec for LocalConfig {
         baseline) or an overlapping sliding window";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::APPROXIMATE_ATTENTION
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -84,30 +83,31 @@ impl MixerSpec for LocalConfig {
     }
 
     fn init(&self, dims: &MixerDims, device: &Device) -> LocalAttention {
-        LocalAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            dropout: DropoutConfig::new(dims.dropout).init(),
-            mode: self.mode,
-            block_size: self.block_size,
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            LocalCore {
+                dropout: DropoutConfig::new(dims.dropout).init(),
+                mode: self.mode,
+                block_size: self.block_size,
+            },
+        )
     }
 }
 
 /// Multi-head attention restricted to disjoint contiguous blocks or a sliding window.
+pub type LocalAttention = Attention<LocalCore>;
+
+/// The attention core of [`LocalAttention`].
 #[derive(Module, Debug)]
-pub struct LocalAttention {
-    heads: MultiHeadProjection,
+pub struct LocalCore {
     dropout: Dropout,
     #[module(skip)]
     mode: LocalMode,
     block_size: usize,
 }
 
-impl AttentionCore for LocalAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for LocalCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -128,7 +128,7 @@ impl AttentionCore for LocalAttention {
     }
 }
 
-impl LocalAttention {
+impl LocalCore {
     /// Softmax within each disjoint block; `is_pad`: `[b, n]`, 1 at padding.
     fn disjoint(&self, q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, is_pad: Tensor<2>) -> Tensor<4> {
         let [batch, heads, seq, head_dim] = q.dims();
@@ -148,23 +148,13 @@ impl LocalAttention {
     }
 }
 
-impl TokenMixer for LocalAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use burn::tensor::{Distribution, TensorData, Tolerance};
 
     use super::*;
-    use crate::mixer::blocks::dense;
-    use crate::mixer::reference::softmax_attention;
+    use crate::mixer::common::blocks::dense;
+    use crate::mixer::common::reference::softmax_attention;
 
     fn qkv(device: &Device, seed: u64, seq: usize) -> Tensor<4> {
         device.seed(seed);
@@ -199,7 +189,7 @@ mod tests {
             let attention = sliding(window, &device);
             let radius = window / 2;
             dense::assert_equals_dense(
-                &|q, k, v, mask| attention.attend(q, k, v, Some(mask)),
+                &|q, k, v, mask| attention.core.attend(q, k, v, Some(mask)),
                 &|_, i, j| i.abs_diff(j) <= radius,
                 2,
                 seq,
@@ -216,7 +206,9 @@ mod tests {
         let seq = 10;
         let zeros = Tensor::<4>::zeros([1, 1, seq, seq], &device);
         let identity = Tensor::<2>::eye(seq, &device).reshape([1, 1, seq, seq]);
-        let probs = sliding(4, &device).attend(zeros.clone(), zeros, identity, None);
+        let probs = sliding(4, &device)
+            .core
+            .attend(zeros.clone(), zeros, identity, None);
         let rows = probs.into_data().try_to_vec::<f32>().unwrap();
         for (query, expected) in [
             (0, vec![0, 1, 2]),
@@ -274,7 +266,10 @@ mod tests {
         // Every query keeps at least one visible key (fully masked rows are arbitrary).
         let pad: Vec<bool> = (0..2 * seq).map(|i| i >= seq + 21).collect();
         let pad = Tensor::<2, Bool>::from_data(TensorData::new(pad, [2, seq]), &device);
-        let actual = local(w, &device).attend(q.clone(), k.clone(), v.clone(), Some(pad.clone()));
+        let actual =
+            local(w, &device)
+                .core
+                .attend(q.clone(), k.clone(), v.clone(), Some(pad.clone()));
 
         // Dense reference: key j is visible to query i iff same block and j not padded.
         let mut bias = vec![0f32; 2 * seq * seq];
@@ -303,7 +298,9 @@ mod tests {
             qkv(&device, 2, 16),
             qkv(&device, 3, 16),
         );
-        let actual = local(16, &device).attend(q.clone(), k.clone(), v.clone(), None);
+        let actual = local(16, &device)
+            .core
+            .attend(q.clone(), k.clone(), v.clone(), None);
         let expected = softmax_attention(q, k, v, None);
         actual
             .to_data()

@@ -32,11 +32,10 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::blocks::{BlockPlan, SharedKeys, block_sparse_attention, dense_rows, pad_indicator};
-use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
+use super::common::blocks::{
+    BlockPlan, SharedKeys, block_sparse_attention, dense_rows, pad_indicator,
 };
+use super::{Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig};
 
 /// Settings of [`LongformerAttention`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -65,7 +64,7 @@ impl MixerSpec for LongformerConfig {
         "Longformer: sliding window (w/2 each side) + global leading tokens, computed block-wise";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::APPROXIMATE_ATTENTION
     }
 
     fn validate(&self, dims: &MixerDims) -> Result<(), String> {
@@ -85,29 +84,30 @@ impl MixerSpec for LongformerConfig {
     }
 
     fn init(&self, dims: &MixerDims, device: &Device) -> LongformerAttention {
-        LongformerAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            dropout: DropoutConfig::new(dims.dropout).init(),
-            window: self.window,
-            global_tokens: self.global_tokens,
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            LongformerCore {
+                dropout: DropoutConfig::new(dims.dropout).init(),
+                window: self.window,
+                global_tokens: self.global_tokens,
+            },
+        )
     }
 }
 
 /// Multi-head sliding-window attention with global leading tokens.
+pub type LongformerAttention = Attention<LongformerCore>;
+
+/// The attention core of [`LongformerAttention`].
 #[derive(Module, Debug)]
-pub struct LongformerAttention {
-    heads: MultiHeadProjection,
+pub struct LongformerCore {
     dropout: Dropout,
     window: usize,
     global_tokens: usize,
 }
 
-impl AttentionCore for LongformerAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for LongformerCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -157,20 +157,10 @@ impl AttentionCore for LongformerAttention {
     }
 }
 
-impl TokenMixer for LongformerAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mixer::blocks::dense;
+    use crate::mixer::common::blocks::dense;
 
     fn dims() -> MixerDims {
         MixerDims::new(8, 2, 64)
@@ -208,7 +198,7 @@ mod tests {
             eprintln!("window {window}, global tokens {globals}");
             let attention = build(window, globals, &device);
             dense::assert_equals_dense(
-                &|q, k, v, mask| attention.attend(q, k, v, Some(mask)),
+                &|q, k, v, mask| attention.core.attend(q, k, v, Some(mask)),
                 &|_, i, j| sees(window, globals, i, j),
                 2,
                 seq,

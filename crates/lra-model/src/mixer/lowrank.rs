@@ -39,16 +39,16 @@
 //!   `valid()`) and `redraw = true`, a fresh `Ω` per batch row and head is drawn each forward
 //!   from the device RNG (HMT draw Ω per matrix).
 //! - No dropout on attention. The Q/K/V/output projections are the shared
-//!   [`MultiHeadProjection`].
+//!   [`MultiHeadProjection`](super::MultiHeadProjection).
 
 use burn::module::{Flag, Module, Param};
 use burn::tensor::{Bool, Device, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::reference::{attention_probs, key_padding_bias};
+use super::common::reference::{attention_probs, key_padding_bias};
+use super::common::{fixed, is_training};
 use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer, at_least_one,
+    Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
 };
 
 /// Settings of [`LowRankAttention`].
@@ -85,7 +85,7 @@ impl MixerSpec for LowRankConfig {
         "randomized low-rank oracle: exact softmax matrix projected on a k+p range sketch (HMT)";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::APPROXIMATE_ATTENTION
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -95,39 +95,44 @@ impl MixerSpec for LowRankConfig {
 
     fn init(&self, dims: &MixerDims, device: &Device) -> LowRankAttention {
         let width = self.rank + self.oversampling;
-        LowRankAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            omega: Tensor::random(
-                [dims.max_len, width],
-                Distribution::Normal(0.0, 1.0),
-                device,
-            ),
-            training: Param::from_bool(true),
-            power_iters: self.power_iters,
-            redraw: self.redraw,
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            LowRankCore {
+                omega: fixed(Tensor::random(
+                    [dims.max_len, width],
+                    Distribution::Normal(0.0, 1.0),
+                    device,
+                )),
+                training: Param::from_bool(true),
+                power_iters: self.power_iters,
+                redraw: self.redraw,
+            },
+        )
     }
 }
 
 /// Multi-head randomized low-rank attention.
+pub type LowRankAttention = Attention<LowRankCore>;
+
+/// The attention core of [`LowRankAttention`].
 #[derive(Module, Debug)]
-pub struct LowRankAttention {
-    heads: MultiHeadProjection,
-    /// Gaussian test matrix drawn at init `[max_len, k + p]` (a constant, not trained).
-    omega: Tensor<2>,
+pub struct LowRankCore {
+    /// Gaussian test matrix drawn at init `[max_len, k + p]` (fixed, not trained).
+    omega: Param<Tensor<2>>,
     /// Training mode (cleared by `valid()`): `Ω` is redrawn only then.
     training: Param<Flag>,
     power_iters: usize,
     redraw: bool,
 }
 
-impl LowRankAttention {
+impl LowRankCore {
     /// The test matrix `Ω` `[b, h, n, w]`, `w = min(k + p, n)`.
     fn test_matrix(&self, shape: [usize; 3], device: &Device) -> Tensor<4> {
         let [batch, heads, seq] = shape;
         let [max_len, width] = self.omega.dims();
         let width = width.min(seq);
-        if self.redraw && device.is_autodiff() && self.training.is_enabled() {
+        if self.redraw && is_training(&self.training, device) {
             return Tensor::random(
                 [batch, heads, seq, width],
                 Distribution::Normal(0.0, 1.0),
@@ -139,7 +144,7 @@ impl LowRankAttention {
             "lowrank: sequence length {seq} exceeds max_len {max_len} the mixer was built for"
         );
         self.omega
-            .clone()
+            .val()
             .narrow(0, 0, seq)
             .narrow(1, 0, width)
             .reshape([1, 1, seq, width])
@@ -147,11 +152,7 @@ impl LowRankAttention {
     }
 }
 
-impl AttentionCore for LowRankAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for LowRankCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -174,16 +175,6 @@ impl AttentionCore for LowRankAttention {
         }
         let exact = probs.matmul(v); // P V [b, h, n, d]
         basis.clone().matmul(basis.swap_dims(2, 3).matmul(exact))
-    }
-}
-
-impl TokenMixer for LowRankAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
     }
 }
 
@@ -223,8 +214,8 @@ mod tests {
     use burn::tensor::Tolerance;
 
     use super::*;
-    use crate::mixer::reference::{relative_error, softmax_attention};
-    use crate::mixer::testing::{
+    use crate::mixer::common::reference::{relative_error, softmax_attention};
+    use crate::mixer::common::testing::{
         assert_random_only_in_training, gaussian, pad_mask, spoil_padding,
     };
 
@@ -315,7 +306,9 @@ mod tests {
         };
         let attention = lowrank(config, heads, head_dim, seq, 0);
         for mask in [None, Some(pad_mask(&device, seq, 11))] {
-            let actual = attention.attend(q.clone(), k.clone(), v.clone(), mask.clone());
+            let actual = attention
+                .core
+                .attend(q.clone(), k.clone(), v.clone(), mask.clone());
             let expected = softmax_attention(q.clone(), k.clone(), v.clone(), mask.clone());
             let real = match mask {
                 Some(mask) => mask.bool_not().float().reshape([2, 1, seq, 1]),
@@ -348,7 +341,7 @@ mod tests {
                     ..LowRankConfig::default()
                 };
                 let attention = lowrank(config, 2, head_dim, seq, 100 + seed);
-                let actual = attention.attend(q.clone(), k.clone(), v.clone(), None);
+                let actual = attention.core.attend(q.clone(), k.clone(), v.clone(), None);
                 *error += relative_error(actual, expected.clone()) / seeds as f32;
             }
         }
@@ -375,8 +368,10 @@ mod tests {
                 ..LowRankConfig::default()
             };
             let attention = lowrank(config, heads, head_dim, seq, 0);
-            let a = attention.attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
-            let b = attention.attend(
+            let a = attention
+                .core
+                .attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
+            let b = attention.core.attend(
                 garbage(q.clone(), 7),
                 garbage(k.clone(), 8),
                 garbage(v.clone(), 9),

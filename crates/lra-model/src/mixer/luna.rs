@@ -68,8 +68,8 @@ use burn::nn::{
 use burn::tensor::{Bool, Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::heads::{merge_heads, split_heads};
-use super::reference::{attention_probs, key_padding_bias};
+use super::common::projection::{merge_heads, split_heads};
+use super::common::reference::{attention_probs, key_padding_bias};
 use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, at_least_one};
 
 /// Settings of [`LunaAttention`].
@@ -104,7 +104,7 @@ impl MixerSpec for LunaConfig {
         "Luna: pack tokens into l slots carried across layers, unpack by attending to them";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::WITHOUT_CORE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -299,8 +299,8 @@ mod tests {
     use burn::tensor::{Distribution, Tolerance};
 
     use super::*;
-    use crate::mixer::reference::softmax_attention;
-    use crate::mixer::testing::pad_mask;
+    use crate::mixer::common::reference::softmax_attention;
+    use crate::mixer::common::testing::pad_mask;
 
     const HEADS: usize = 2;
     const D_MODEL: usize = 16;

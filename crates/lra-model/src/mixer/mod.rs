@@ -5,16 +5,18 @@
 //! [`MixerInput::carry`] / [`MixerOutput::carry`]; the encoder threads it through unchanged, so it
 //! needs no special case for them.
 
+pub mod common;
+mod registry;
+
+// One file per method (`Config` + module); the shared pieces they build on live in `common`.
 pub mod afno;
 pub mod bigbird;
-mod blocks;
 pub mod blocksparse;
 pub mod contextpool;
 pub mod cur;
 pub mod fedformer;
 pub mod flash;
 pub mod fno;
-mod heads;
 pub mod lara;
 pub mod linear;
 pub mod linformer;
@@ -27,9 +29,7 @@ pub mod nystrom;
 pub mod performer;
 pub mod pixelfly;
 pub mod ra;
-pub mod reference;
 pub mod reformer;
-mod registry;
 pub mod s4;
 pub mod s4d;
 pub mod scatterbrain;
@@ -39,13 +39,13 @@ pub mod sktr;
 pub mod soft;
 pub mod softmax;
 pub mod sparse;
-mod spectral;
 pub mod synthesizer;
-#[cfg(test)]
-mod testing;
 pub mod yoso;
 
-pub use heads::{MultiHeadProjection, MultiHeadProjectionConfig};
+pub use common::attention::Attention;
+pub use common::projection::{MultiHeadProjection, MultiHeadProjectionConfig};
+/// The exact reference, at the path other crates and the conformance suite import it from.
+pub use common::reference;
 pub use registry::{Mixer, MixerConfig, MixerKind};
 
 use burn::tensor::{Bool, Device, Tensor};
@@ -100,19 +100,31 @@ pub trait TokenMixer {
     /// - output `x`: `[batch, seq, d_model]`
     fn forward(&self, input: MixerInput) -> MixerOutput;
 
-    /// The attention core, for mixers that are attention over projected Q, K, V
-    /// (used by exactness checks and `lra approx`); `None` for other mixers.
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
+    /// The projections and attention core of a mixer that is attention over projected Q, K, V
+    /// ([`Attention`]); `None` for other mixers.
+    fn attention(&self) -> Option<AttentionParts<'_>> {
         None
+    }
+
+    /// The attention core alone (used by exactness checks and `lra approx`).
+    fn attention_core(&self) -> Option<&dyn AttentionCore> {
+        self.attention().map(|parts| parts.core)
     }
 }
 
-/// The attention part of an attention mixer: already projected, head-split Q, K, V in, the
-/// per-head context out. `lra approx` and the exactness tests call it directly.
-pub trait AttentionCore {
-    /// The Q/K/V/output projections feeding this core (e.g. to take a trained layer's Q, K, V).
-    fn projection(&self) -> &MultiHeadProjection;
+/// The two halves of an attention mixer, borrowed.
+#[derive(Clone, Copy)]
+pub struct AttentionParts<'a> {
+    /// The Q/K/V/output projections (e.g. to take a trained layer's Q, K, V).
+    pub projection: &'a MultiHeadProjection,
+    /// What the mixer does with the projected heads.
+    pub core: &'a dyn AttentionCore,
+}
 
+/// The attention part of an attention mixer: already projected, head-split Q, K, V in, the
+/// per-head context out. [`Attention`] puts the shared projections around it; `lra approx` and
+/// the exactness tests call it directly.
+pub trait AttentionCore {
     /// # Shapes
     /// - `q`, `k`, `v`: `[batch, heads, seq, head_dim]`; `pad_mask`: `[batch, seq]` (`true` = padding)
     /// - output: `[batch, heads, seq, head_dim]`
@@ -164,21 +176,31 @@ impl MixerDims {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Caps {
     /// Computes exactly softmax attention (up to float rounding).
-    pub exact: bool,
+    pub exact_softmax: bool,
     /// Honours the key-padding mask: padded positions never influence real ones.
-    pub pad_mask: bool,
+    pub honours_padding: bool,
+    /// Is an [`Attention`] mixer, so [`TokenMixer::attention_core`] is `Some` (what `lra approx`
+    /// compares with softmax attention).
+    pub attention_core: bool,
 }
 
 impl Caps {
     /// Exact softmax attention that honours padding.
-    pub const EXACT: Caps = Caps {
-        exact: true,
-        pad_mask: true,
+    pub const EXACT_ATTENTION: Caps = Caps {
+        exact_softmax: true,
+        honours_padding: true,
+        attention_core: true,
     };
-    /// An approximation (or another mixer) that honours padding.
-    pub const APPROXIMATE: Caps = Caps {
-        exact: false,
-        pad_mask: true,
+    /// An approximating attention core that honours padding.
+    pub const APPROXIMATE_ATTENTION: Caps = Caps {
+        exact_softmax: false,
+        ..Caps::EXACT_ATTENTION
+    };
+    /// A mixer without an attention core over projected Q, K, V (its own projections, or no
+    /// attention at all) that honours padding.
+    pub const WITHOUT_CORE: Caps = Caps {
+        attention_core: false,
+        ..Caps::APPROXIMATE_ATTENTION
     };
 }
 
@@ -188,6 +210,26 @@ pub(crate) fn at_least_one(name: &str, value: usize) -> Result<(), String> {
         return Err(format!("{name} must be at least 1"));
     }
     Ok(())
+}
+
+/// `Option<usize>` as a TOML integer, `0` meaning `None` (TOML has no null, and a missing key
+/// takes the default): optional sizes of mixer configs (`nystrom`, `cur`).
+pub(crate) mod zero_is_none {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(
+        value: &Option<usize>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(value.unwrap_or(0) as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<usize>, D::Error> {
+        let value = u64::deserialize(deserializer)?;
+        Ok((value != 0).then_some(value as usize))
+    }
 }
 
 /// Builds a mixer module from its config. Implemented by every `XxxConfig` in the registry.

@@ -36,10 +36,9 @@ use burn::module::Module;
 use burn::tensor::{Bool, Device, IndexingUpdateOp, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::reference::PAD_BIAS;
+use super::common::reference::PAD_BIAS;
 use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer, at_least_one,
+    Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
 };
 
 /// Added to the selection score of prior blocks so that top-k always keeps them (official value).
@@ -96,7 +95,7 @@ impl MixerSpec for MraConfig {
         "MRA-2: low-resolution block scores pick the blocks computed at full resolution";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::APPROXIMATE_ATTENTION
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -106,21 +105,26 @@ impl MixerSpec for MraConfig {
     }
 
     fn init(&self, dims: &MixerDims, device: &Device) -> MraAttention {
-        MraAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            block_size: self.block_size,
-            block_per_row: self.block_per_row,
-            mode: self.mode,
-            prior_first_blocks: self.prior_first_blocks,
-            prior_diagonal_blocks: self.prior_diagonal_blocks,
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            MraCore {
+                block_size: self.block_size,
+                block_per_row: self.block_per_row,
+                mode: self.mode,
+                prior_first_blocks: self.prior_first_blocks,
+                prior_diagonal_blocks: self.prior_diagonal_blocks,
+            },
+        )
     }
 }
 
 /// Multi-head MRA-2 attention.
+pub type MraAttention = Attention<MraCore>;
+
+/// The attention core of [`MraAttention`].
 #[derive(Module, Debug)]
-pub struct MraAttention {
-    heads: MultiHeadProjection,
+pub struct MraCore {
     block_size: usize,
     block_per_row: usize,
     #[module(skip)]
@@ -129,11 +133,7 @@ pub struct MraAttention {
     prior_diagonal_blocks: usize,
 }
 
-impl AttentionCore for MraAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for MraCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -179,17 +179,7 @@ impl AttentionCore for MraAttention {
     }
 }
 
-impl TokenMixer for MraAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
-    }
-}
-
-impl MraAttention {
+impl MraCore {
     /// Flat indices `I·nb + J` `[bh, k]` of the kept block pairs: top-k of `L − rowmax(L)` plus
     /// the prior bonus over all `nb²` pairs of each batch row and head.
     fn select_blocks(&self, g: &Grid, logits: &Tensor<3>, device: &Device) -> Tensor<2, Int> {
@@ -375,8 +365,8 @@ mod tests {
     use burn::tensor::Tolerance;
 
     use super::*;
-    use crate::mixer::reference::{relative_error, softmax_attention};
-    use crate::mixer::testing::{gaussian, pad_mask, spoil_padding};
+    use crate::mixer::common::reference::{relative_error, softmax_attention};
+    use crate::mixer::common::testing::{gaussian, pad_mask, spoil_padding};
 
     fn mra(config: MraConfig, device: &Device) -> MraAttention {
         let dims = MixerDims::new(16, 2, 256);
@@ -401,8 +391,12 @@ mod tests {
                 prior_diagonal_blocks: 0,
                 ..MraConfig::default()
             };
-            let actual =
-                mra(config, &device).attend(q.clone(), k.clone(), v.clone(), Some(pad.clone()));
+            let actual = mra(config, &device).core.attend(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                Some(pad.clone()),
+            );
             let expected = softmax_attention(q.clone(), k.clone(), v.clone(), Some(pad.clone()));
             // Padded queries are zeroed (their outputs are unused), so compare real positions.
             let real = |x: Tensor<4>| x.narrow(2, 0, 70);
@@ -426,7 +420,9 @@ mod tests {
             prior_first_blocks: 0,
             prior_diagonal_blocks: 1,
         };
-        let actual = mra(config, &device).attend(q.clone(), k.clone(), v.clone(), None);
+        let actual = mra(config, &device)
+            .core
+            .attend(q.clone(), k.clone(), v.clone(), None);
 
         // Dense reference: score exp(q_i·k_j/√d) inside diagonal blocks, exp(Q̂_I·K̂_J/√d)
         // elsewhere, each unselected key weighted by V̂_J (the means broadcast to the tokens).
@@ -476,8 +472,10 @@ mod tests {
             ..MraConfig::default()
         };
         let mixer = mra(config, &device);
-        let clean = mixer.attend(q.clone(), k.clone(), v.clone(), Some(pad.clone()));
-        let spoilt = mixer.attend(spoil(q), spoil(k), spoil(v), Some(pad));
+        let clean = mixer
+            .core
+            .attend(q.clone(), k.clone(), v.clone(), Some(pad.clone()));
+        let spoilt = mixer.core.attend(spoil(q), spoil(k), spoil(v), Some(pad));
         clean.narrow(2, 0, real).to_data().assert_approx_eq::<f32>(
             &spoilt.narrow(2, 0, real).to_data(),
             Tolerance::absolute(1e-6),
@@ -497,7 +495,10 @@ mod tests {
                     block_per_row,
                     ..MraConfig::default()
                 };
-                let actual = mra(config, &device).attend(q.clone(), k.clone(), v.clone(), None);
+                let actual =
+                    mra(config, &device)
+                        .core
+                        .attend(q.clone(), k.clone(), v.clone(), None);
                 relative_error(actual, expected.clone())
             })
             .collect();

@@ -16,7 +16,7 @@
 //! `Z₀ = Aᵀ / (‖A‖₁ ‖A‖∞)`, then `Z ← ¼ Z (13I − AZ (15I − AZ (7I − AZ)))`; the
 //! error `I − AZ` goes to `¾E³ + ¼E⁴` per step, so it converges cubically once every singular
 //! value of `AZ₀` has grown near 1 (each step multiplies a small one by about 13/4).
-//! [`iterative_pinv`] is shared with `cur.rs`.
+//! [`iterative_pinv`] lives in `common::inverse` (CUR uses it too).
 //!
 //! With one landmark per token (`m = n`), `F = A = B = P` (the softmax matrix) and `F A⁺ B =
 //! P P⁺ P = P`: the method is exact up to the convergence of the pseudoinverse.
@@ -52,7 +52,7 @@
 //! - The official code falls back to exact softmax when `num_landmarks == seq_len`; this one
 //!   always runs the Nyström path (exact at `m = n` up to the pseudoinverse's convergence).
 //! - No dropout on attention (the official `NystromAttention` has none either). The Q/K/V/output
-//!   projections are the shared [`MultiHeadProjection`].
+//!   projections are the shared [`MultiHeadProjection`](super::MultiHeadProjection).
 //!
 //! The convolution is a learned skip path, not part of the approximation: with its initial
 //! (PyTorch-style Kaiming-uniform) weights it dominates the output, so approximation errors
@@ -64,10 +64,11 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{Bool, Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::reference::{PAD_BIAS, attention_probs, key_padding_bias};
+use super::common::inverse::iterative_pinv;
+use super::common::reference::{PAD_BIAS, attention_probs, key_padding_bias};
 use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer, at_least_one,
+    Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
+    zero_is_none,
 };
 
 /// Settings of [`NystromAttention`].
@@ -100,33 +101,13 @@ impl Default for NystromConfig {
     }
 }
 
-/// `Option<usize>` as a TOML integer, `0` meaning `None` (TOML has no null, and a missing key
-/// takes the default). Shared with `cur.rs`.
-pub(crate) mod zero_is_none {
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(
-        value: &Option<usize>,
-        serializer: S,
-    ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_u64(value.unwrap_or(0) as u64)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(
-        deserializer: D,
-    ) -> Result<Option<usize>, D::Error> {
-        let value = u64::deserialize(deserializer)?;
-        Ok((value != 0).then_some(value as usize))
-    }
-}
-
 impl MixerSpec for NystromConfig {
     type Mixer = NystromAttention;
     const SUMMARY: &'static str =
         "Nyströmformer: softmax kernels through segment-mean landmarks + iterative pseudoinverse";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::APPROXIMATE_ATTENTION
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -150,30 +131,31 @@ impl MixerSpec for NystromConfig {
                 .with_bias(false)
                 .init(device)
         });
-        NystromAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            conv,
-            landmarks: self.landmarks,
-            pinv_iters: self.pinv_iters,
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            NystromCore {
+                conv,
+                landmarks: self.landmarks,
+                pinv_iters: self.pinv_iters,
+            },
+        )
     }
 }
 
 /// Multi-head Nyström attention.
+pub type NystromAttention = Attention<NystromCore>;
+
+/// The attention core of [`NystromAttention`].
 #[derive(Module, Debug)]
-pub struct NystromAttention {
-    heads: MultiHeadProjection,
+pub struct NystromCore {
     /// Depthwise convolution over the sequence, one `[k, 1]` kernel per head.
     conv: Option<Conv2d>,
     landmarks: usize,
     pinv_iters: usize,
 }
 
-impl AttentionCore for NystromAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for NystromCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -211,16 +193,6 @@ impl AttentionCore for NystromAttention {
     }
 }
 
-impl TokenMixer for NystromAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
-    }
-}
-
 /// Averaging matrices of the landmark segments: real token number `r` (counted over real tokens
 /// only) of a sequence with `L` real tokens belongs to segment `⌊r·m/L⌋`.
 ///
@@ -246,43 +218,13 @@ fn segment_means(real: Tensor<2, Int>, m: usize) -> (Tensor<3>, Tensor<2>) {
     (member / sizes.clamp_min(1.0), nonempty)
 }
 
-/// Iterative Moore–Penrose pseudoinverse of each `[m, m]` matrix in `a` `[b, h, m, m]`
-/// (Razavi et al. 2014, as used by Nyströmformer):
-/// `Z₀ = Aᵀ / (‖A‖₁ ‖A‖∞)` per matrix (max absolute column sum times max absolute row sum,
-/// which puts every eigenvalue of `A Z₀` in (0, 1]), then `iters` times
-/// `Z ← ¼ Z (13I − AZ (15I − AZ (7I − AZ)))`.
-///
-/// Converges to `A⁺` for any `A`; singular values far below `‖A‖` need more iterations (each
-/// multiplies the small eigenvalues of `AZ` by about 13/4), so few iterations act as a
-/// low-rank regulariser. A zero matrix gives zero, and exactly zero rows and columns stay
-/// exactly zero. For a numerically rank-deficient `A`, roundoff in its null space also grows by
-/// 13/4 per step, so iterating far past convergence degrades `Z A Z = Z` (the paper's 6
-/// iterations are safe).
-pub(crate) fn iterative_pinv(a: Tensor<4>, iters: usize) -> Tensor<4> {
-    let [.., m, _] = a.dims();
-    let abs = a.clone().abs();
-    let max_col_sum = abs.clone().sum_dim(2).max_dim(3); // [b, h, 1, 1]
-    let max_row_sum = abs.sum_dim(3).max_dim(2);
-    let norm = (max_col_sum * max_row_sum).clamp_min(1e-30);
-    let mut z = a.clone().swap_dims(2, 3) / norm;
-    let eye = Tensor::<2>::eye(m, &a.device()).reshape([1, 1, m, m]);
-    for _ in 0..iters {
-        let az = a.clone().matmul(z.clone());
-        let t = eye.clone() * 7.0 - az.clone();
-        let t = eye.clone() * 15.0 - az.clone().matmul(t);
-        let t = eye.clone() * 13.0 - az.matmul(t);
-        z = z.matmul(t) * 0.25;
-    }
-    z
-}
-
 #[cfg(test)]
 mod tests {
     use burn::tensor::{TensorData, Tolerance};
 
     use super::*;
-    use crate::mixer::reference::{relative_error, softmax_attention};
-    use crate::mixer::testing::{gaussian, pad_mask, spoil_padding};
+    use crate::mixer::common::reference::{relative_error, softmax_attention};
+    use crate::mixer::common::testing::{gaussian, pad_mask, spoil_padding};
 
     fn nystrom(
         config: NystromConfig,
@@ -370,7 +312,9 @@ mod tests {
         };
         let attention = nystrom(config, heads, head_dim, seq);
         for mask in [None, Some(pad_mask(&device, seq, 11))] {
-            let actual = attention.attend(q.clone(), k.clone(), v.clone(), mask.clone());
+            let actual = attention
+                .core
+                .attend(q.clone(), k.clone(), v.clone(), mask.clone());
             let expected = softmax_attention(q.clone(), k.clone(), v.clone(), mask.clone());
             // Compare real positions only (padded queries are not defined by softmax either).
             let real = match mask {
@@ -403,7 +347,7 @@ mod tests {
                     pinv_iters: 6,
                     conv_kernel: None,
                 };
-                let actual = nystrom(config, heads, head_dim, seq).attend(
+                let actual = nystrom(config, heads, head_dim, seq).core.attend(
                     q.clone(),
                     k.clone(),
                     v.clone(),
@@ -431,12 +375,12 @@ mod tests {
         let garbage = |x: Tensor<4>, seed| spoil_padding(x, &mask, seed);
         let attention = nystrom(NystromConfig::default(), heads, head_dim, seq);
         for landmarks in [8, 64] {
-            let attention = NystromAttention {
-                landmarks,
-                ..attention.clone()
-            };
-            let a = attention.attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
-            let b = attention.attend(
+            let mut attention = attention.clone();
+            attention.core.landmarks = landmarks;
+            let a = attention
+                .core
+                .attend(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
+            let b = attention.core.attend(
                 garbage(q.clone(), 7),
                 garbage(k.clone(), 8),
                 garbage(v.clone(), 9),

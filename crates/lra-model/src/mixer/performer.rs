@@ -61,7 +61,7 @@
 //!   diagonal (Haar-distributed rows); orthogonal to float precision (tested to 1e-4 at d = 64).
 //! - No attention dropout: no probabilities are formed (JAX `FastAttention` ignores
 //!   `dropout_rate` too). The causal (prefix-sum) form is not implemented.
-//! - The Q/K/V/output projections are the shared [`MultiHeadProjection`] (with biases).
+//! - The Q/K/V/output projections are the shared [`MultiHeadProjection`](super::MultiHeadProjection) (with biases).
 //! - ReLU kernel with a projection: scaled by `1/√r` before the ReLU as in the TF
 //!   `relu_kernel_transformation`; the JAX `generalized_kernel_feature_creator` omits that
 //!   factor (it only changes the weight of the `1e-3` term).
@@ -74,26 +74,17 @@
 //! here are the FAVOR+ method of the paper with the JAX defaults instead.
 
 use burn::module::{Flag, Module, Param};
-use burn::tensor::activation::relu;
 use burn::tensor::{Bool, Device, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::linear::{kernel_sums, real_key_weights};
-use super::reference::PAD_BIAS;
-use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer, at_least_one,
+use super::common::feature_maps::{
+    gaussian_orthogonal_matrix, normalised_attention, relu_features, relu_map,
+    softmax_kernel_attention,
 };
-
-/// Added to every softmax-kernel feature after `exp` (JAX `make_fast_softmax_attention` passes
-/// its `numerical_stabilizer=0.000001` as the feature creator's `eps`; the TF
-/// `softmax_kernel_transformation` default is the same).
-pub const SOFTMAX_FEATURE_EPS: f64 = 1e-6;
-/// Added to every ReLU-kernel feature (TF `relu_kernel_transformation(numerical_stabilizer=
-/// 0.001)`, JAX `make_fast_generalized_attention(kernel_epsilon=0.001)`).
-pub const RELU_FEATURE_EPS: f64 = 1e-3;
-/// Normalisers with `|R| ≤` this get `2·` this added (JAX `numerical_stabilizer=0.000001`).
-pub const NORMALISER_GUARD: f64 = 1e-6;
+use super::common::{fixed, is_training};
+use super::{
+    Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
+};
 
 /// The kernel the random features estimate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,7 +157,7 @@ impl MixerSpec for PerformerConfig {
         "Performer (FAVOR+): positive orthogonal random features, O(n·r·d) (LRA baseline)";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::APPROXIMATE_ATTENTION
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -182,23 +173,34 @@ impl MixerSpec for PerformerConfig {
     }
 
     fn init(&self, dims: &MixerDims, device: &Device) -> PerformerAttention {
-        PerformerAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            projection: draw_projection(self.features, self.nb_features, dims.head_dim(), device),
-            kernel: self.kernel,
-            redraw: self.redraw,
-            features: self.features,
-            training: Param::from_bool(true),
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            PerformerCore {
+                projection: draw_projection(
+                    self.features,
+                    self.nb_features,
+                    dims.head_dim(),
+                    device,
+                )
+                .map(fixed),
+                kernel: self.kernel,
+                redraw: self.redraw,
+                features: self.features,
+                training: Param::from_bool(true),
+            },
+        )
     }
 }
 
 /// Multi-head FAVOR+ attention.
+pub type PerformerAttention = Attention<PerformerCore>;
+
+/// The attention core of [`PerformerAttention`].
 #[derive(Module, Debug)]
-pub struct PerformerAttention {
-    heads: MultiHeadProjection,
-    /// `W` `[r, head_dim]` drawn at init: a constant, not a parameter (`None`: deterministic).
-    projection: Option<Tensor<2>>,
+pub struct PerformerCore {
+    /// `W` `[r, head_dim]` drawn at init, fixed (`None`: deterministic features).
+    projection: Option<Param<Tensor<2>>>,
     #[module(skip)]
     kernel: PerformerKernel,
     #[module(skip)]
@@ -210,27 +212,23 @@ pub struct PerformerAttention {
     training: Param<Flag>,
 }
 
-impl PerformerAttention {
+impl PerformerCore {
     /// The `W` `[r, head_dim]` this call uses: a fresh draw when training with
     /// `redraw = "every_call"`, else the one drawn at init (`None` for deterministic features).
     pub fn projection(&self, device: &Device) -> Option<Tensor<2>> {
-        let training = device.is_autodiff() && self.training.is_enabled();
-        let initial = self.projection.as_ref()?;
+        let training = is_training(&self.training, device);
+        let initial = self.projection.as_ref()?.val();
         Some(match self.redraw {
             Redraw::EveryCall if training => {
                 let [rows, dim] = initial.dims();
                 draw_projection(self.features, rows, dim, device)?
             }
-            _ => initial.clone(),
+            _ => initial,
         })
     }
 }
 
-impl AttentionCore for PerformerAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for PerformerCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -243,16 +241,6 @@ impl AttentionCore for PerformerAttention {
             // Deterministic features (validated: ReLU kernel only).
             None => normalised_attention(relu_map(q, None), relu_map(k, pad_mask), v),
         }
-    }
-}
-
-impl TokenMixer for PerformerAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
     }
 }
 
@@ -270,113 +258,13 @@ pub fn favor_attention(
     w: Tensor<2>,
     kernel: PerformerKernel,
 ) -> Tensor<4> {
-    let (phi_q, phi_k) = match kernel {
-        PerformerKernel::Softmax => (
-            softmax_query_features(q, w.clone(), SOFTMAX_FEATURE_EPS),
-            softmax_key_features(k, w, pad_mask, SOFTMAX_FEATURE_EPS),
-        ),
-        PerformerKernel::Relu => (
+    match kernel {
+        PerformerKernel::Softmax => softmax_kernel_attention(q, k, v, pad_mask, w),
+        PerformerKernel::Relu => normalised_attention(
             relu_features(q, w.clone(), None),
             relu_features(k, w, pad_mask),
+            v,
         ),
-    };
-    normalised_attention(phi_q, phi_k, v)
-}
-
-/// `φ(Q)(φ(K)ᵀV)` divided by the normaliser `R = φ(Q)(φ(K)ᵀ1)`, with `2·1e-6` added where
-/// `|R| ≤ 1e-6` (JAX `FastAttentionviaLowRankDecomposition`).
-pub fn normalised_attention(phi_q: Tensor<4>, phi_k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    let (numerator, normaliser) = kernel_sums(phi_q, phi_k, v);
-    let guard = normaliser
-        .clone()
-        .abs()
-        .lower_equal_elem(NORMALISER_GUARD)
-        .float()
-        * (2.0 * NORMALISER_GUARD);
-    numerator / (normaliser + guard)
-}
-
-/// `x Wᵀ`: `[b, h, n, d]` × `[r, d]` → `[b, h, n, r]`, as one matrix product.
-fn project(x: Tensor<4>, w: Tensor<2>) -> Tensor<4> {
-    let [batch, heads, seq, dim] = x.dims();
-    let rows = w.dims()[0];
-    x.reshape([batch * heads * seq, dim])
-        .matmul(w.transpose())
-        .reshape([batch, heads, seq, rows])
-}
-
-/// `(u, h)` of the softmax kernel: `u = x̃ Wᵀ` `[b, h, n, r]` and `h = ‖x̃‖²/2` `[b, h, n, 1]`
-/// with `x̃ = x·d^{-1/4}`, so `φ(x) ∝ exp(u − h)`.
-pub fn softmax_exponents(x: Tensor<4>, w: Tensor<2>) -> (Tensor<4>, Tensor<4>) {
-    let dim = x.dims()[3];
-    let x = x * (dim as f64).powf(-0.25);
-    let half_norm = x.clone().powi_scalar(2).sum_dim(3) / 2.0;
-    (project(x, w), half_norm)
-}
-
-/// Softmax-kernel features of queries, `(exp(u − h − max_r u) + eps)/√r`: the per-query max
-/// keeps every `exp` argument ≤ 0 and cancels in the normalised output (up to `eps`).
-pub fn softmax_query_features(q: Tensor<4>, w: Tensor<2>, eps: f64) -> Tensor<4> {
-    let rows = w.dims()[0];
-    let (u, h) = softmax_exponents(q, w);
-    let max = u.clone().max_dim(3); // [b, h, n, 1]
-    ((u - h - max).exp() + eps) / (rows as f64).sqrt()
-}
-
-/// Softmax-kernel features of keys, `(exp(u − h − M) + eps)/√r` with one max `M` over all real
-/// keys and projections of a (batch, head); padded keys get exactly zero features.
-pub fn softmax_key_features(
-    k: Tensor<4>,
-    w: Tensor<2>,
-    pad_mask: Option<Tensor<2, Bool>>,
-    eps: f64,
-) -> Tensor<4> {
-    let rows = w.dims()[0];
-    let (u, h) = softmax_exponents(k, w);
-    let shape = u.dims();
-    let ratio = (rows as f64).sqrt();
-    match pad_mask {
-        None => {
-            let max = u.clone().max_dim(3).max_dim(2); // [b, h, 1, 1]
-            ((u - h - max).exp() + eps) / ratio
-        }
-        Some(mask) => {
-            let [batch, seq] = mask.dims();
-            let pad = mask.clone().reshape([batch, 1, seq, 1]).expand(shape);
-            let max = u
-                .clone()
-                .mask_fill(pad.clone(), PAD_BIAS)
-                .max_dim(3)
-                .max_dim(2);
-            // Padded exponents are replaced before `exp`, so garbage there never overflows.
-            let exponent = (u - h - max).mask_fill(pad, PAD_BIAS);
-            ((exponent.exp() + eps) / ratio) * real_key_weights(mask)
-        }
-    }
-}
-
-/// Unstabilised softmax-kernel features `exp(u − h)/√r` (no max, no eps): the unbiased
-/// estimator of the paper, `E[φ(q)·φ(k)] = exp(q·k/√d)`. Overflows for large inputs; for tests.
-pub fn softmax_features_unstabilised(x: Tensor<4>, w: Tensor<2>) -> Tensor<4> {
-    let rows = w.dims()[0];
-    let (u, h) = softmax_exponents(x, w);
-    (u - h).exp() / (rows as f64).sqrt()
-}
-
-/// ReLU-kernel features `relu(x Wᵀ/√r) + 1e-3` (TF `relu_kernel_transformation`), zero at
-/// padded positions when `pad_mask` is given.
-pub fn relu_features(x: Tensor<4>, w: Tensor<2>, pad_mask: Option<Tensor<2, Bool>>) -> Tensor<4> {
-    let rows = w.dims()[0];
-    relu_map(project(x, w) / (rows as f64).sqrt(), pad_mask)
-}
-
-/// `relu(x) + 1e-3` elementwise (the deterministic generalized features, and the ReLU kernel
-/// after its projection), zero at padded positions when `pad_mask` is given.
-pub fn relu_map(x: Tensor<4>, pad_mask: Option<Tensor<2, Bool>>) -> Tensor<4> {
-    let features = relu(x) + RELU_FEATURE_EPS;
-    match pad_mask {
-        Some(mask) => features * real_key_weights(mask),
-        None => features,
     }
 }
 
@@ -399,52 +287,16 @@ pub fn draw_projection(
     }
 }
 
-/// A Gaussian orthogonal random matrix `[rows, dim]` from the device RNG (JAX
-/// `GaussianOrthogonalRandomMatrix`, `scaling=0`): ⌈rows/dim⌉ independent `dim×dim` blocks with
-/// orthonormal rows, stacked and cut to `rows`, each row scaled by the norm of an independent
-/// `N(0, I_dim)` vector.
-pub fn gaussian_orthogonal_matrix(rows: usize, dim: usize, device: &Device) -> Tensor<2> {
-    let blocks = rows.div_ceil(dim);
-    let gaussian = Tensor::<3>::random([blocks, dim, dim], Distribution::Normal(0.0, 1.0), device);
-    // The second pass restores orthogonality lost to rounding in the first ("twice is enough").
-    let orthonormal = orthonormalise_rows(orthonormalise_rows(gaussian))
-        .reshape([blocks * dim, dim])
-        .narrow(0, 0, rows);
-    let norms = Tensor::<2>::random([rows, dim], Distribution::Normal(0.0, 1.0), device)
-        .powi_scalar(2)
-        .sum_dim(1)
-        .sqrt(); // [rows, 1], chi with `dim` degrees of freedom
-    orthonormal * norms
-}
-
-/// Modified Gram–Schmidt on the rows of every `[d, d]` matrix of `[blocks, d, d]` (tensor ops
-/// only, so it runs on any device): row `i` is normalised and then removed from rows `i+1..`.
-pub fn orthonormalise_rows(x: Tensor<3>) -> Tensor<3> {
-    let [_, rows, _] = x.dims();
-    let mut rest = x;
-    let mut done = Vec::with_capacity(rows);
-    for i in 0..rows {
-        let row = rest.clone().narrow(1, 0, 1); // [blocks, 1, d]
-        let unit = row.clone() / row.powi_scalar(2).sum_dim(2).sqrt();
-        done.push(unit.clone());
-        let left = rows - i - 1;
-        if left == 0 {
-            break;
-        }
-        let others = rest.narrow(1, 1, left); // [blocks, left, d]
-        let coefficients = others.clone().matmul(unit.clone().swap_dims(1, 2)); // [blocks, left, 1]
-        rest = others - coefficients.matmul(unit);
-    }
-    Tensor::cat(done, 1)
-}
-
 #[cfg(test)]
 mod tests {
     use burn::tensor::{TensorData, Tolerance};
 
     use super::*;
-    use crate::mixer::reference::{relative_error, softmax_attention};
-    use crate::mixer::testing::{gaussian as normal, pad_mask};
+    use crate::mixer::common::feature_maps::{
+        kernel_sums, softmax_features_unstabilised, softmax_key_features, softmax_query_features,
+    };
+    use crate::mixer::common::reference::{relative_error, softmax_attention};
+    use crate::mixer::common::testing::{gaussian as normal, pad_mask};
 
     fn dims() -> MixerDims {
         MixerDims::new(16, 2, 64)
@@ -720,7 +572,7 @@ mod tests {
         );
         let call = |module: &PerformerAttention, seed: u64| {
             device.seed(seed);
-            module.attend(q.clone(), k.clone(), v.clone(), None)
+            module.core.attend(q.clone(), k.clone(), v.clone(), None)
         };
         let with_init_w = |module: &PerformerAttention| {
             favor_attention(
@@ -728,7 +580,7 @@ mod tests {
                 k.clone(),
                 v.clone(),
                 None,
-                module.projection.clone().unwrap(),
+                module.core.projection.as_ref().unwrap().val(),
                 PerformerKernel::Softmax,
             )
         };
@@ -740,8 +592,8 @@ mod tests {
         assert!(max_abs(a - with_init_w(&every)) > 1e-4, "training redraws");
         let eval = every.valid();
         let (q0, k0, v0) = (q.clone().inner(), k.clone().inner(), v.clone().inner());
-        let e1 = eval.attend(q0.clone(), k0.clone(), v0.clone(), None);
-        let e2 = eval.attend(q0, k0, v0, None);
+        let e1 = eval.core.attend(q0.clone(), k0.clone(), v0.clone(), None);
+        let e2 = eval.core.attend(q0, k0, v0, None);
         assert_eq!(e1.to_data(), e2.to_data(), "evaluation is deterministic");
         e1.to_data()
             .assert_approx_eq::<f32>(&with_init_w(&every).to_data(), Tolerance::absolute(1e-6));
@@ -772,7 +624,7 @@ mod tests {
         };
         assert!(config.validate(&dims()).is_ok());
         let module = performer(config, 1, &device);
-        assert!(module.projection.is_none());
+        assert!(module.core.projection.is_none());
         let (seq, real) = (24, 15);
         let shape = [2, 2, seq, 8];
         let (q, k, v) = (
@@ -781,7 +633,9 @@ mod tests {
             normal(&device, 83, shape),
         );
         let mask = pad_mask(&device, seq, real);
-        let actual = module.attend(q.clone(), k.clone(), v.clone(), Some(mask));
+        let actual = module
+            .core
+            .attend(q.clone(), k.clone(), v.clone(), Some(mask));
         let mut column_weight = vec![1f32; 2 * seq];
         column_weight[seq + real..].fill(0.0);
         let column_weight =

@@ -10,7 +10,7 @@
 //! `1 + f` key blocks are gathered and scored (batched `[l, (1+f)·l]` block matmuls). The low-rank
 //! term is the Performer estimate everywhere, corrected on the sparse support by the exact
 //! scores and jointly normalised (Scatterbrain, §14 of the notes; fly
-//! `sbblocksparse_attention.py`), through [`super::scatterbrain::sparse_lowrank_attention`]:
+//! `sbblocksparse_attention.py`), through [`sparse_lowrank_attention`] (`common::sparse_lowrank`):
 //!
 //! ```text
 //! out_i = [Σ_{j∈S} (exp(s_ij) − φ(q_i)·φ(k_j)) v_j + φ(q_i)(φ(K)ᵀV)] / [Σ_{j∈S} exp(s_ij) + φ(q_i)·Σ_j φ(k_j) − Σ_{j∈S} φ(q_i)·φ(k_j)]
@@ -38,20 +38,19 @@
 //!   information.
 //! - Sequences need not be a multiple of the block: the last block is filled and masked (fly
 //!   requires `n % block == 0`). Block pairs whose partner lies past the last block are empty.
-//! - Features, redraw, dropout: as [`super::scatterbrain`] (Performer positive features fixed at
+//! - Features, redraw, dropout: as `scatterbrain` (Performer positive features fixed at
 //!   init; dropout on the exact terms only). `nb_features = 0` leaves the sparse part alone.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::scatterbrain::{
+use super::common::sparse_lowrank::{
     BlockSupport, LowRank, draw_features, sparse_lowrank_attention, validate_feature_eps,
 };
 use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer, at_least_one,
+    Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
 };
 
 /// Settings of [`PixelflyAttention`].
@@ -89,7 +88,7 @@ impl MixerSpec for PixelflyConfig {
         "Pixelfly: flat block butterfly sparse attention + Performer low-rank, O(n·l·log n·d)";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::APPROXIMATE_ATTENTION
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -101,34 +100,35 @@ impl MixerSpec for PixelflyConfig {
     }
 
     fn init(&self, dims: &MixerDims, device: &Device) -> PixelflyAttention {
-        PixelflyAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            dropout: DropoutConfig::new(dims.dropout).init(),
-            projection: draw_features(self.nb_features, dims.head_dim(), device),
-            block_size: self.block_size,
-            n_factors: self.n_factors,
-            feature_eps: self.feature_eps,
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            PixelflyCore {
+                dropout: DropoutConfig::new(dims.dropout).init(),
+                projection: draw_features(self.nb_features, dims.head_dim(), device),
+                block_size: self.block_size,
+                n_factors: self.n_factors,
+                feature_eps: self.feature_eps,
+            },
+        )
     }
 }
 
 /// Multi-head Pixelfly attention (flat block butterfly + Performer).
+pub type PixelflyAttention = Attention<PixelflyCore>;
+
+/// The attention core of [`PixelflyAttention`].
 #[derive(Module, Debug)]
-pub struct PixelflyAttention {
-    heads: MultiHeadProjection,
+pub struct PixelflyCore {
     dropout: Dropout,
-    /// `W` `[r, head_dim]` drawn at init: a constant, not a parameter (`None`: sparse part only).
-    projection: Option<Tensor<2>>,
+    /// `W` `[r, head_dim]` drawn at init, fixed (`None`: sparse part only).
+    projection: Option<Param<Tensor<2>>>,
     block_size: usize,
     n_factors: Option<usize>,
     feature_eps: f64,
 }
 
-impl AttentionCore for PixelflyAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for PixelflyCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -137,21 +137,11 @@ impl AttentionCore for PixelflyAttention {
         pad_mask: Option<Tensor<2, Bool>>,
     ) -> Tensor<4> {
         let support = flat_butterfly(q.dims()[2], self.block_size, self.n_factors);
-        let lowrank = self.projection.clone().map(|w| LowRank {
-            projection: w,
+        let lowrank = self.projection.as_ref().map(|w| LowRank {
+            projection: w.val(),
             eps: self.feature_eps,
         });
         sparse_lowrank_attention(q, k, v, pad_mask, &support, lowrank, &self.dropout)
-    }
-}
-
-impl TokenMixer for PixelflyAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
     }
 }
 
@@ -193,12 +183,15 @@ mod tests {
     use burn::tensor::TensorData;
 
     use super::*;
-    use crate::mixer::performer::{
-        PerformerKernel, favor_attention, softmax_features_unstabilised,
+    use crate::mixer::common::feature_maps::{
+        softmax_features_unstabilised, softmax_kernel_attention,
     };
-    use crate::mixer::reference::{PAD_BIAS, attention_probs, relative_error, softmax_attention};
-    use crate::mixer::scatterbrain::tests::{assert_same_output_and_gradients, walk_plus_noise};
-    use crate::mixer::testing::pad_mask;
+    use crate::mixer::common::reference::{
+        PAD_BIAS, attention_probs, relative_error, softmax_attention,
+    };
+    use crate::mixer::common::testing::{
+        assert_same_output_and_gradients, pad_mask, walk_plus_noise,
+    };
 
     fn dims() -> MixerDims {
         MixerDims::new(16, 2, 64)
@@ -290,7 +283,7 @@ mod tests {
                 seq,
                 4,
                 1e-5,
-                |q, k, v| module.attend(q, k, v, Some(mask.clone())),
+                |q, k, v| module.core.attend(q, k, v, Some(mask.clone())),
                 |q, k, v| {
                     let keep = butterfly_keep(seq, real, block, factors, &device);
                     let bias = (keep.neg() + 1.0) * PAD_BIAS;
@@ -314,13 +307,18 @@ mod tests {
         };
         let device = Device::flex().autodiff();
         let module = pixelfly(config, &device);
-        let w = module.projection.clone().expect("low-rank term on");
+        let w = module
+            .core
+            .projection
+            .as_ref()
+            .expect("low-rank term on")
+            .val();
         let mask = pad_mask(&device, seq, real);
         assert_same_output_and_gradients(
             seq,
             8,
             1e-4,
-            |q, k, v| module.attend(q * 0.5, k * 0.5, v, Some(mask.clone())),
+            |q, k, v| module.core.attend(q * 0.5, k * 0.5, v, Some(mask.clone())),
             |q, k, v| {
                 let (q, k) = (q * 0.5, k * 0.5);
                 let keep = butterfly_keep(seq, real, block, 2, &device);
@@ -353,21 +351,15 @@ mod tests {
         let mut errors = [0f32; 3]; // pixelfly, butterfly alone, performer alone
         for seed in 0..8 {
             let qk = walk_plus_noise(&device, 10 + seed, seq, dim);
-            let v = crate::mixer::testing::gaussian(&device, 50 + seed, [1, 2, seq, dim]);
+            let v = crate::mixer::common::testing::gaussian(&device, 50 + seed, [1, 2, seq, dim]);
             let exact = softmax_attention(qk.clone(), qk.clone(), v.clone(), None);
             device.seed(300 + seed);
             let both = config(32).init(&dims, &device);
             let sparse = config(0).init(&dims, &device);
-            let w = both.projection.clone().unwrap();
-            let performer = favor_attention(
-                qk.clone(),
-                qk.clone(),
-                v.clone(),
-                None,
-                w,
-                PerformerKernel::Softmax,
-            );
-            let run = |m: &PixelflyAttention| m.attend(qk.clone(), qk.clone(), v.clone(), None);
+            let w = both.core.projection.as_ref().unwrap().val();
+            let performer = softmax_kernel_attention(qk.clone(), qk.clone(), v.clone(), None, w);
+            let run =
+                |m: &PixelflyAttention| m.core.attend(qk.clone(), qk.clone(), v.clone(), None);
             errors[0] += relative_error(run(&both), exact.clone());
             errors[1] += relative_error(run(&sparse), exact.clone());
             errors[2] += relative_error(performer, exact);

@@ -58,33 +58,10 @@ use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::reference::key_padding_bias;
-use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
-};
-
-/// Variance of the Gaussian noise added to the proposal mean while training.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Noise {
-    /// `ε ~ N(0, I)` added to the unscaled mean `q + k` (the official code: standard deviation
-    /// `d^{-1/4}` in the paper's scaled coordinates).
-    Official,
-    /// Unit variance in the paper's scaled coordinates (`N(0, √d·I)` on the unscaled mean): the
-    /// proposal of the paper, for which RA is exactly unbiased.
-    Paper,
-}
-
-impl Noise {
-    /// Standard deviation of the noise on the unscaled `ω` for head width `head_dim`.
-    pub(crate) fn std(self, head_dim: usize) -> f64 {
-        match self {
-            Noise::Official => 1.0,
-            Noise::Paper => (head_dim as f64).powf(0.25),
-        }
-    }
-}
+use super::common::is_training;
+use super::common::proposal::Noise;
+use super::common::reference::key_padding_bias;
+use super::{Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig};
 
 /// Settings of [`RandomizedAttention`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -114,7 +91,7 @@ impl MixerSpec for RaConfig {
         "randomized attention (RA): unbiased importance-sampling estimate of softmax, O(n²)";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::APPROXIMATE_ATTENTION
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -129,30 +106,31 @@ impl MixerSpec for RaConfig {
     }
 
     fn init(&self, dims: &MixerDims, device: &Device) -> RandomizedAttention {
-        RandomizedAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            dropout: DropoutConfig::new(dims.dropout).init(),
-            num_samples: self.num_samples,
-            noise: self.noise,
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            RaCore {
+                dropout: DropoutConfig::new(dims.dropout).init(),
+                num_samples: self.num_samples,
+                noise: self.noise,
+            },
+        )
     }
 }
 
 /// Multi-head randomized attention.
+pub type RandomizedAttention = Attention<RaCore>;
+
+/// The attention core of [`RandomizedAttention`].
 #[derive(Module, Debug)]
-pub struct RandomizedAttention {
-    heads: MultiHeadProjection,
+pub struct RaCore {
     dropout: Dropout,
     num_samples: i64,
     #[module(skip)]
     noise: Noise,
 }
 
-impl AttentionCore for RandomizedAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for RaCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -160,12 +138,12 @@ impl AttentionCore for RandomizedAttention {
         v: Tensor<4>,
         pad_mask: Option<Tensor<2, Bool>>,
     ) -> Tensor<4> {
-        let training = q.device().is_autodiff() && self.dropout.training.is_enabled();
+        let training = is_training(&self.dropout.training, &q.device());
         self.estimate(q, k, v, pad_mask, training)
     }
 }
 
-impl RandomizedAttention {
+impl RaCore {
     /// RA with explicit randomness: `stochastic` draws `m*` and `ε` as in training, otherwise
     /// `ω` is the deterministic proposal mean used in evaluation.
     pub(crate) fn estimate(
@@ -243,30 +221,17 @@ fn gumbel_argmax(log_p: Tensor<4>) -> Tensor<4, Int> {
     (log_p.detach() - exponential.log()).argmax(3)
 }
 
-impl TokenMixer for RandomizedAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use burn::tensor::{Distribution, TensorData, Tolerance};
+    use burn::tensor::{TensorData, Tolerance};
 
     use super::*;
-    use crate::mixer::reference::{relative_error, softmax_attention};
+    use crate::mixer::common::reference::{relative_error, softmax_attention};
+    use crate::mixer::common::testing::standard_normal;
 
     fn ra(num_samples: i64, noise: Noise, device: &Device) -> RandomizedAttention {
         let dims = MixerDims::new(32, 2, 256);
         RaConfig { num_samples, noise }.init(&dims, device)
-    }
-
-    fn gaussian(device: &Device, shape: [usize; 4]) -> Tensor<4> {
-        Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
     }
 
     /// Mean relative error of the training-mode estimate over `seeds` device seeds.
@@ -278,12 +243,12 @@ mod tests {
             device.seed(100 + seed);
             let shape = [1, 2, 256, 16];
             let (q, k, v) = (
-                gaussian(&device, shape),
-                gaussian(&device, shape),
-                gaussian(&device, shape),
+                standard_normal(&device, shape),
+                standard_normal(&device, shape),
+                standard_normal(&device, shape),
             );
             let exact = softmax_attention(q.clone(), k.clone(), v.clone(), None);
-            let estimate = attention.estimate(q, k, v, None, true);
+            let estimate = attention.core.estimate(q, k, v, None, true);
             sum += relative_error(estimate, exact);
         }
         sum / seeds as f32
@@ -311,20 +276,22 @@ mod tests {
         device.seed(5);
         let shape = [1, 1, 8, 4];
         let (q, k, v) = (
-            gaussian(&device, shape) * 1.5,
-            gaussian(&device, shape) * 1.5,
-            gaussian(&device, shape),
+            standard_normal(&device, shape) * 1.5,
+            standard_normal(&device, shape) * 1.5,
+            standard_normal(&device, shape),
         );
         let exact = softmax_attention(q.clone(), k.clone(), v.clone(), None);
         let samples = 20_000;
-        let paper = ra(samples, Noise::Paper, &device).estimate(
+        let paper = ra(samples, Noise::Paper, &device).core.estimate(
             q.clone(),
             k.clone(),
             v.clone(),
             None,
             true,
         );
-        let official = ra(samples, Noise::Official, &device).estimate(q, k, v, None, true);
+        let official = ra(samples, Noise::Official, &device)
+            .core
+            .estimate(q, k, v, None, true);
         let paper_bias = (paper - exact.clone()).abs().max().into_scalar::<f32>();
         let official_bias = (official - exact).abs().max().into_scalar::<f32>();
         println!("max |mean − softmax|: paper {paper_bias:.4}, official {official_bias:.4}");
@@ -347,7 +314,7 @@ mod tests {
             0.1029415, -0.4177102, 0.2349419, 0.4591450, 0.1118970, -0.1929730, 0.3847896,
         ];
         let device = Device::flex();
-        let (q, k, v) = crate::mixer::lara::tests::golden_qkv(&device);
+        let (q, k, v) = crate::mixer::common::testing::golden_qkv(&device);
         let dims = MixerDims::new(4, 1, 7);
         // The default (`num_samples = 1`) evaluates with the same proposal mean.
         for num_samples in [-1, 1] {
@@ -355,10 +322,13 @@ mod tests {
                 num_samples,
                 ..RaConfig::default()
             };
-            let actual =
-                config
-                    .init(&dims, &device)
-                    .estimate(q.clone(), k.clone(), v.clone(), None, false);
+            let actual = config.init(&dims, &device).core.estimate(
+                q.clone(),
+                k.clone(),
+                v.clone(),
+                None,
+                false,
+            );
             let expected = TensorData::new(expected.to_vec(), [1, 1, 7, 4]);
             actual
                 .to_data()
@@ -372,21 +342,21 @@ mod tests {
         device.seed(3);
         let shape = [2, 2, 40, 8];
         let (q, k, v) = (
-            gaussian(&device, shape),
-            gaussian(&device, shape),
-            gaussian(&device, shape),
+            standard_normal(&device, shape),
+            standard_normal(&device, shape),
+            standard_normal(&device, shape),
         );
         let pad: Vec<bool> = (0..80).map(|i| i >= 40 + 27).collect();
         let pad = Tensor::<2, Bool>::from_data(TensorData::new(pad, [2, 40]), &device);
         let pad4 = pad.clone().reshape([2, 1, 40, 1]).expand(shape);
-        let garbage = gaussian(&device, shape) * 100.0;
+        let garbage = standard_normal(&device, shape) * 100.0;
         let k2 = k.clone().mask_where(pad4.clone(), garbage.clone());
         let v2 = v.clone().mask_where(pad4, garbage);
         for num_samples in [-1, 0, 2] {
             let attention = ra(num_samples, Noise::Official, &device);
             for stochastic in [false, true] {
                 device.seed(9);
-                let a = attention.estimate(
+                let a = attention.core.estimate(
                     q.clone(),
                     k.clone(),
                     v.clone(),
@@ -394,7 +364,7 @@ mod tests {
                     stochastic,
                 );
                 device.seed(9);
-                let b = attention.estimate(
+                let b = attention.core.estimate(
                     q.clone(),
                     k2.clone(),
                     v2.clone(),
@@ -411,8 +381,10 @@ mod tests {
         }
         // Without padding keys, the masked second row equals the first 27 tokens run alone.
         let attention = ra(-1, Noise::Official, &device);
-        let full = attention.estimate(q.clone(), k.clone(), v.clone(), Some(pad), false);
-        let alone = attention.estimate(
+        let full = attention
+            .core
+            .estimate(q.clone(), k.clone(), v.clone(), Some(pad), false);
+        let alone = attention.core.estimate(
             q.narrow(0, 1, 1).narrow(2, 0, 27),
             k.narrow(0, 1, 1).narrow(2, 0, 27),
             v.narrow(0, 1, 1).narrow(2, 0, 27),

@@ -45,8 +45,8 @@ use burn::tensor::kind::Basic;
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::heads::{merge_heads, split_heads};
-use super::reference::PAD_BIAS;
+use super::common::projection::{merge_heads, split_heads};
+use super::common::reference::PAD_BIAS;
 use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, at_least_one};
 
 /// Score of a query with itself: lower than any real score, higher than padding (lucidrains'
@@ -79,7 +79,7 @@ impl MixerSpec for ReformerConfig {
         "Reformer: shared-QK LSH attention over sorted chunks, several hash rounds";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::WITHOUT_CORE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -328,8 +328,8 @@ mod tests {
     use burn::tensor::{TensorData, Tolerance};
 
     use super::*;
-    use crate::mixer::reference::key_padding_bias;
-    use crate::mixer::testing::{gaussian, pad_mask};
+    use crate::mixer::common::reference::key_padding_bias;
+    use crate::mixer::common::testing::{gaussian, pad_mask};
 
     const HEAD_DIM: usize = 8;
 

@@ -108,8 +108,8 @@ macro_rules! mixers {
                 match self { $(Mixer::$variant(m) => m.forward(input),)+ }
             }
 
-            fn attention_core(&self) -> Option<&dyn super::AttentionCore> {
-                match self { $(Mixer::$variant(m) => m.attention_core(),)+ }
+            fn attention(&self) -> Option<AttentionParts<'_>> {
+                match self { $(Mixer::$variant(m) => m.attention(),)+ }
             }
         }
     };

@@ -35,8 +35,8 @@ use burn::tensor::signal::irfft;
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::s4d::{log_dt_init, output_layer, validate_ssm};
-use super::spectral::Complex;
+use super::common::spectral::Complex;
+use super::common::state_space::{log_dt_init, output_layer, validate_ssm};
 use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer};
 use crate::ops::fft_conv::{sequence_conv, zero_padding};
 
@@ -79,7 +79,7 @@ impl MixerSpec for S4Config {
     const SUMMARY: &'static str = "S4: DPLR state space layer (HiPPO-LegS), Cauchy + Woodbury kernel at roots of unity, FFT convolution";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::WITHOUT_CORE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {

@@ -21,10 +21,10 @@ use std::f64::consts::PI;
 
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Linear, LinearConfig};
-use burn::tensor::activation::{gelu, glu};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
+use super::common::state_space::{log_dt_init, output_layer, validate_ssm};
 use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer};
 use crate::ops::fft_conv::{sequence_conv, zero_padding};
 
@@ -76,7 +76,7 @@ impl MixerSpec for S4dConfig {
         "S4D: diagonal state space layer (S4D-Lin/Inv, ZOH), Vandermonde kernel, FFT convolution";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::WITHOUT_CORE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -112,30 +112,6 @@ impl MixerSpec for S4dConfig {
             glu: self.glu,
         }
     }
-}
-
-/// Checks the settings shared by S4 and S4D.
-pub(super) fn validate_ssm(d_state: usize, dt_min: f64, dt_max: f64) -> Result<(), String> {
-    if d_state < 2 || !d_state.is_multiple_of(2) {
-        return Err(format!(
-            "d_state = {d_state}: expected an even state size ≥ 2 (conjugate pairs)"
-        ));
-    }
-    if !(dt_min > 0.0 && dt_min <= dt_max) {
-        return Err(format!(
-            "dt_min = {dt_min}, dt_max = {dt_max}: expected 0 < dt_min ≤ dt_max"
-        ));
-    }
-    Ok(())
-}
-
-/// `log Δ ~ U[log dt_min, log dt_max]` per channel (s4d.py).
-pub(super) fn log_dt_init(channels: usize, dt_min: f64, dt_max: f64, device: &Device) -> Tensor<1> {
-    let (low, high) = (dt_min.ln(), dt_max.ln());
-    if low == high {
-        return Tensor::full([channels], low as f32, device);
-    }
-    Tensor::random([channels], Distribution::Uniform(low, high), device)
 }
 
 /// Imaginary part of `A_n`, n < N/2 (`d_state` = N).
@@ -215,20 +191,10 @@ impl TokenMixer for S4d {
     }
 }
 
-/// GELU → dropout → position-wise linear (→ GLU): the tail of the official S4 block.
-pub(super) fn output_layer(
-    y: Tensor<3>,
-    dropout: &Dropout,
-    output: &Linear,
-    use_glu: bool,
-) -> Tensor<3> {
-    let y = output.forward(dropout.forward(gelu(y)));
-    if use_glu { glu(y, 2) } else { y }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use burn::tensor::activation::gelu;
 
     fn dims(d_model: usize) -> MixerDims {
         MixerDims::new(d_model, 1, 64)
@@ -339,7 +305,8 @@ mod tests {
             ..S4dConfig::default()
         };
         let mixer = config.init(&dims(2), &device);
-        let x = super::super::testing::gaussian(&device, 5, [1, 1, 16, 2]).reshape([1, 16, 2]);
+        let x =
+            crate::mixer::common::testing::gaussian(&device, 5, [1, 1, 16, 2]).reshape([1, 16, 2]);
         let kernel = values(mixer.kernel(16));
         let d = values(mixer.d_skip.val());
         let u = values(x.clone());

@@ -23,44 +23,38 @@
 //! Official code checked: HazyResearch/fly `src/models/attention/sblocal_attention.py`
 //! (`SBLocalAttention.forward`), `feature_maps_sb.py` (`SBPerformerFeatures`),
 //! `scatterbrain_utils.py`, `sbblocksparse_attention.py` (the same combination on a block-sparse
-//! support, reused here by [`super::pixelfly`] through [`sparse_lowrank_attention`]); LRA settings
+//! support, which `pixelfly` uses: both call [`sparse_lowrank_attention`] of
+//! `common::sparse_lowrank`); LRA settings
 //! `configs/experiment/lra/*/sblocal.yaml`.
 //!
 //! Complexity: O(n·(1.5·w + r)·d) time, O(n·(1.5·w + r)) memory per head.
 //!
 //! Deviations, and why:
-//! - Features: the Performer's positive softmax features of [`super::performer`]
-//!   (`exp(W x̃ − ‖x̃‖²/2)/√r` with its stabilisers, reused, not copied) instead of fly's
+//! - Features: the Performer's positive softmax features (`common::feature_maps`,
+//!   `exp(W x̃ − ‖x̃‖²/2)/√r` with its stabilisers, the Performer's own) instead of fly's
 //!   hyperbolic `[exp(u), exp(−u)]` features (`SBPerformerFeatures`, `2·rows` features); both
 //!   are unbiased estimators of `exp(q·k/√d)`. The stabilisers' log-scale (per-query max plus
 //!   the per-(batch, head) key max) is recomputed here from the Performer's exponents.
 //! - Redraw: fly draws `W` at the first forward and never again (its constructor hard-sets
 //!   `redraw = π`, which no call count is a multiple of); here `W` is drawn at init from the
-//!   device RNG and kept, the same behaviour without a call counter. It is a constant, not a
-//!   parameter.
+//!   device RNG and kept, the same behaviour without a call counter. It is fixed (never trained)
+//!   but recorded in checkpoints.
 //! - `nb_features = 0` switches the low-rank term off: plain band softmax (the sparse part
 //!   alone, used by the tests; not a setting of the paper).
 //! - Dropout, as in the official code, drops only the exact `exp(s − log Z)` terms, never the
 //!   subtracted low-rank band estimate.
 
-use burn::module::Module;
+use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::activation::softmax;
-use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
+use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::linear::kernel_sums;
-use super::performer::{
-    gaussian_orthogonal_matrix, softmax_exponents, softmax_key_features, softmax_query_features,
+use super::common::sparse_lowrank::{
+    BlockSupport, LowRank, draw_features, sparse_lowrank_attention, validate_feature_eps,
 };
-use super::reference::PAD_BIAS;
 use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer, at_least_one,
+    Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
 };
-
-/// Floor of the low-rank residual normaliser (fly `clamp_min_(1e-24)`).
-const RESIDUAL_FLOOR: f64 = 1e-24;
 
 /// Settings of [`ScatterbrainAttention`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -92,7 +86,7 @@ impl MixerSpec for ScatterbrainConfig {
     const SUMMARY: &'static str = "Scatterbrain: exact local band + Performer low-rank with the sparse correction, O(n·(w+r)·d)";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::APPROXIMATE_ATTENTION
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -101,47 +95,33 @@ impl MixerSpec for ScatterbrainConfig {
     }
 
     fn init(&self, dims: &MixerDims, device: &Device) -> ScatterbrainAttention {
-        ScatterbrainAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            dropout: DropoutConfig::new(dims.dropout).init(),
-            projection: draw_features(self.nb_features, dims.head_dim(), device),
-            window: self.window,
-            feature_eps: self.feature_eps,
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            ScatterbrainCore {
+                dropout: DropoutConfig::new(dims.dropout).init(),
+                projection: draw_features(self.nb_features, dims.head_dim(), device),
+                window: self.window,
+                feature_eps: self.feature_eps,
+            },
+        )
     }
-}
-
-/// `feature_eps` must be a finite, non-negative number.
-pub(crate) fn validate_feature_eps(eps: f64) -> Result<(), String> {
-    if !(eps.is_finite() && eps >= 0.0) {
-        return Err(format!(
-            "feature_eps must be a finite number ≥ 0, got {eps}"
-        ));
-    }
-    Ok(())
-}
-
-/// The fixed Performer projection `[r, head_dim]` (`None` when `r = 0`: no low-rank term).
-pub(crate) fn draw_features(rows: usize, head_dim: usize, device: &Device) -> Option<Tensor<2>> {
-    (rows > 0).then(|| gaussian_orthogonal_matrix(rows, head_dim, device))
 }
 
 /// Multi-head Scatterbrain attention (local band + Performer).
+pub type ScatterbrainAttention = Attention<ScatterbrainCore>;
+
+/// The attention core of [`ScatterbrainAttention`].
 #[derive(Module, Debug)]
-pub struct ScatterbrainAttention {
-    heads: MultiHeadProjection,
+pub struct ScatterbrainCore {
     dropout: Dropout,
-    /// `W` `[r, head_dim]` drawn at init: a constant, not a parameter (`None`: sparse part only).
-    projection: Option<Tensor<2>>,
+    /// `W` `[r, head_dim]` drawn at init, fixed (`None`: sparse part only).
+    projection: Option<Param<Tensor<2>>>,
     window: usize,
     feature_eps: f64,
 }
 
-impl AttentionCore for ScatterbrainAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for ScatterbrainCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -150,243 +130,28 @@ impl AttentionCore for ScatterbrainAttention {
         pad_mask: Option<Tensor<2, Bool>>,
     ) -> Tensor<4> {
         let support = BlockSupport::band(q.dims()[2], self.window);
-        let lowrank = self.projection.clone().map(|w| LowRank {
-            projection: w,
+        let lowrank = self.projection.as_ref().map(|w| LowRank {
+            projection: w.val(),
             eps: self.feature_eps,
         });
         sparse_lowrank_attention(q, k, v, pad_mask, &support, lowrank, &self.dropout)
     }
 }
 
-impl TokenMixer for ScatterbrainAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
-    }
-}
-
-/// A block-sparse support: the sequence is cut into blocks of `block` tokens; query block `B`
-/// scores the key blocks `key_blocks[B·slots .. (B+1)·slots]`, of which only the tokens marked
-/// in `keep` count (padding is applied on top).
-pub(crate) struct BlockSupport {
-    /// Tokens per block `l`.
-    pub block: usize,
-    /// Blocks `nb = ⌈n/l⌉`.
-    pub blocks: usize,
-    /// Key blocks gathered per query block `K`.
-    pub slots: usize,
-    /// `nb·K` key block indices; empty slots repeat a valid index and are zero in `keep`.
-    pub key_blocks: Vec<usize>,
-    /// Rows of `keep` per query block: `l`, or 1 when all queries of a block keep the same keys.
-    pub keep_rows: usize,
-    /// `[nb, keep_rows, K·l]` row-major: 1 where query `(B, r)` keeps gathered key `(slot, c)`.
-    pub keep: Vec<f32>,
-}
-
-impl BlockSupport {
-    /// The band `i − ⌊w/2⌋ ≤ j < i − ⌊w/2⌋ + w` of `window = w` keys around each query, from
-    /// blocks of `⌈w/2⌉` tokens (capped at `seq`) and their two neighbours.
-    pub fn band(seq: usize, window: usize) -> Self {
-        let block = window.div_ceil(2).min(seq).max(1);
-        let blocks = seq.div_ceil(block);
-        let left = window / 2;
-        let slots = 3;
-        let mut key_blocks = Vec::with_capacity(blocks * slots);
-        let mut keep = vec![0f32; blocks * block * slots * block];
-        for query_block in 0..blocks {
-            for slot in 0..slots {
-                // Slot 0 is the previous block, 1 the own block, 2 the next block.
-                let key_block = (query_block + slot).checked_sub(1).filter(|&b| b < blocks);
-                key_blocks.push(key_block.unwrap_or(query_block));
-                let Some(key_block) = key_block else { continue };
-                for r in 0..block {
-                    let i = query_block * block + r;
-                    for c in 0..block {
-                        let j = key_block * block + c;
-                        if j + left >= i && j + left < i + window {
-                            keep[((query_block * block + r) * slots + slot) * block + c] = 1.0;
-                        }
-                    }
-                }
-            }
-        }
-        Self {
-            block,
-            blocks,
-            slots,
-            key_blocks,
-            keep_rows: block,
-            keep,
-        }
-    }
-}
-
-/// The low-rank term: Performer features with the projection `[r, d]` and feature `eps`.
-pub(crate) struct LowRank {
-    pub projection: Tensor<2>,
-    pub eps: f64,
-}
-
-/// Sparse + low-rank attention (Scatterbrain): exact `exp` scores on `support`, the Performer
-/// estimate everywhere else, jointly normalised; plain softmax over `support` when `lowrank` is
-/// `None`. Padded keys are out of the support and have zero features.
-///
-/// # Shapes
-/// - `q`, `k`, `v`: `[b, h, n, d]`; `pad_mask`: `[b, n]` (`true` = padding)
-/// - output: `[b, h, n, d]`
-pub(crate) fn sparse_lowrank_attention(
-    q: Tensor<4>,
-    k: Tensor<4>,
-    v: Tensor<4>,
-    pad_mask: Option<Tensor<2, Bool>>,
-    support: &BlockSupport,
-    lowrank: Option<LowRank>,
-    dropout: &Dropout,
-) -> Tensor<4> {
-    let [batch, heads, seq, head_dim] = q.dims();
-    let device = q.device();
-    let (l, nb, slots) = (support.block, support.blocks, support.slots);
-    let padded = nb * l;
-    let gather = Gather::new(support, &device);
-
-    // Keys kept by each query: the structure times the realness of the gathered keys (keys past
-    // the end of the sequence are padding).
-    let is_pad = pad_mask
-        .clone()
-        .map(|mask| mask.float())
-        .unwrap_or_else(|| Tensor::zeros([batch, seq], &device)); // [b, n]
-    let real = pad_tail(is_pad, padded, 1.0).neg().add_scalar(1.0); // [b, n']
-    let real = gather.keys(real.reshape([batch, 1, padded, 1])); // [b, 1, nb, K·l, 1]
-    let structure = Tensor::<3>::from_data(
-        TensorData::new(support.keep.clone(), [nb, support.keep_rows, slots * l]),
-        &device,
-    )
-    .unsqueeze::<5>(); // [1, 1, nb, l or 1, K·l]
-    let keep = structure * real.swap_dims(3, 4); // [b, 1, nb, l or 1, K·l]
-
-    let to_blocks = |x: Tensor<4>| {
-        let width = x.dims()[3];
-        pad_tail(x, padded, 0.0).reshape([batch, heads, nb, l, width])
-    };
-    let from_blocks = |x: Tensor<5>| {
-        let width = x.dims()[4];
-        x.reshape([batch, heads, padded, width]).narrow(2, 0, seq)
-    };
-    let scale = (head_dim as f64).powf(-0.5);
-    let k_kept = gather.keys(pad_tail(k.clone(), padded, 0.0)); // [b, h, nb, K·l, d]
-    let v_kept = gather.keys(pad_tail(v.clone(), padded, 0.0)); // [b, h, nb, K·l, d]
-    let scores = to_blocks(q.clone()).matmul(k_kept.swap_dims(3, 4)) * scale
-        + (keep.clone().neg().add_scalar(1.0) * PAD_BIAS); // [b, h, nb, l, K·l]
-
-    let Some(LowRank { projection, eps }) = lowrank else {
-        let probs = dropout.forward(softmax(scores, 4));
-        return from_blocks(probs.matmul(v_kept));
-    };
-
-    let phi_q = softmax_query_features(q.clone(), projection.clone(), eps); // [b, h, n, r]
-    let phi_k = softmax_key_features(k.clone(), projection.clone(), pad_mask.clone(), eps);
-    let log_scale = feature_log_scale(q, k, projection, pad_mask); // [b, h, n, 1]
-    let (numerator, normaliser) = kernel_sums(phi_q.clone(), phi_k.clone(), v); // all keys
-    let phi_k_kept = gather.keys(pad_tail(phi_k, padded, 0.0)); // [b, h, nb, K·l, r]
-    let estimates = to_blocks(phi_q).matmul(phi_k_kept.swap_dims(3, 4)) * keep; // L on S
-
-    let log_scale = to_blocks(log_scale); // [b, h, nb, l, 1]
-    let residual = (to_blocks(normaliser) - estimates.clone().sum_dim(4)).clamp_min(RESIDUAL_FLOOR);
-    // The row max cancels; `exp(s − max)` serves both the log-sum-exp and the exact weights.
-    let max = scores.clone().max_dim(4).detach(); // [b, h, nb, l, 1]
-    let shifted = (scores - max.clone()).exp();
-    let log_sum = shifted.clone().sum_dim(4).log() + max.clone();
-    let log_norm = log_add_exp(log_sum, residual.log() + log_scale.clone()); // log Z
-    let lowrank_scale = (log_scale - log_norm.clone()).exp(); // [b, h, nb, l, 1]
-    let exact = dropout.forward(shifted * (max - log_norm).exp());
-    let weights = exact - estimates * lowrank_scale.clone();
-    from_blocks(weights.matmul(v_kept) + to_blocks(numerator) * lowrank_scale)
-}
-
-/// `log` of the factor the stabilised features carry: `φ(q_i)·φ(k_j)·exp(log_scale_i)` estimates
-/// `exp(q_i·k_j/√d)`. The Performer's query features subtract each query's max projection, its
-/// key features one max over the real keys of a (batch, head); this is their sum `[b, h, n, 1]`.
-fn feature_log_scale(
-    q: Tensor<4>,
-    k: Tensor<4>,
-    projection: Tensor<2>,
-    pad_mask: Option<Tensor<2, Bool>>,
-) -> Tensor<4> {
-    let (u_q, _) = softmax_exponents(q, projection.clone());
-    let (u_k, _) = softmax_exponents(k, projection);
-    let u_k = match pad_mask {
-        Some(mask) => {
-            let [batch, seq] = mask.dims();
-            let pad = mask.reshape([batch, 1, seq, 1]).expand(u_k.dims());
-            u_k.mask_fill(pad, PAD_BIAS)
-        }
-        None => u_k,
-    };
-    u_q.max_dim(3) + u_k.max_dim(3).max_dim(2)
-}
-
-/// Stable elementwise `log(exp(a) + exp(b))`.
-fn log_add_exp(a: Tensor<5>, b: Tensor<5>) -> Tensor<5> {
-    let max = a.clone().max_pair(b.clone()).detach();
-    ((a - max.clone()).exp() + (b - max.clone()).exp()).log() + max
-}
-
-/// Gathers, for every query block, the key blocks of a [`BlockSupport`].
-struct Gather {
-    indices: Tensor<1, Int>,
-    blocks: usize,
-    block: usize,
-    slots: usize,
-}
-
-impl Gather {
-    fn new(support: &BlockSupport, device: &Device) -> Self {
-        let indices: Vec<i64> = support.key_blocks.iter().map(|&b| b as i64).collect();
-        Self {
-            indices: Tensor::from_data(
-                TensorData::new(indices, [support.key_blocks.len()]),
-                device,
-            ),
-            blocks: support.blocks,
-            block: support.block,
-            slots: support.slots,
-        }
-    }
-
-    /// `[x, y, nb·l, z]` → `[x, y, nb, K·l, z]`: the rows of the key blocks of each query block.
-    fn keys(&self, x: Tensor<4>) -> Tensor<5> {
-        let [d0, d1, _, width] = x.dims();
-        let (nb, l, slots) = (self.blocks, self.block, self.slots);
-        x.reshape([d0, d1, nb, l, width])
-            .select(2, self.indices.clone()) // [x, y, nb·K, l, z]
-            .reshape([d0, d1, nb, slots * l, width])
-    }
-}
-
-/// Extends the sequence axis (axis 2 for 4-D, axis 1 for 2-D) to `len` with `value`.
-fn pad_tail<const D: usize>(x: Tensor<D>, len: usize, value: f32) -> Tensor<D> {
-    let axis = if D == 4 { 2 } else { 1 };
-    let mut dims = x.dims();
-    let missing = len - dims[axis];
-    if missing == 0 {
-        return x;
-    }
-    dims[axis] = missing;
-    let fill = Tensor::<D>::full(dims, value, &x.device());
-    Tensor::cat(vec![x, fill], axis)
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
-    use burn::tensor::{Distribution, Tolerance};
+mod tests {
+    use burn::tensor::{Distribution, TensorData};
 
     use super::*;
-    use crate::mixer::performer::{favor_attention, softmax_features_unstabilised};
-    use crate::mixer::reference::{attention_probs, relative_error, softmax_attention};
-    use crate::mixer::testing::{gaussian, pad_mask};
+    use crate::mixer::common::feature_maps::{
+        softmax_features_unstabilised, softmax_kernel_attention,
+    };
+    use crate::mixer::common::reference::{
+        PAD_BIAS, attention_probs, relative_error, softmax_attention,
+    };
+    use crate::mixer::common::testing::{
+        assert_same_output_and_gradients, gaussian, pad_mask, walk_plus_noise,
+    };
 
     fn dims() -> MixerDims {
         MixerDims::new(16, 2, 64)
@@ -416,40 +181,6 @@ pub(crate) mod tests {
         Tensor::from_data(TensorData::new(keep, [2, 1, seq, seq]), device)
     }
 
-    /// Output and q/k/v gradients of `actual` equal those of `expected` on the same inputs.
-    pub(crate) fn assert_same_output_and_gradients(
-        seq: usize,
-        head_dim: usize,
-        tolerance: f32,
-        actual: impl Fn(Tensor<4>, Tensor<4>, Tensor<4>) -> Tensor<4>,
-        expected: impl Fn(Tensor<4>, Tensor<4>, Tensor<4>) -> Tensor<4>,
-    ) {
-        let device = Device::flex().autodiff();
-        let shape = [2, 2, seq, head_dim];
-        let data: Vec<_> = (1..=4)
-            .map(|s| gaussian(&device, s, shape).into_data())
-            .collect();
-        let leaves =
-            || [0, 1, 2].map(|i| Tensor::<4>::from_data(data[i].clone(), &device).require_grad());
-        let weights = Tensor::<4>::from_data(data[3].clone(), &device);
-        let [q1, k1, v1] = leaves();
-        let out1 = actual(q1.clone(), k1.clone(), v1.clone());
-        let grads1 = (out1.clone() * weights.clone()).sum().backward();
-        let [q2, k2, v2] = leaves();
-        let out2 = expected(q2.clone(), k2.clone(), v2.clone());
-        let grads2 = (out2.clone() * weights).sum().backward();
-        let close = |what: &str, a: Tensor<4>, b: Tensor<4>| {
-            eprintln!("seq {seq}: {what}"); // shown if the assertion fails
-            a.into_data()
-                .assert_approx_eq::<f32>(&b.into_data(), Tolerance::absolute(tolerance));
-        };
-        close("output", out1, out2);
-        for (name, a, b) in [("q", q1, q2), ("k", k1, k2), ("v", v1, v2)] {
-            let grad = |x: Tensor<4>, g| x.grad(g).expect("gradient");
-            close(&format!("grad {name}"), grad(a, &grads1), grad(b, &grads2));
-        }
-    }
-
     /// With the low-rank term off, Scatterbrain is softmax over the band: equal to dense softmax
     /// with the band mask (outputs and input gradients), also for odd windows, a partial last
     /// block, windows longer than the sequence and padding (every query keeps a real key: rows
@@ -469,7 +200,7 @@ pub(crate) mod tests {
                 seq,
                 4,
                 1e-5,
-                |q, k, v| module.attend(q, k, v, Some(mask.clone())),
+                |q, k, v| module.core.attend(q, k, v, Some(mask.clone())),
                 |q, k, v| {
                     let keep = band_keep(window, seq, real, &device);
                     let bias = (keep.neg() + 1.0) * PAD_BIAS;
@@ -492,13 +223,18 @@ pub(crate) mod tests {
         };
         let device = Device::flex().autodiff();
         let module = scatterbrain(config, &device);
-        let w = module.projection.clone().expect("low-rank term on");
+        let w = module
+            .core
+            .projection
+            .as_ref()
+            .expect("low-rank term on")
+            .val();
         let mask = pad_mask(&device, seq, real);
         assert_same_output_and_gradients(
             seq,
             8,
             1e-4,
-            |q, k, v| module.attend(q * 0.5, k * 0.5, v, Some(mask.clone())),
+            |q, k, v| module.core.attend(q * 0.5, k * 0.5, v, Some(mask.clone())),
             |q, k, v| {
                 let (q, k) = (q * 0.5, k * 0.5);
                 let keep = band_keep(window, seq, real, &device);
@@ -534,16 +270,6 @@ pub(crate) mod tests {
         }
     }
 
-    /// Keys for the accuracy comparison: a smooth random walk over positions (nearby tokens are
-    /// similar, giving the local, sparse part of the attention) plus independent noise (spread,
-    /// low-rank-like mass): the mixed regime of the Scatterbrain paper (§3, Fig. 2/3).
-    pub(crate) fn walk_plus_noise(device: &Device, seed: u64, seq: usize, dim: usize) -> Tensor<4> {
-        let steps = gaussian(device, seed, [1, 2, seq, dim]) * 0.25;
-        let walk = steps.cumsum(2);
-        let centred = walk.clone() - walk.mean_dim(2);
-        centred + gaussian(device, seed + 100, [1, 2, seq, dim]) * 0.5
-    }
-
     /// On the paper's kind of input, Scatterbrain's error (relative Frobenius, vs exact softmax)
     /// is at most the smaller of its two parts' errors: the band alone (local attention) and
     /// the low-rank estimate alone (Performer, same features), averaged over 8 feature draws.
@@ -569,18 +295,12 @@ pub(crate) mod tests {
             device.seed(200 + seed);
             let sb = config(rank).init(&dims, &device);
             let local = config(0).init(&dims, &device);
-            let w = sb.projection.clone().unwrap();
-            let run = |m: &ScatterbrainAttention| m.attend(qk.clone(), qk.clone(), v.clone(), None);
+            let w = sb.core.projection.as_ref().unwrap().val();
+            let run =
+                |m: &ScatterbrainAttention| m.core.attend(qk.clone(), qk.clone(), v.clone(), None);
             sb_error += relative_error(run(&sb), exact.clone());
             local_error += relative_error(run(&local), exact.clone());
-            let performer = favor_attention(
-                qk.clone(),
-                qk.clone(),
-                v.clone(),
-                None,
-                w,
-                crate::mixer::performer::PerformerKernel::Softmax,
-            );
+            let performer = softmax_kernel_attention(qk.clone(), qk.clone(), v.clone(), None, w);
             performer_error += relative_error(performer, exact);
         }
         let n = seeds as f32;
@@ -633,6 +353,6 @@ pub(crate) mod tests {
         device.seed(3);
         let module = crate::init_now(ScatterbrainConfig::default().init(&dims, &device));
         let x = Tensor::<3>::random([2, 40, 16], Distribution::Normal(0.0, 1.0), &device);
-        crate::mixer::testing::assert_random_only_in_training(&module, x, "dropout");
+        crate::mixer::common::testing::assert_random_only_in_training(&module, x, "dropout");
     }
 }

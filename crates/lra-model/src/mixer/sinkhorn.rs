@@ -56,7 +56,7 @@
 //!   (l. 259) but does not implement (any value but "sinkhorn" takes the softmax branch).
 //! - `temperature` also divides the logits in softmax mode (LRA ignores it there); the default
 //!   1.0 makes this identical.
-//! - The Q/K/V/output projections are the shared [`MultiHeadProjection`] (with biases; LRA uses
+//! - The Q/K/V/output projections are the shared [`MultiHeadProjection`](super::MultiHeadProjection) (with biases; LRA uses
 //!   none), as for every mixer here. The causal variant is not implemented.
 
 use burn::module::Module;
@@ -65,10 +65,10 @@ use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Bool, Device, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::reference::{PAD_BIAS, attention_probs};
+use super::common::is_training;
+use super::common::reference::{PAD_BIAS, attention_probs};
 use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer, at_least_one,
+    Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
 };
 
 /// How the sort-net logits become the block-sorting matrix `P`.
@@ -134,7 +134,7 @@ impl MixerSpec for SinkhornConfig {
         "sparse Sinkhorn attention: own block + block sorted by a learned sort net (LRA baseline)";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::APPROXIMATE_ATTENTION
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -155,23 +155,28 @@ impl MixerSpec for SinkhornConfig {
             .with_bias(false)
             .with_initializer(Initializer::XavierUniform { gain: 1.0 })
             .init(device);
-        SinkhornAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            dropout: DropoutConfig::new(dims.dropout).init(),
-            sort_net,
-            block_size: self.block_size,
-            sort_activation: self.sort_activation,
-            sinkhorn_iters: self.sinkhorn_iters,
-            temperature: self.temperature,
-            combine: self.combine,
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            SinkhornCore {
+                dropout: DropoutConfig::new(dims.dropout).init(),
+                sort_net,
+                block_size: self.block_size,
+                sort_activation: self.sort_activation,
+                sinkhorn_iters: self.sinkhorn_iters,
+                temperature: self.temperature,
+                combine: self.combine,
+            },
+        )
     }
 }
 
 /// Multi-head sparse Sinkhorn attention.
+pub type SinkhornAttention = Attention<SinkhornCore>;
+
+/// The attention core of [`SinkhornAttention`].
 #[derive(Module, Debug)]
-pub struct SinkhornAttention {
-    heads: MultiHeadProjection,
+pub struct SinkhornCore {
     dropout: Dropout,
     /// Block key sum `[head_dim]` → logits over the key blocks `[max_blocks]`.
     sort_net: Linear,
@@ -197,7 +202,7 @@ struct Blocks {
     seq: usize,
 }
 
-impl SinkhornAttention {
+impl SinkhornCore {
     /// Cuts `[b, h, n, d]` into `nb = ceil(n / w)` blocks of `w = min(block_size, n)` tokens.
     fn blocks(
         &self,
@@ -243,7 +248,7 @@ impl SinkhornAttention {
         let logits = self.sort_net.forward(summaries).narrow(3, 0, nb); // [b, h, nb, nb]
         let device = logits.device();
         let logits = match self.sort_activation {
-            SortActivation::GumbelSinkhorn if self.training(&device) => {
+            SortActivation::GumbelSinkhorn if is_training(&self.dropout.training, &device) => {
                 logits + gumbel_noise([batch, heads, nb, nb], &device)
             }
             _ => logits,
@@ -296,18 +301,9 @@ impl SinkhornAttention {
             .reshape([batch, heads, nb * w, head_dim])
             .narrow(2, 0, seq)
     }
-
-    /// Training mode: an autodiff device and dropout enabled (as in `softmax.rs`).
-    fn training(&self, device: &Device) -> bool {
-        device.is_autodiff() && self.dropout.training.is_enabled()
-    }
 }
 
-impl AttentionCore for SinkhornAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for SinkhornCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -318,16 +314,6 @@ impl AttentionCore for SinkhornAttention {
         let blocks = self.blocks(q, k, v, pad_mask);
         let perm = self.sorting_matrix(&blocks);
         self.block_attention(blocks, perm)
-    }
-}
-
-impl TokenMixer for SinkhornAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
     }
 }
 
@@ -366,9 +352,9 @@ mod tests {
     use burn::tensor::{TensorData, Tolerance};
 
     use super::*;
-    use crate::mixer::reference::softmax_attention;
-    use crate::mixer::testing::assert_random_only_in_training;
-    use crate::mixer::testing::pad_mask;
+    use crate::mixer::common::reference::softmax_attention;
+    use crate::mixer::common::testing::assert_random_only_in_training;
+    use crate::mixer::common::testing::pad_mask;
 
     const HEADS: usize = 2;
     const HEAD_DIM: usize = 4;
@@ -443,7 +429,7 @@ mod tests {
                     temperature: 0.5,
                     combine,
                 };
-                let actual = mixer(config, seq, &device).attend(
+                let actual = mixer(config, seq, &device).core.attend(
                     q.clone(),
                     k.clone(),
                     v.clone(),
@@ -483,8 +469,10 @@ mod tests {
             ..SinkhornConfig::default()
         };
         let attention = mixer(config, seq, &device);
-        let blocks = attention.blocks(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
-        let actual = attention.block_attention(blocks, perm);
+        let blocks = attention
+            .core
+            .blocks(q.clone(), k.clone(), v.clone(), Some(mask.clone()));
+        let actual = attention.core.block_attention(blocks, perm);
 
         let span = |i: usize| (i * w, w.min(seq - i * w));
         for (h, row) in matched.iter().enumerate() {
@@ -531,13 +519,13 @@ mod tests {
                 combine: Combine::Sum,
             };
             let attention = mixer(config, seq, &device);
-            let blocks = attention.blocks(
+            let blocks = attention.core.blocks(
                 q.clone(),
                 k.clone(),
                 v.clone(),
                 Some(pad_mask(&device, seq, 13)),
             );
-            let p = attention.sorting_matrix(&blocks);
+            let p = attention.core.sorting_matrix(&blocks);
             assert_eq!(p.dims(), [2, HEADS, 5, 5]);
             let ones = Tensor::<4>::ones([2, HEADS, 5, 1], &device);
             assert!(

@@ -50,18 +50,15 @@
 //! - Numerics: row-max shifts inside the exponentials (they cancel in the ratio; the official
 //!   code exponentiates unshifted scores), and probabilities are floored at 1e-30 before the log.
 //! - No attention dropout (the official attention has none); the model's `dropout` is unused.
-//! - Q/K/V/output projections are the shared [`MultiHeadProjection`] (with biases), as for every
+//! - Q/K/V/output projections are the shared [`MultiHeadProjection`](super::MultiHeadProjection) (with biases), as for every
 //!   mixer here.
 
 use burn::module::Module;
 use burn::tensor::{Bool, Device, Distribution, IndexingUpdateOp, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::reference::{PAD_BIAS, attention_probs, key_padding_bias};
-use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
-};
+use super::common::reference::{PAD_BIAS, attention_probs, key_padding_bias};
+use super::{Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig};
 
 /// Settings of [`SkeinformerAttention`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -84,7 +81,7 @@ impl MixerSpec for SkeinformerConfig {
                                    normalisation, exact pilot rows";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::APPROXIMATE_ATTENTION
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -95,25 +92,26 @@ impl MixerSpec for SkeinformerConfig {
     }
 
     fn init(&self, dims: &MixerDims, device: &Device) -> SkeinformerAttention {
-        SkeinformerAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            nb_features: self.nb_features,
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            SkeinformerCore {
+                nb_features: self.nb_features,
+            },
+        )
     }
 }
 
 /// Multi-head Skeinformer attention.
+pub type SkeinformerAttention = Attention<SkeinformerCore>;
+
+/// The attention core of [`SkeinformerAttention`].
 #[derive(Module, Debug)]
-pub struct SkeinformerAttention {
-    heads: MultiHeadProjection,
+pub struct SkeinformerCore {
     nb_features: usize,
 }
 
-impl AttentionCore for SkeinformerAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for SkeinformerCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -219,16 +217,6 @@ impl AttentionCore for SkeinformerAttention {
     }
 }
 
-impl TokenMixer for SkeinformerAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
-    }
-}
-
 /// Standard Gumbel noise `-ln(-ln u)` from the device RNG; `u` stays inside (0, 1).
 fn gumbel_noise(shape: [usize; 4], device: &Device) -> Tensor<4> {
     const EPS: f64 = 1e-6;
@@ -238,26 +226,13 @@ fn gumbel_noise(shape: [usize; 4], device: &Device) -> Tensor<4> {
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::{TensorData, Tolerance};
+    use burn::tensor::Tolerance;
 
     use super::*;
-    use crate::mixer::reference::{relative_error, softmax_attention};
+    use crate::mixer::common::reference::{relative_error, softmax_attention};
+    use crate::mixer::common::testing::{normal, padded_from};
 
     const HEADS: usize = 2;
-
-    fn gaussian(shape: [usize; 4], seed: u64, scale: f64, device: &Device) -> Tensor<4> {
-        device.seed(seed);
-        Tensor::random(shape, Distribution::Normal(0.0, scale), device)
-    }
-
-    /// `[batch, seq]`, row `r` padded from `real[r]` on.
-    fn mask(real: &[usize], seq: usize, device: &Device) -> Tensor<2, Bool> {
-        let values: Vec<bool> = real
-            .iter()
-            .flat_map(|&n| (0..seq).map(move |j| j >= n))
-            .collect();
-        Tensor::from_data(TensorData::new(values, [real.len(), seq]), device)
-    }
 
     fn skein(nb_features: usize, head_dim: usize, device: &Device) -> SkeinformerAttention {
         let dims = MixerDims::new(HEADS * head_dim, HEADS, 4096);
@@ -271,15 +246,15 @@ mod tests {
     fn all_columns_give_exact_softmax_attention() {
         let device = Device::flex();
         let (seq, head_dim, real) = (64, 8, 37);
-        let q = gaussian([2, HEADS, seq, head_dim], 2, 1.0, &device);
-        let k = gaussian([2, HEADS, seq, head_dim], 3, 1.0, &device);
-        let v = gaussian([2, HEADS, seq, head_dim], 4, 1.0, &device);
-        let pad = mask(&[seq, real], seq, &device);
+        let q = normal(&device, 2, [2, HEADS, seq, head_dim], 1.0);
+        let k = normal(&device, 3, [2, HEADS, seq, head_dim], 1.0);
+        let v = normal(&device, 4, [2, HEADS, seq, head_dim], 1.0);
+        let pad = padded_from(&[seq, real], seq, &device);
         let expected = softmax_attention(q.clone(), k.clone(), v.clone(), Some(pad.clone()));
         // s = n, and s larger than n (clamped): every real column is taken once.
         for nb_features in [seq, 1000] {
             device.seed(5);
-            let actual = skein(nb_features, head_dim, &device).attend(
+            let actual = skein(nb_features, head_dim, &device).core.attend(
                 q.clone(),
                 k.clone(),
                 v.clone(),
@@ -301,11 +276,11 @@ mod tests {
         let mixer = skein(nb_features, head_dim, &device);
         let total: f32 = (0..seeds)
             .map(|seed| {
-                let q = gaussian([1, HEADS, seq, head_dim], 100 + seed, 1.0, &device);
-                let k = gaussian([1, HEADS, seq, head_dim], 200 + seed, 1.0, &device);
-                let v = gaussian([1, HEADS, seq, head_dim], 300 + seed, 1.0, &device);
+                let q = normal(&device, 100 + seed, [1, HEADS, seq, head_dim], 1.0);
+                let k = normal(&device, 200 + seed, [1, HEADS, seq, head_dim], 1.0);
+                let v = normal(&device, 300 + seed, [1, HEADS, seq, head_dim], 1.0);
                 device.seed(400 + seed);
-                let approx = mixer.attend(q.clone(), k.clone(), v.clone(), None);
+                let approx = mixer.core.attend(q.clone(), k.clone(), v.clone(), None);
                 relative_error(approx, softmax_attention(q, k, v, None))
             })
             .sum();
@@ -329,18 +304,21 @@ mod tests {
         let device = Device::flex();
         let (seq, head_dim, real) = (64, 8, 40);
         let mixer = skein(16, head_dim, &device); // s < real tokens: a genuine sample
-        let q = gaussian([1, HEADS, seq, head_dim], 2, 1.0, &device);
-        let k = gaussian([1, HEADS, seq, head_dim], 3, 1.0, &device);
-        let v = gaussian([1, HEADS, seq, head_dim], 4, 1.0, &device);
-        let garbage = gaussian([1, HEADS, seq, head_dim], 5, 100.0, &device);
-        let pad = mask(&[real], seq, &device);
+        let q = normal(&device, 2, [1, HEADS, seq, head_dim], 1.0);
+        let k = normal(&device, 3, [1, HEADS, seq, head_dim], 1.0);
+        let v = normal(&device, 4, [1, HEADS, seq, head_dim], 1.0);
+        let garbage = normal(&device, 5, [1, HEADS, seq, head_dim], 100.0);
+        let pad = padded_from(&[real], seq, &device);
         let pad4 = pad
             .clone()
             .reshape([1, 1, seq, 1])
             .expand([1, HEADS, seq, head_dim]);
         let run = |k: Tensor<4>, v: Tensor<4>, q: Tensor<4>| {
             device.seed(6);
-            mixer.attend(q, k, v, Some(pad.clone())).narrow(2, 0, real)
+            mixer
+                .core
+                .attend(q, k, v, Some(pad.clone()))
+                .narrow(2, 0, real)
         };
         let clean = run(k.clone(), v.clone(), q.clone());
         let dirty = run(
@@ -357,6 +335,7 @@ mod tests {
         let exact = softmax_attention(q.clone(), k.clone(), v.clone(), Some(pad.clone()));
         device.seed(6);
         skein(real, head_dim, &device)
+            .core
             .attend(q, k, v, Some(pad))
             .narrow(2, 0, real)
             .to_data()
@@ -371,16 +350,18 @@ mod tests {
         let device = Device::flex();
         let (seq, head_dim) = (96, 8);
         let mixer = skein(24, head_dim, &device); // s < n: the columns are a genuine sample
-        let q = gaussian([2, HEADS, seq, head_dim], 2, 1.0, &device);
-        let k = gaussian([2, HEADS, seq, head_dim], 3, 1.0, &device);
-        let v = gaussian([2, HEADS, seq, head_dim], 4, 1.0, &device);
-        let pad = mask(&[seq, 57], seq, &device);
+        let q = normal(&device, 2, [2, HEADS, seq, head_dim], 1.0);
+        let k = normal(&device, 3, [2, HEADS, seq, head_dim], 1.0);
+        let v = normal(&device, 4, [2, HEADS, seq, head_dim], 1.0);
+        let pad = padded_from(&[seq, 57], seq, &device);
         device.seed(9);
-        let together = mixer.attend(q.clone(), k.clone(), v.clone(), Some(pad.clone()));
+        let together = mixer
+            .core
+            .attend(q.clone(), k.clone(), v.clone(), Some(pad.clone()));
         for row in 0..2 {
             let one = |x: Tensor<4>| x.narrow(0, row, 1);
             device.seed(9);
-            let alone = mixer.attend(
+            let alone = mixer.core.attend(
                 one(q.clone()),
                 one(k.clone()),
                 one(v.clone()),
@@ -397,12 +378,12 @@ mod tests {
         let device = Device::flex();
         let (seq, head_dim) = (128, 8);
         let mixer = skein(16, head_dim, &device);
-        let q = gaussian([1, HEADS, seq, head_dim], 2, 1.0, &device);
-        let k = gaussian([1, HEADS, seq, head_dim], 3, 1.0, &device);
-        let v = gaussian([1, HEADS, seq, head_dim], 4, 1.0, &device);
+        let q = normal(&device, 2, [1, HEADS, seq, head_dim], 1.0);
+        let k = normal(&device, 3, [1, HEADS, seq, head_dim], 1.0);
+        let v = normal(&device, 4, [1, HEADS, seq, head_dim], 1.0);
         let run = |seed| {
             device.seed(seed);
-            mixer.attend(q.clone(), k.clone(), v.clone(), None)
+            mixer.core.attend(q.clone(), k.clone(), v.clone(), None)
         };
         assert_eq!(run(7).to_data(), run(7).to_data());
         assert_ne!(run(7).to_data(), run(8).to_data());

@@ -53,9 +53,9 @@ use burn::module::{Flag, Module, Param};
 use burn::tensor::{Bool, Device, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::common::{fixed, is_training};
 use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer, at_least_one,
+    Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
 };
 
 /// Denominator stabiliser of fast-transformers' `LinearAttention` (`eps=1e-6`).
@@ -159,7 +159,7 @@ impl MixerSpec for SktrConfig {
         "SKTR: linear attention with random features from a learned Gaussian spectral density";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::APPROXIMATE_ATTENTION
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -227,16 +227,23 @@ impl MixerSpec for SktrConfig {
                 }
             }
         };
-        SktrAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            spectrum,
-            fixed_noise: Tensor::random([1, k, d, samples], Distribution::Normal(0.0, 1.0), device),
-            training: Param::from_bool(true),
-            redraw: self.redraw,
-            smoothing: self.smoothing,
-            variant: self.variant,
-            prf_kernel: self.prf_kernel,
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            SktrCore {
+                spectrum,
+                fixed_noise: fixed(Tensor::random(
+                    [1, k, d, samples],
+                    Distribution::Normal(0.0, 1.0),
+                    device,
+                )),
+                training: Param::from_bool(true),
+                redraw: self.redraw,
+                smoothing: self.smoothing,
+                variant: self.variant,
+                prf_kernel: self.prf_kernel,
+            },
+        )
     }
 }
 
@@ -252,13 +259,15 @@ struct Spectrum {
 }
 
 /// Multi-head linear attention with learned spectral random features.
+pub type SktrAttention = Attention<SktrCore>;
+
+/// The attention core of [`SktrAttention`].
 #[derive(Module, Debug)]
-pub struct SktrAttention {
-    heads: MultiHeadProjection,
+pub struct SktrCore {
     spectrum: Spectrum,
-    /// Base noise `ε` `[1, K, d, samples]` drawn at initialisation, used in evaluation (a
-    /// constant: not trained).
-    fixed_noise: Tensor<4>,
+    /// Base noise `ε` `[1, K, d, samples]` drawn at initialisation, used in evaluation (fixed,
+    /// not trained).
+    fixed_noise: Param<Tensor<4>>,
     /// Redraws `ε` only while this is set and the device records gradients (as dropout).
     training: Param<Flag>,
     redraw: bool,
@@ -269,11 +278,7 @@ pub struct SktrAttention {
     prf_kernel: PrfKernel,
 }
 
-impl AttentionCore for SktrAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for SktrCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -281,12 +286,12 @@ impl AttentionCore for SktrAttention {
         v: Tensor<4>,
         pad_mask: Option<Tensor<2, Bool>>,
     ) -> Tensor<4> {
-        let training = q.device().is_autodiff() && self.training.is_enabled();
+        let training = is_training(&self.training, &q.device());
         self.estimate(q, k, v, pad_mask, training && self.redraw)
     }
 }
 
-impl SktrAttention {
+impl SktrCore {
     /// Linear attention with features from fresh noise (`fresh`) or the fixed draw.
     pub(crate) fn estimate(
         &self,
@@ -298,9 +303,11 @@ impl SktrAttention {
     ) -> Tensor<4> {
         let [batch, _, seq, _] = q.dims();
         let noise = if fresh {
-            self.fixed_noise.random_like(Distribution::Normal(0.0, 1.0))
+            self.fixed_noise
+                .val()
+                .random_like(Distribution::Normal(0.0, 1.0))
         } else {
-            self.fixed_noise.clone()
+            self.fixed_noise.val()
         };
         let features = self.feature_map(noise);
         let phi_q = features.apply(q); // [b, h, n, R]
@@ -403,37 +410,24 @@ impl FeatureMap {
     }
 }
 
-impl TokenMixer for SktrAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use burn::tensor::TensorData;
     use burn::tensor::activation::softmax;
-    use burn::tensor::{Distribution, TensorData};
 
     use super::*;
-    use crate::mixer::reference::{relative_error, softmax_attention};
+    use crate::mixer::common::reference::{relative_error, softmax_attention};
+    use crate::mixer::common::testing::standard_normal;
 
     fn dims(max_len: usize) -> MixerDims {
         MixerDims::new(32, 2, max_len)
-    }
-
-    fn gaussian(device: &Device, shape: [usize; 4]) -> Tensor<4> {
-        Tensor::random(shape, Distribution::Normal(0.0, 1.0), device)
     }
 
     /// The module with its spectral density reset to the standard normal (μ = 0, unit
     /// variance / identity map), as in the brief's limiting case.
     fn standard(config: SktrConfig, device: &Device) -> SktrAttention {
         let mut attention = config.init(&dims(4096), device);
-        let spectrum = &mut attention.spectrum;
+        let spectrum = &mut attention.core.spectrum;
         spectrum.mean = Param::from_tensor(spectrum.mean.val().zeros_like());
         if let Some(log_var) = &spectrum.log_var {
             spectrum.log_var = Some(Param::from_tensor(log_var.val().zeros_like()));
@@ -477,13 +471,13 @@ mod tests {
             device.seed(400 + seed);
             let shape = [1, 2, 256, 16];
             let (q, k, v) = (
-                gaussian(&device, shape),
-                gaussian(&device, shape),
-                gaussian(&device, shape),
+                standard_normal(&device, shape),
+                standard_normal(&device, shape),
+                standard_normal(&device, shape),
             );
             let (q, k) = (q * scale, k * scale);
             let reference = exact(config, q.clone(), k.clone(), v.clone());
-            sum += relative_error(attention.estimate(q, k, v, None, true), reference);
+            sum += relative_error(attention.core.estimate(q, k, v, None, true), reference);
         }
         sum / seeds as f32
     }
@@ -528,12 +522,12 @@ mod tests {
         device.seed(7);
         let shape = [1, 2, 128, 16];
         let (q, k, v) = (
-            gaussian(&device, shape) * 0.5,
-            gaussian(&device, shape) * 0.5,
-            gaussian(&device, shape),
+            standard_normal(&device, shape) * 0.5,
+            standard_normal(&device, shape) * 0.5,
+            standard_normal(&device, shape),
         );
         let reference = softmax_attention(q.clone(), k.clone(), v.clone(), None);
-        let error = relative_error(attention.estimate(q, k, v, None, true), reference);
+        let error = relative_error(attention.core.estimate(q, k, v, None, true), reference);
         println!("softmax-offset PRF, r = 4096: relative error {error:.4}");
         assert!(error < 0.1, "relative error {error}");
     }
@@ -574,11 +568,12 @@ mod tests {
             let attention = crate::init_now(config.init(&dims(64), &device));
             let shape = [2, 2, 24, 16];
             let (q, k, v) = (
-                gaussian(&device, shape),
-                gaussian(&device, shape),
-                gaussian(&device, shape),
+                standard_normal(&device, shape),
+                standard_normal(&device, shape),
+                standard_normal(&device, shape),
             );
-            let loss = (attention.attend(q, k, v, None) * gaussian(&device, shape)).sum();
+            let loss =
+                (attention.core.attend(q, k, v, None) * standard_normal(&device, shape)).sum();
             let grads = GradientsParams::from_grads(loss.backward(), &attention);
             struct Check<'a>(&'a GradientsParams, usize);
             impl ModuleVisitor for Check<'_> {
@@ -592,7 +587,7 @@ mod tests {
                 }
             }
             let mut check = Check(&grads, 0);
-            attention.spectrum.visit(&mut check);
+            attention.core.spectrum.visit(&mut check);
             assert_eq!(check.1, 2, "{variant:?}: mean and scale");
         }
     }
@@ -609,24 +604,34 @@ mod tests {
             let attention = config.init(&dims(64), &device);
             let shape = [2, 2, 50, 16];
             let (q, k, v) = (
-                gaussian(&device, shape),
-                gaussian(&device, shape),
-                gaussian(&device, shape),
+                standard_normal(&device, shape),
+                standard_normal(&device, shape),
+                standard_normal(&device, shape),
             );
             let real = 33;
             let pad: Vec<bool> = (0..100).map(|i| i >= 50 + real).collect();
             let pad = Tensor::<2, Bool>::from_data(TensorData::new(pad, [2, 50]), &device);
             let pad4 = pad.clone().reshape([2, 1, 50, 1]).expand(shape);
-            let garbage = gaussian(&device, shape) * 100.0;
+            let garbage = standard_normal(&device, shape) * 100.0;
             let k2 = k.clone().mask_where(pad4.clone(), garbage.clone());
             let v2 = v.clone().mask_where(pad4, garbage);
             for fresh in [false, true] {
                 device.seed(9);
-                let a =
-                    attention.estimate(q.clone(), k.clone(), v.clone(), Some(pad.clone()), fresh);
+                let a = attention.core.estimate(
+                    q.clone(),
+                    k.clone(),
+                    v.clone(),
+                    Some(pad.clone()),
+                    fresh,
+                );
                 device.seed(9);
-                let b =
-                    attention.estimate(q.clone(), k2.clone(), v2.clone(), Some(pad.clone()), fresh);
+                let b = attention.core.estimate(
+                    q.clone(),
+                    k2.clone(),
+                    v2.clone(),
+                    Some(pad.clone()),
+                    fresh,
+                );
                 let diff = (a.narrow(2, 0, real) - b.narrow(2, 0, real)).abs().max();
                 let diff = diff.into_scalar::<f32>();
                 assert!(
@@ -634,9 +639,13 @@ mod tests {
                     "{variant:?} fresh {fresh}: padding leaks ({diff})"
                 );
             }
-            let full = attention.estimate(q.clone(), k.clone(), v.clone(), Some(pad), false);
+            let full = attention
+                .core
+                .estimate(q.clone(), k.clone(), v.clone(), Some(pad), false);
             let row = |x: &Tensor<4>| x.clone().narrow(0, 1, 1).narrow(2, 0, real);
-            let alone = attention.estimate(row(&q), row(&k), row(&v), None, false);
+            let alone = attention
+                .core
+                .estimate(row(&q), row(&k), row(&v), None, false);
             let diff = (full.narrow(0, 1, 1).narrow(2, 0, real) - alone)
                 .abs()
                 .max();

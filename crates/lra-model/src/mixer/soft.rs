@@ -64,7 +64,9 @@ use burn::tensor::activation::gelu;
 use burn::tensor::{Bool, Device, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::heads::{merge_heads, split_heads};
+use super::common::blocks::pad_tail;
+use super::common::inverse::newton_inverse;
+use super::common::projection::{merge_heads, split_heads};
 use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer};
 
 /// How the landmarks `q̃` are formed from the scaled queries.
@@ -126,7 +128,7 @@ impl MixerSpec for SoftConfig {
         "SOFT: Gaussian-kernel attention with tied Q=K, Nyström landmarks, Newton inverse";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::WITHOUT_CORE
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -239,8 +241,9 @@ impl SoftAttention {
         let r = self.stride;
         let windows = seq.div_ceil(r);
         let padded = windows * r;
-        let q_windows = extend_seq(q.clone(), padded).reshape([batch, heads, windows, r, head_dim]);
-        let real_windows = extend_seq(real.reshape([batch, 1, seq, 1]), padded)
+        let q_windows =
+            pad_tail(q.clone(), padded, 0.0).reshape([batch, heads, windows, r, head_dim]);
+        let real_windows = pad_tail(real.reshape([batch, 1, seq, 1]), padded, 0.0)
             .reshape([batch, 1, windows, r, 1])
             .sum_dim(3)
             .reshape([batch, 1, windows, 1]); // real tokens per window
@@ -297,25 +300,6 @@ pub fn gaussian_kernel(a: Tensor<4>, b: Tensor<4>) -> Tensor<4> {
     (dist * -0.5).exp()
 }
 
-/// Newton–Schulz inverse of `p + λI` per `[.., c, c]` matrix (`SOFT/kernel/inverse.py`):
-/// `V₀ = α(p + λI)`, `α = 0.9·2/max_rowsum(p)²`, then `V ← 2V − V(p + λI)V`, `iters` times, on
-/// detached values. Backward: that of the exact inverse, `−V·dP·V`.
-pub fn newton_inverse(p: Tensor<4>, iters: usize, regularization: f64) -> Tensor<4> {
-    let [_, _, c, _] = p.dims();
-    let eye = Tensor::<2>::eye(c, &p.device()).reshape([1, 1, c, c]) * regularization;
-    let fixed = p.clone().detach();
-    let max_rowsum = fixed.clone().sum_dim(3).max_dim(2); // [.., 1, 1]
-    let alpha = max_rowsum.square().recip() * 1.8;
-    let target = fixed + eye.clone();
-    let mut inverse = target.clone() * alpha;
-    for _ in 0..iters {
-        inverse = inverse.clone() * 2.0 - inverse.clone().matmul(target.clone()).matmul(inverse);
-    }
-    // Value `inverse` (the difference is exactly zero), derivative `−V dP V`.
-    let delta = p + eye - target;
-    inverse.clone() - inverse.clone().matmul(delta).matmul(inverse)
-}
-
 /// Same-length depthwise convolution along the sequence: `out[.., h, i, :] =
 /// Σₜ w[h, t]·v[.., h, i + t − k/2, :]`, zero outside the sequence (PyTorch's cross-correlation).
 fn depthwise_conv(v: Tensor<4>, weight: Tensor<2>) -> Tensor<4> {
@@ -333,18 +317,6 @@ fn depthwise_conv(v: Tensor<4>, weight: Tensor<2>) -> Tensor<4> {
         .expect("conv_size ≥ 1")
 }
 
-/// Extends axis 2 of `x` to `len` with zeros.
-fn extend_seq(x: Tensor<4>, len: usize) -> Tensor<4> {
-    let mut dims = x.dims();
-    let missing = len - dims[2];
-    if missing == 0 {
-        return x;
-    }
-    dims[2] = missing;
-    let fill = Tensor::<4>::zeros(dims, &x.device());
-    Tensor::cat(vec![x, fill], 2)
-}
-
 #[cfg(test)]
 mod tests {
     use burn::module::ModuleVisitor;
@@ -352,23 +324,10 @@ mod tests {
     use burn::tensor::{TensorData, Tolerance};
 
     use super::*;
-    use crate::mixer::reference::relative_error;
+    use crate::mixer::common::reference::relative_error;
+    use crate::mixer::common::testing::{normal, padded_from};
 
     const HEADS: usize = 2;
-
-    fn gaussian(shape: [usize; 4], seed: u64, scale: f64, device: &Device) -> Tensor<4> {
-        device.seed(seed);
-        Tensor::random(shape, Distribution::Normal(0.0, scale), device)
-    }
-
-    /// `[batch, seq]`, row `r` padded from `real[r]` on.
-    fn mask(real: &[usize], seq: usize, device: &Device) -> Tensor<2, Bool> {
-        let values: Vec<bool> = real
-            .iter()
-            .flat_map(|&n| (0..seq).map(move |j| j >= n))
-            .collect();
-        Tensor::from_data(TensorData::new(values, [real.len(), seq]), device)
-    }
 
     fn soft(config: SoftConfig, head_dim: usize, max_len: usize, device: &Device) -> SoftAttention {
         let dims = MixerDims::new(HEADS * head_dim, HEADS, max_len);
@@ -410,7 +369,7 @@ mod tests {
     #[test]
     fn newton_inverse_inverts_and_has_the_gradient_of_the_inverse() {
         let device = Device::flex().autodiff();
-        let points = gaussian([1, 2, 12, 4], 3, 1.0, &device);
+        let points = normal(&device, 3, [1, 2, 12, 4], 1.0);
         let p = gaussian_kernel(points.clone(), points).require_grad(); // SPD, well conditioned
         let inverse = newton_inverse(p.clone(), 30, 0.0);
         let eye = Tensor::<2>::eye(12, &device).reshape([1, 1, 12, 12]);
@@ -423,7 +382,7 @@ mod tests {
                 Tolerance::absolute(1e-4),
             );
         // d/dP Σ W ⊙ P⁻¹ = −P⁻ᵀ W P⁻ᵀ.
-        let w = gaussian([1, 2, 12, 12], 4, 1.0, &device);
+        let w = normal(&device, 4, [1, 2, 12, 12], 1.0);
         let grads = (inverse.clone() * w.clone()).sum().backward();
         let grad = p.grad(&grads).unwrap();
         let inv_t = inverse.detach().swap_dims(2, 3);
@@ -448,9 +407,9 @@ mod tests {
         let device = Device::flex();
         let (seq, head_dim, real) = (48, 8, 31);
         let mixer = soft(mean_landmarks(seq, 60, 0.0), head_dim, seq, &device);
-        let q = gaussian([2, HEADS, seq, head_dim], 5, 1.0, &device);
-        let v = gaussian([2, HEADS, seq, head_dim], 6, 1.0, &device);
-        let pad = mask(&[seq, real], seq, &device);
+        let q = normal(&device, 5, [2, HEADS, seq, head_dim], 1.0);
+        let v = normal(&device, 6, [2, HEADS, seq, head_dim], 1.0);
+        let pad = padded_from(&[seq, real], seq, &device);
         let actual = mixer.attend_tied(q.clone(), v.clone(), Some(pad.clone()));
         let expected = exact_gaussian_attention(q, v, Some(pad));
         // Real positions only: padded queries' outputs are arbitrary.
@@ -469,8 +428,8 @@ mod tests {
         let mixer = soft(config, head_dim, seq, &device);
         let total: f32 = (0..seeds)
             .map(|seed| {
-                let q = gaussian([1, HEADS, seq, head_dim], 100 + seed, scale, &device);
-                let v = gaussian([1, HEADS, seq, head_dim], 200 + seed, 1.0, &device);
+                let q = normal(&device, 100 + seed, [1, HEADS, seq, head_dim], scale);
+                let v = normal(&device, 200 + seed, [1, HEADS, seq, head_dim], 1.0);
                 let approx = mixer.attend_tied(q.clone(), v.clone(), None);
                 relative_error(approx, exact_gaussian_attention(q, v, None))
             })
@@ -505,10 +464,10 @@ mod tests {
                 ..SoftConfig::default()
             };
             let mixer = soft(config, head_dim, seq, &device);
-            let q = gaussian([1, HEADS, seq, head_dim], 7, 1.0, &device);
-            let v = gaussian([1, HEADS, seq, head_dim], 8, 1.0, &device);
-            let garbage = gaussian([1, HEADS, seq, head_dim], 9, 100.0, &device);
-            let pad = mask(&[real], seq, &device);
+            let q = normal(&device, 7, [1, HEADS, seq, head_dim], 1.0);
+            let v = normal(&device, 8, [1, HEADS, seq, head_dim], 1.0);
+            let garbage = normal(&device, 9, [1, HEADS, seq, head_dim], 100.0);
+            let pad = padded_from(&[real], seq, &device);
             let pad4 = pad
                 .clone()
                 .reshape([1, 1, seq, 1])
@@ -530,7 +489,7 @@ mod tests {
     fn skip_convolution_is_a_same_length_depthwise_convolution() {
         let device = Device::flex();
         let (seq, head_dim, width) = (9, 3, 5);
-        let v = gaussian([2, HEADS, seq, head_dim], 10, 1.0, &device);
+        let v = normal(&device, 10, [2, HEADS, seq, head_dim], 1.0);
         device.seed(11);
         let weight = Tensor::<2>::random([HEADS, width], Distribution::Normal(0.0, 1.0), &device);
         let actual = depthwise_conv(v.clone(), weight.clone());
@@ -568,7 +527,7 @@ mod tests {
         let mixer = crate::init_now(SoftConfig::default().init(&dims, &device));
         device.seed(2);
         let x = Tensor::<3>::random([2, 16, 8], Distribution::Normal(0.0, 1.0), &device);
-        let pad = mask(&[16, 11], 16, &device);
+        let pad = padded_from(&[16, 11], 16, &device);
         let out = mixer.forward(MixerInput::new(x).pad_mask(pad)).x;
         let grads = (out.clone() * out).sum().backward();
         let params = GradientsParams::from_grads(grads, &mixer);

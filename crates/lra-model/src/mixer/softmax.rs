@@ -6,14 +6,12 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
+use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::reference::{PAD_BIAS, attention_probs, key_padding_bias};
-use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer,
-};
+use super::common::exact::{attention_dropout, key_bias, scale_queries};
+use super::common::reference::{attention_probs, key_padding_bias};
+use super::{Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig};
 use crate::ops::softmax_attention::{is_supported, softmax_attention};
 
 /// Softmax attention has no settings of its own beyond the model's heads and dropout.
@@ -26,29 +24,30 @@ impl MixerSpec for SoftmaxConfig {
     const SUMMARY: &'static str = "exact softmax attention with explicit n×n scores (reference)";
 
     fn caps(&self) -> Caps {
-        Caps::EXACT
+        Caps::EXACT_ATTENTION
     }
 
     fn init(&self, dims: &MixerDims, device: &Device) -> SoftmaxAttention {
-        SoftmaxAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            dropout: DropoutConfig::new(dims.dropout).init(),
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            SoftmaxCore {
+                dropout: DropoutConfig::new(dims.dropout).init(),
+            },
+        )
     }
 }
 
 /// Multi-head softmax attention.
+pub type SoftmaxAttention = Attention<SoftmaxCore>;
+
+/// The attention core of [`SoftmaxAttention`].
 #[derive(Module, Debug)]
-pub struct SoftmaxAttention {
-    heads: MultiHeadProjection,
+pub struct SoftmaxCore {
     dropout: Dropout,
 }
 
-impl AttentionCore for SoftmaxAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for SoftmaxCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -67,50 +66,13 @@ impl AttentionCore for SoftmaxAttention {
     }
 }
 
-/// `q / √d`: the fused attention ops (this one, `flash`, `blocksparse`) take scaled queries.
-pub(super) fn scale_queries(q: Tensor<4>) -> Tensor<4> {
-    let head_dim = q.dims()[3];
-    q / (head_dim as f64).sqrt()
-}
-
-/// The additive key bias `[b, m]` of a padding mask (`PAD_BIAS` at padding, 0 elsewhere) for keys
-/// `k` `[b, h, m, d]`.
-pub(super) fn key_bias(pad_mask: Option<Tensor<2, Bool>>, k: &Tensor<4>) -> Tensor<2> {
-    let [batch, _, keys, _] = k.dims();
-    match pad_mask {
-        Some(mask) => mask.float() * PAD_BIAS,
-        None => Tensor::zeros([batch, keys], &k.device()),
-    }
-}
-
-/// The attention-dropout probability in effect and the seed of its mask: dropout acts only while
-/// training on an autodiff device, and the seed comes from the device RNG so masks follow the
-/// run's seeding like Burn's dropout.
-pub(super) fn attention_dropout(dropout: &Dropout, device: &Device) -> (f32, u64) {
-    let training = device.is_autodiff() && dropout.training.is_enabled();
-    if !training || dropout.prob <= 0.0 {
-        return (0.0, 0);
-    }
-    let draw = Tensor::<1, Int>::random([1], Distribution::Uniform(0.0, 16_777_216.0), device);
-    (dropout.prob as f32, draw.into_scalar::<i64>() as u64)
-}
-
-impl TokenMixer for SoftmaxAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use burn::tensor::Distribution;
 
     use super::*;
-    use crate::mixer::testing::assert_random_only_in_training;
+    use crate::mixer::common::testing::assert_random_only_in_training;
+    use crate::mixer::{MixerInput, TokenMixer};
 
     #[test]
     fn dropout_acts_only_in_training_and_follows_the_device_seed() {

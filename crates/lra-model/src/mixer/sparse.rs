@@ -47,10 +47,10 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::reference::{PAD_BIAS, attention_probs};
+use super::common::blocks::pad_tail;
+use super::common::reference::{PAD_BIAS, attention_probs};
 use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer, at_least_one,
+    Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
 };
 
 /// Which factorised pattern of Child et al. (2019) to use.
@@ -107,7 +107,7 @@ impl MixerSpec for SparseConfig {
         "Sparse Transformer: fixed or strided factorised attention, computed block-wise";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::APPROXIMATE_ATTENTION
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -122,22 +122,27 @@ impl MixerSpec for SparseConfig {
     }
 
     fn init(&self, dims: &MixerDims, device: &Device) -> SparseAttention {
-        SparseAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            dropout: DropoutConfig::new(dims.dropout).init(),
-            pattern: self.pattern,
-            block_size: self.block_size,
-            summary: self.summary,
-            causal: self.causal,
-            global_first: self.global_first,
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            SparseCore {
+                dropout: DropoutConfig::new(dims.dropout).init(),
+                pattern: self.pattern,
+                block_size: self.block_size,
+                summary: self.summary,
+                causal: self.causal,
+                global_first: self.global_first,
+            },
+        )
     }
 }
 
 /// Multi-head attention restricted to a Sparse Transformer pattern.
+pub type SparseAttention = Attention<SparseCore>;
+
+/// The attention core of [`SparseAttention`].
 #[derive(Module, Debug)]
-pub struct SparseAttention {
-    heads: MultiHeadProjection,
+pub struct SparseCore {
     dropout: Dropout,
     #[module(skip)]
     pattern: SparsePattern,
@@ -147,11 +152,7 @@ pub struct SparseAttention {
     global_first: bool,
 }
 
-impl AttentionCore for SparseAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for SparseCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -226,7 +227,7 @@ impl Values {
     }
 }
 
-impl SparseAttention {
+impl SparseCore {
     /// The pattern on `[b, h, m, dh]` (positions counted from 0), plus an optional global key.
     fn pattern_attend(
         &self,
@@ -459,29 +460,6 @@ fn bias_tensor<const D: usize>(
     Tensor::from_data(TensorData::new(values, shape), device)
 }
 
-/// Extends the sequence axis (axis 2 for 4-D, axis 1 for 2-D) to `len` with `value`.
-fn pad_tail<const D: usize>(x: Tensor<D>, len: usize, value: f32) -> Tensor<D> {
-    let axis = if D == 4 { 2 } else { 1 };
-    let mut dims = x.dims();
-    let missing = len - dims[axis];
-    if missing == 0 {
-        return x;
-    }
-    dims[axis] = missing;
-    let fill = Tensor::<D>::full(dims, value, &x.device());
-    Tensor::cat(vec![x, fill], axis)
-}
-
-impl TokenMixer for SparseAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use burn::tensor::{Distribution, Tolerance};
@@ -577,7 +555,9 @@ mod tests {
             [&q, &k, &v].map(|data| Tensor::<4>::from_data(data.clone(), &device).require_grad())
         };
         let [q1, k1, v1] = leaves();
-        let actual = attention.attend(q1.clone(), k1.clone(), v1.clone(), Some(mask));
+        let actual = attention
+            .core
+            .attend(q1.clone(), k1.clone(), v1.clone(), Some(mask));
         let grads1 = (actual.clone() * w.clone()).sum().backward();
         let [q2, k2, v2] = leaves();
         let bias = dense_bias(config, seq, &pad, &device);
@@ -665,7 +645,7 @@ mod tests {
             let attention = build(config, &device);
             let zeros = Tensor::<4>::zeros([1, 1, seq, seq], &device);
             let identity = Tensor::<2>::eye(seq, &device).reshape([1, 1, seq, seq]);
-            let probs = attention.attend(zeros.clone(), zeros, identity, None);
+            let probs = attention.core.attend(zeros.clone(), zeros, identity, None);
             let row: Vec<f32> = probs
                 .narrow(2, query, 1)
                 .into_data()

@@ -63,8 +63,8 @@ use burn::tensor::module::linear;
 use burn::tensor::{Bool, Device, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::heads::{merge_heads, split_heads};
-use super::reference::key_padding_bias;
+use super::common::projection::{merge_heads, split_heads};
+use super::common::reference::key_padding_bias;
 use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer};
 
 /// Which synthetic attention, and whether dot-product logits are added.
@@ -145,7 +145,7 @@ impl MixerSpec for SynthesizerConfig {
         "Synthesizer: dense/random synthetic attention logits, optionally plus q·k (LRA baseline)";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::WITHOUT_CORE
     }
 
     fn validate(&self, dims: &MixerDims) -> Result<(), String> {
@@ -358,10 +358,11 @@ impl TokenMixer for SynthesizerAttention {
 mod tests {
     use burn::module::ModuleVisitor;
     use burn::optim::GradientsParams;
-    use burn::tensor::{TensorData, Tolerance};
+    use burn::tensor::Tolerance;
 
     use super::*;
-    use crate::mixer::reference::{PAD_BIAS, attention_probs};
+    use crate::mixer::common::reference::{PAD_BIAS, attention_probs};
+    use crate::mixer::common::testing::padded_from;
 
     const HEADS: usize = 2;
     const D_MODEL: usize = 8;
@@ -389,15 +390,6 @@ mod tests {
             Distribution::Normal(0.0, 1.0),
             device,
         )
-    }
-
-    /// `[batch, seq]`, row `r` padded from `real[r]` on.
-    fn mask(real: &[usize], seq: usize, device: &Device) -> Tensor<2, Bool> {
-        let values: Vec<bool> = real
-            .iter()
-            .flat_map(|&n| (0..seq).map(move |j| j >= n))
-            .collect();
-        Tensor::from_data(TensorData::new(values, [real.len(), seq]), device)
     }
 
     const ALL: [SynthesizerVariant; 5] = [
@@ -438,7 +430,7 @@ mod tests {
     fn padded_keys_get_zero_weight_and_do_not_change_real_outputs() {
         let device = Device::flex();
         let (seq, real) = (10, [10, 6]);
-        let pad = mask(&real, seq, &device);
+        let pad = padded_from(&real, seq, &device);
         for variant in ALL {
             let mixer = build(variant, false, &device);
             let x = input(2, 2, seq, &device);
@@ -491,7 +483,7 @@ mod tests {
         let device = Device::flex().autodiff();
         let square = vec![HEADS, MAX_LEN, MAX_LEN];
         let x = input(2, 2, MAX_LEN, &device);
-        let pad = mask(&[MAX_LEN, 7], MAX_LEN, &device);
+        let pad = padded_from(&[MAX_LEN, 7], MAX_LEN, &device);
         for fixed in [false, true] {
             let mixer = build(SynthesizerVariant::Random, fixed, &device);
             let mut shapes = Shapes(Vec::new());
@@ -528,7 +520,7 @@ mod tests {
     fn every_variant_gives_every_parameter_a_gradient() {
         let device = Device::flex().autodiff();
         let x = input(2, 2, MAX_LEN, &device).require_grad();
-        let pad = mask(&[MAX_LEN, 7], MAX_LEN, &device);
+        let pad = padded_from(&[MAX_LEN, 7], MAX_LEN, &device);
         for variant in ALL {
             for fixed in [false, true] {
                 if fixed && !variant.is_random() {
@@ -576,7 +568,7 @@ mod tests {
         let x2 = x
             .clone()
             .slice_assign([0..1, changed..changed + 1, 0..D_MODEL], other);
-        let pad = mask(&[seq], seq, &device); // nothing padded, same keys
+        let pad = padded_from(&[seq], seq, &device); // nothing padded, same keys
         let a = mixer.attention_weights(x, Some(pad.clone()));
         let b = mixer.attention_weights(x2, Some(pad));
         for row in 0..seq {
@@ -600,7 +592,7 @@ mod tests {
         let device = Device::flex();
         let (seq, real) = (7, 5); // shorter than max_len, with padding
         let x = input(2, 1, seq, &device);
-        let pad = mask(&[real], seq, &device);
+        let pad = padded_from(&[real], seq, &device);
         let pad_bias = (pad.clone().float() * PAD_BIAS).reshape([1, 1, 1, seq]);
         for variant in [
             SynthesizerVariant::RandomPlusVanilla,

@@ -43,8 +43,7 @@ use burn::tensor::{Bool, Device, Distribution, IndexingUpdateOp, Int, Tensor, Te
 use serde::{Deserialize, Serialize};
 
 use super::{
-    AttentionCore, Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, MultiHeadProjection,
-    MultiHeadProjectionConfig, TokenMixer, at_least_one,
+    Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
 };
 
 /// Factor on `q̂ᵀk̂` inside `arccos` in YOSO-E (official value; keeps `1 − x²` away from 0).
@@ -94,7 +93,7 @@ impl MixerSpec for YosoConfig {
         "YOSO: LSH Bernoulli-sampling attention (or its expectation), L2-normalised output";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::APPROXIMATE_ATTENTION
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -109,30 +108,31 @@ impl MixerSpec for YosoConfig {
     }
 
     fn init(&self, dims: &MixerDims, device: &Device) -> YosoAttention {
-        YosoAttention {
-            heads: MultiHeadProjectionConfig::from_dims(dims).init(device),
-            hash_bits: self.hash_bits,
-            n_hashes: self.n_hashes,
-            estimator: self.estimator,
-        }
+        let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
+        Attention::new(
+            projection,
+            YosoCore {
+                hash_bits: self.hash_bits,
+                n_hashes: self.n_hashes,
+                estimator: self.estimator,
+            },
+        )
     }
 }
 
 /// Multi-head YOSO attention.
+pub type YosoAttention = Attention<YosoCore>;
+
+/// The attention core of [`YosoAttention`].
 #[derive(Module, Debug)]
-pub struct YosoAttention {
-    heads: MultiHeadProjection,
+pub struct YosoCore {
     hash_bits: usize,
     n_hashes: usize,
     #[module(skip)]
     estimator: YosoEstimator,
 }
 
-impl AttentionCore for YosoAttention {
-    fn projection(&self) -> &MultiHeadProjection {
-        &self.heads
-    }
-
+impl AttentionCore for YosoCore {
     fn attend(
         &self,
         q: Tensor<4>,
@@ -156,17 +156,7 @@ impl AttentionCore for YosoAttention {
     }
 }
 
-impl TokenMixer for YosoAttention {
-    fn forward(&self, input: MixerInput) -> MixerOutput {
-        self.heads.mix(input, self)
-    }
-
-    fn attention_core(&self) -> Option<&dyn AttentionCore> {
-        Some(self)
-    }
-}
-
-impl YosoAttention {
+impl YosoCore {
     /// The normalised sampled output; on an autodiff device plus a zero-valued term whose
     /// gradient is that of the expectation form with the official surrogate derivative.
     fn sampled_with_expected_gradient(
@@ -289,8 +279,8 @@ mod tests {
     use burn::tensor::Tolerance;
 
     use super::*;
-    use crate::mixer::reference::relative_error;
-    use crate::mixer::testing::{gaussian, pad_mask};
+    use crate::mixer::common::reference::relative_error;
+    use crate::mixer::common::testing::{gaussian, pad_mask};
 
     fn yoso(hash_bits: usize, n_hashes: usize, device: &Device) -> YosoAttention {
         let dims = MixerDims::new(16, 2, 256);
@@ -419,7 +409,9 @@ mod tests {
         .init(&MixerDims::new(16, 2, 64), &device);
         let [q, k, v] = [1, 2, 3].map(|seed| gaussian(&device, seed, [2, 2, seq, 8]));
         let pad = pad_mask(&device, seq, real);
-        let actual = mixer.attend(q.clone(), k.clone(), v.clone(), Some(pad.clone()));
+        let actual = mixer
+            .core
+            .attend(q.clone(), k.clone(), v.clone(), Some(pad.clone()));
 
         let cosine = normalize(q).matmul(normalize(k).swap_dims(2, 3)) * 0.98;
         let weights = (cosine.acos() / -std::f64::consts::PI + 1.0).powi_scalar(bits as i32);
@@ -438,7 +430,7 @@ mod tests {
         let mixer = yoso(16, 1, &device); // 2^16 codes, one hash: almost no collisions
         let [q, k, v] = [1, 2, 3].map(|seed| gaussian(&device, seed, [1, 2, 32, 8]).require_grad());
         device.seed(5);
-        let train = mixer.attend(q.clone(), k.clone(), v.clone(), None);
+        let train = mixer.core.attend(q.clone(), k.clone(), v.clone(), None);
         device.seed(5); // the same projections as the call above
         let projections = Tensor::<2>::random([8, 16], Distribution::Normal(0.0, 1.0), &device);
         let detached = |x: &Tensor<4>| normalize(x.clone().detach());

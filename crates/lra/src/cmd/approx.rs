@@ -143,28 +143,19 @@ fn build(
 ) -> Result<Mixer> {
     let config = kind.parse_config(table)?;
     config.validate(dims)?;
-    device.seed(seed);
-    let mixer = config.init(dims, device);
     ensure!(
-        mixer.attention_core().is_some(),
+        config.caps().attention_core,
         "`{kind}` has no attention core over Q, K, V (it mixes tokens another way); lra approx \
          compares attention mixers: {}",
         MixerKind::ALL
             .iter()
-            .filter(|k| k
-                .default_config()
-                .init(&tiny_dims(), &Device::flex())
-                .attention_core()
-                .is_some())
+            .filter(|k| k.default_config().caps().attention_core)
             .map(|k| k.name())
             .collect::<Vec<_>>()
             .join(", ")
     );
-    Ok(mixer)
-}
-
-fn tiny_dims() -> MixerDims {
-    MixerDims::new(8, 2, 16)
+    device.seed(seed);
+    Ok(config.init(dims, device))
 }
 
 fn run_sweep(args: &ApproxArgs, kind: MixerKind, device: &Device) -> Result<Vec<ApproxRow>> {
@@ -298,14 +289,14 @@ fn trained_qkv(
     let (x, pad_mask, mixer) = encoder
         .mixer_input(batch.tokens, batch.pad_mask, layer)
         .ok_or_else(|| anyhow!("--layer {layer}: the run has {} layers", encoder.n_layers()))?;
-    let core = mixer.attention_core().ok_or_else(|| {
+    let attention = mixer.attention().ok_or_else(|| {
         anyhow!(
             "layer {layer} of {} is `{}`, which has no Q/K/V projections",
             run_dir.display(),
             config.attention
         )
     })?;
-    let [q, k, v] = core.projection().project(x);
+    let [q, k, v] = attention.projection.project(x);
     Ok(QkvInputs {
         q,
         k,

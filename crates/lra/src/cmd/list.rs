@@ -11,7 +11,7 @@ pub fn render() -> String {
     let mut out = String::from("Mixers (--attention):\n");
     for kind in MixerKind::ALL {
         let caps = kind.default_config().caps();
-        let exact = if caps.exact { "  [exact]" } else { "" };
+        let exact = if caps.exact_softmax { "  [exact]" } else { "" };
         out.push_str(&format!("{:<12} {}{exact}\n", kind.name(), kind.summary()));
         let table = kind.default_config().to_table();
         if table.is_empty() {

@@ -109,9 +109,9 @@ mod tests {
 
     use super::*;
     use crate::mixer::MixerSpec;
+    use crate::mixer::common::spectral::naive;
+    use crate::mixer::common::testing::pad_mask;
     use crate::mixer::fedformer::tests::{D, config, dims, input};
-    use crate::mixer::spectral::naive;
-    use crate::mixer::testing::pad_mask;
 
     fn decomposition(kernels: Vec<usize>, device: &Device) -> SeriesDecomposition {
         device.seed(9);

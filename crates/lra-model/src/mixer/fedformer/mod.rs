@@ -65,8 +65,8 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Bool, Device, Distribution, IndexingUpdateOp, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::spectral::{self, Complex};
 use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer};
+use crate::mixer::common::spectral::{self, Complex};
 
 /// How the frequency bins of the Fourier block are chosen (`mode_select`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -138,7 +138,7 @@ impl MixerSpec for FedformerConfig {
         "FEDformer: Fourier block on M random modes + mixture-of-experts trend removal";
 
     fn caps(&self) -> Caps {
-        Caps::APPROXIMATE
+        Caps::WITHOUT_CORE
     }
 
     fn validate(&self, dims: &MixerDims) -> Result<(), String> {
@@ -299,8 +299,8 @@ mod tests {
     use burn::tensor::{Device, Distribution, Tensor, Tolerance};
 
     use super::*;
-    use crate::mixer::spectral::naive;
-    use crate::mixer::testing::pad_mask;
+    use crate::mixer::common::spectral::naive;
+    use crate::mixer::common::testing::pad_mask;
 
     pub(super) const D: usize = 8;
     const HEADS: usize = 2;

@@ -36,7 +36,7 @@ use burn::tensor::{Bool, Device, Distribution, Tensor, TensorData};
 
 use super::FedformerConfig;
 use crate::mixer::MixerDims;
-use crate::mixer::spectral::{self, Complex};
+use crate::mixer::common::spectral::{self, Complex};
 
 impl FedformerConfig {
     pub(super) fn validate_wavelet(&self, dims: &MixerDims) -> Result<(), String> {
@@ -378,10 +378,10 @@ mod tests {
     use burn::tensor::{Device, Distribution, Tensor, Tolerance};
 
     use super::*;
+    use crate::mixer::common::spectral::naive;
+    use crate::mixer::common::testing::pad_mask;
     use crate::mixer::fedformer::Block;
     use crate::mixer::fedformer::tests::{D, dims, input, wavelet_config};
-    use crate::mixer::spectral::naive;
-    use crate::mixer::testing::pad_mask;
     use crate::mixer::{MixerInput, MixerSpec, TokenMixer};
 
     fn product(

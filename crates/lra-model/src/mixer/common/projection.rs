@@ -1,11 +1,12 @@
 //! Q/K/V/output projections and the head split shared by all attention mixers (the xformers
-//! `MultiHeadDispatch` idea): an attention variant only writes its [`AttentionCore`].
+//! `MultiHeadDispatch` idea): an attention variant only writes its [`AttentionCore`], and
+//! [`Attention`](super::attention::Attention) puts these projections around it.
 
 use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
-use super::{AttentionCore, MixerDims, MixerInput, MixerOutput};
+use crate::mixer::{AttentionCore, MixerDims, MixerInput, MixerOutput};
 
 /// Builds [`MultiHeadProjection`].
 #[derive(Clone, Debug)]
@@ -71,14 +72,14 @@ impl MultiHeadProjection {
 }
 
 /// `[b, n, d]` → `[b, h, n, d / h]`, for mixers that project without [`MultiHeadProjection`].
-pub(super) fn split_heads(x: Tensor<3>, n_heads: usize) -> Tensor<4> {
+pub fn split_heads(x: Tensor<3>, n_heads: usize) -> Tensor<4> {
     let [batch, seq, d_model] = x.dims();
     x.reshape([batch, seq, n_heads, d_model / n_heads])
         .swap_dims(1, 2)
 }
 
 /// `[b, h, n, dh]` → `[b, n, h·dh]`.
-pub(super) fn merge_heads(x: Tensor<4>) -> Tensor<3> {
+pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
     let [batch, heads, seq, head_dim] = x.dims();
     x.swap_dims(1, 2).reshape([batch, seq, heads * head_dim])
 }

@@ -17,7 +17,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::reference::{PAD_BIAS, attention_probs};
 
 /// Where one slot's key block comes from, for every query block `B`.
-pub(super) enum Slot {
+pub enum Slot {
     /// Block `B + offset`; outside the sequence, an empty (fully excluded) block.
     Shift(isize),
     /// The same block for every query block (a global block).
@@ -28,7 +28,7 @@ pub(super) enum Slot {
 }
 
 /// Which key blocks each query block sees.
-pub(super) struct BlockPlan {
+pub struct BlockPlan {
     /// Tokens per block.
     pub chunk: usize,
     /// Query (and key) blocks `nb = ⌈n / chunk⌉`.
@@ -145,7 +145,7 @@ impl BlockPlan {
 }
 
 /// Keys every query sees besides its blocks (Longformer's global tokens).
-pub(super) struct SharedKeys {
+pub struct SharedKeys {
     /// `[b, h, g, dh]`.
     pub k: Tensor<4>,
     /// `[b, h, g, dh]`.
@@ -160,7 +160,7 @@ pub(super) struct SharedKeys {
 ///
 /// # Shapes
 /// - `q`, `k`, `v`: `[b, h, n, dh]`; output `[b, h, n, dh]`
-pub(super) fn block_sparse_attention(
+pub fn block_sparse_attention(
     q: Tensor<4>,
     k: Tensor<4>,
     v: Tensor<4>,
@@ -225,7 +225,7 @@ pub(super) fn block_sparse_attention(
 }
 
 /// Softmax attention of the queries `q` (`[b, h, m, dh]`) over every key, padding excluded.
-pub(super) fn dense_rows(
+pub fn dense_rows(
     q: Tensor<4>,
     k: Tensor<4>,
     v: Tensor<4>,
@@ -245,7 +245,7 @@ fn unblock(x: Tensor<5>, seq: usize) -> Tensor<4> {
 }
 
 /// `[b, n]` padding mask (or none) → 1.0 at padding, 0.0 elsewhere.
-pub(super) fn pad_indicator(
+pub fn pad_indicator(
     pad_mask: Option<Tensor<2, burn::tensor::Bool>>,
     batch: usize,
     seq: usize,
@@ -258,7 +258,7 @@ pub(super) fn pad_indicator(
 
 /// Extends the sequence axis (axis 2 for 4-D, axis 1 for 2-D, i.e. the axis after batch/heads)
 /// to `len` with `value`.
-pub(super) fn pad_tail<const D: usize>(x: Tensor<D>, len: usize, value: f32) -> Tensor<D> {
+pub fn pad_tail<const D: usize>(x: Tensor<D>, len: usize, value: f32) -> Tensor<D> {
     let axis = if D == 4 { 2 } else { 1 };
     let mut dims = x.dims();
     let missing = len - dims[axis];
@@ -274,7 +274,7 @@ pub(super) fn pad_tail<const D: usize>(x: Tensor<D>, len: usize, value: f32) -> 
 /// see key `j`" becomes an `[n, n]` bias, and masked dense softmax with it is compared (output
 /// and q/k/v gradients) with the blocked computation.
 #[cfg(test)]
-pub(super) mod dense {
+pub mod dense {
     use burn::tensor::{Bool, Device, Tensor, TensorData, Tolerance};
 
     use super::super::reference::{PAD_BIAS, attention_probs};
