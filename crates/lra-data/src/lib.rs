@@ -6,6 +6,7 @@ pub mod cache;
 pub mod error;
 pub mod example;
 pub mod fixtures;
+pub mod fuzz;
 pub mod image;
 pub mod layout;
 pub mod listops;
