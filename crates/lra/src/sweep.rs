@@ -498,6 +498,23 @@ mod tests {
     }
 
     #[test]
+    fn a_cell_is_claimed_by_one_holder_at_a_time() {
+        let root = tempfile::tempdir().unwrap();
+        let mut s = sweep(GRID);
+        s.out = Some(root.path().join("out"));
+        let cell = &s.cells()[1];
+        assert!(!cell.is_claimed());
+        let claim = cell.try_claim().unwrap().expect("a free cell");
+        assert!(cell.is_claimed());
+        // A second open file, as another worker has, cannot take it.
+        assert!(cell.try_claim().unwrap().is_none());
+        assert_eq!(cell.status(), CellStatus::New, "claiming is not starting");
+        drop(claim);
+        assert!(!cell.is_claimed());
+        assert!(cell.try_claim().unwrap().is_some());
+    }
+
+    #[test]
     fn shards_partition_the_grid() {
         let cells = sweep(GRID).cells();
         for count in 1..=7 {
