@@ -147,17 +147,37 @@ impl Checkpoint {
     /// Loads the checkpoint's parameters into `model`.
     pub fn restore_model(&self, model: Classifier) -> Result<Classifier> {
         let path = self.dir.join(MODEL);
-        model
-            .try_load_file(&path)
-            .map_err(|e| anyhow!("cannot load {}: {e:?}", path.display()))
+        load_guarded(&path, || model.try_load_file(&path))
     }
 
     /// Loads the checkpoint's optimiser state into `optim`.
     pub fn restore_optimizer(&self, optim: ModuleOptimizer) -> Result<ModuleOptimizer> {
         let path = self.dir.join(OPTIMIZER);
-        optim
-            .load(&path)
-            .map_err(|e| anyhow!("cannot load {}: {e:?}", path.display()))
+        load_guarded(&path, || optim.load(&path))
+    }
+}
+
+/// Runs one of Burn's loaders on `path`. Burn panics on some malformed records (a tensor of
+/// another dtype, found by fuzzing); that only happens behind a valid checksum (a writer bug or a
+/// foreign file), and is an error naming the file like any other.
+fn load_guarded<T, E: std::fmt::Debug>(
+    path: &Path,
+    load: impl FnOnce() -> std::result::Result<T, E>,
+) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(load)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(anyhow!("cannot load {}: {error:?}", path.display())),
+        Err(payload) => {
+            let reason = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(anyhow!(
+                "cannot load {}: it does not fit the model ({reason})",
+                path.display()
+            ))
+        }
     }
 }
 
