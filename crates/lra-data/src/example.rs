@@ -46,7 +46,7 @@ enum TokenBytes {
     Owned(Arc<Vec<u8>>),
     Mapped {
         map: Arc<memmap2::Mmap>,
-        start: usize,
+        range: std::ops::Range<usize>,
     },
 }
 
@@ -54,7 +54,7 @@ impl TokenBytes {
     fn as_slice(&self) -> &[u8] {
         match self {
             TokenBytes::Owned(bytes) => bytes,
-            TokenBytes::Mapped { map, start } => &map[*start..],
+            TokenBytes::Mapped { map, range } => &map[range.clone()],
         }
     }
 }
@@ -136,22 +136,22 @@ impl SplitData {
         (&self.offsets, self.tokens.as_slice())
     }
 
-    /// A split whose tokens are the bytes of `map` from `start` on; the caller has checked that
-    /// `offsets` and `labels` fit them.
+    /// A split whose tokens are the bytes `range` of `map`; the caller has checked that `offsets`
+    /// and `labels` fit them.
     pub(crate) fn mapped(
         docs_per_example: usize,
         id_offset: u32,
         labels: Vec<u32>,
         offsets: Vec<u64>,
         map: Arc<memmap2::Mmap>,
-        start: usize,
+        range: std::ops::Range<usize>,
     ) -> Self {
         Self {
             docs_per_example,
             id_offset,
             labels,
             offsets,
-            tokens: TokenBytes::Mapped { map, start },
+            tokens: TokenBytes::Mapped { map, range },
         }
     }
 

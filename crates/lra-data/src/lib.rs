@@ -9,6 +9,7 @@ pub mod error;
 pub mod example;
 pub mod fixtures;
 pub mod glue;
+pub mod fuzz;
 pub mod image;
 pub mod layout;
 pub mod listops;

@@ -237,6 +237,34 @@ fn the_cache_reads_back_every_task_exactly() {
     }
 }
 
+/// `bytes` with the cache's CRC-32 trailer recomputed.
+fn resigned(bytes: &[u8]) -> Vec<u8> {
+    let content = &bytes[..bytes.len() - 4];
+    [content, &crc32fast::hash(content).to_le_bytes()].concat()
+}
+
+#[test]
+fn every_flipped_byte_of_a_cache_file_is_an_error_naming_it() {
+    let root = tempfile::tempdir().unwrap();
+    let (dir, file) = written_cache(root.path());
+    let good = fs::read(&file).unwrap();
+    for at in 0..good.len() {
+        let mut flipped = good.clone();
+        flipped[at] ^= 0x10;
+        fs::write(&file, &flipped).unwrap();
+        let message = cache_error(&dir, "retrieval");
+        assert!(message.contains("val.lrac"), "byte {at}: {message}");
+        if at >= 72 {
+            assert!(
+                message.contains("checksum mismatch"),
+                "byte {at}: {message}"
+            );
+        }
+    }
+    fs::write(&file, &good).unwrap();
+    assert!(cache::read(&dir, "retrieval").is_ok());
+}
+
 /// A cache of the retrieval fixture, and the path of its val file.
 fn written_cache(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     fixtures::write_aan(root);
@@ -271,13 +299,14 @@ fn truncated_stale_or_foreign_caches_are_errors_naming_the_file() {
     assert!(cache_error(&dir, "retrieval").contains("shorter than the 72-byte header"));
 
     let mut stale = good.clone();
-    stale[8] = 0; // format version 0
+    stale[8] = 1; // format version 1, before checksums
     fs::write(&file, &stale).unwrap();
-    assert!(cache_error(&dir, "retrieval").contains("version 0"));
+    assert!(cache_error(&dir, "retrieval").contains("version 1; this lra reads version 2"));
 
+    // A wrong label behind a valid checksum (a writer bug, not a flipped bit).
     let mut bad_label = good.clone();
     bad_label[72] = 7;
-    fs::write(&file, &bad_label).unwrap();
+    fs::write(&file, resigned(&bad_label)).unwrap();
     assert!(cache_error(&dir, "retrieval").contains("example 0 has label 7"));
 
     let mut magic = good.clone();

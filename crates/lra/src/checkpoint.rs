@@ -1,10 +1,12 @@
-//! Training checkpoints: model, optimiser state and counters in one folder, replaced atomically
-//! (written beside it, then swapped by renames) so an interrupted save keeps the previous one.
+//! Training checkpoints: model, optimiser state and counters in one folder with their CRC-32
+//! checksums, replaced atomically (written beside it, flushed, then swapped by renames) so an
+//! interrupted or failed save keeps the previous one, and a damaged file is an error on load.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use lra_model::Classifier;
@@ -44,8 +46,13 @@ pub struct Window {
 const MODEL: &str = "model.bpk";
 const OPTIMIZER: &str = "optimizer.bpk";
 const STATE: &str = "state.json";
+/// CRC-32 of each of the three files above, checked before any of them is trusted.
+const CHECKSUMS: &str = "checksums.json";
+const CHECKED_FILES: [&str; 3] = [MODEL, OPTIMIZER, STATE];
 
-/// Saves a checkpoint into `dir`, replacing any previous one only once the new one is complete.
+/// Saves a checkpoint into `dir`, replacing any previous one only once the new one is complete
+/// and on disk. On failure (a full disk, say) the previous checkpoint is left as it was and the
+/// half-written new one is removed.
 pub fn save(
     dir: &Path,
     model: &Classifier,
@@ -53,30 +60,87 @@ pub fn save(
     state: &TrainState,
 ) -> Result<()> {
     let staging = sibling(dir, "new");
-    let previous = sibling(dir, "old");
     if staging.exists() {
-        fs::remove_dir_all(&staging)?;
+        fs::remove_dir_all(&staging)
+            .with_context(|| format!("cannot remove {}", staging.display()))?;
     }
-    fs::create_dir_all(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    let written = write_files(&staging, model, optim, state).and_then(|()| swap_in(&staging, dir));
+    if written.is_err() {
+        // Best effort: the original error is the one worth reporting.
+        let _ = fs::remove_dir_all(&staging);
+    }
+    written
+}
+
+/// Writes the checkpoint files and their checksums into the new folder `staging`, each flushed
+/// to disk.
+fn write_files(
+    staging: &Path,
+    model: &Classifier,
+    optim: &ModuleOptimizer,
+    state: &TrainState,
+) -> Result<()> {
+    fs::create_dir_all(staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    let path = staging.join(MODEL);
     model
         .clone()
-        .save_file(staging.join(MODEL))
-        .map_err(|e| anyhow!("saving model checkpoint: {e:?}"))?;
+        .save_file(&path)
+        .map_err(|e| anyhow!("cannot write {}: {e:?}", path.display()))?;
+    let path = staging.join(OPTIMIZER);
     optim
-        .save(staging.join(OPTIMIZER))
-        .map_err(|e| anyhow!("saving optimizer checkpoint: {e:?}"))?;
-    fs::write(staging.join(STATE), serde_json::to_vec_pretty(state)?)?;
-    if dir.exists() {
-        fs::rename(dir, &previous)?;
+        .save(&path)
+        .map_err(|e| anyhow!("cannot write {}: {e:?}", path.display()))?;
+    let path = staging.join(STATE);
+    fs::write(&path, serde_json::to_vec_pretty(state)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    let mut checksums = BTreeMap::new();
+    for name in CHECKED_FILES {
+        let path = staging.join(name);
+        let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        sync_file(&path)?;
+        checksums.insert(name.to_string(), crc32fast::hash(&bytes));
     }
-    fs::rename(&staging, dir)?;
+    let path = staging.join(CHECKSUMS);
+    fs::write(&path, serde_json::to_vec_pretty(&checksums)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    sync_file(&path)?;
+    sync_file(staging)
+}
+
+/// Replaces `dir` by the complete folder `staging`: `dir` moves aside to `.<dir>.old` (which
+/// [`find`] falls back on if the process dies right here), `staging` takes its place.
+fn swap_in(staging: &Path, dir: &Path) -> Result<()> {
+    let previous = sibling(dir, "old");
+    let move_to = |from: &Path, to: &Path| {
+        fs::rename(from, to)
+            .with_context(|| format!("cannot move {} to {}", from.display(), to.display()))
+    };
+    if dir.exists() {
+        if previous.exists() {
+            fs::remove_dir_all(&previous)
+                .with_context(|| format!("cannot remove {}", previous.display()))?;
+        }
+        move_to(dir, &previous)?;
+    }
+    move_to(staging, dir)?;
+    if let Some(parent) = dir.parent() {
+        sync_file(parent)?;
+    }
     if previous.exists() {
-        fs::remove_dir_all(&previous)?;
+        fs::remove_dir_all(&previous)
+            .with_context(|| format!("cannot remove {}", previous.display()))?;
     }
     Ok(())
 }
 
-/// A checkpoint found on disk.
+/// Flushes a file (or a folder's entries) to disk.
+fn sync_file(path: &Path) -> Result<()> {
+    fs::File::open(path)
+        .and_then(|file| file.sync_all())
+        .with_context(|| format!("cannot flush {} to disk", path.display()))
+}
+
+/// A checkpoint found on disk, its files checked against their checksums.
 pub struct Checkpoint {
     dir: PathBuf,
     pub state: TrainState,
@@ -86,35 +150,94 @@ impl Checkpoint {
     /// Loads the checkpoint's parameters into `model`.
     pub fn restore_model(&self, model: Classifier) -> Result<Classifier> {
         let path = self.dir.join(MODEL);
-        model
-            .try_load_file(&path)
-            .map_err(|e| anyhow!("cannot load {}: {e:?}", path.display()))
+        load_guarded(&path, || model.try_load_file(&path))
     }
 
     /// Loads the checkpoint's optimiser state into `optim`.
     pub fn restore_optimizer(&self, optim: ModuleOptimizer) -> Result<ModuleOptimizer> {
         let path = self.dir.join(OPTIMIZER);
-        optim
-            .load(&path)
-            .map_err(|e| anyhow!("cannot load {}: {e:?}", path.display()))
+        load_guarded(&path, || optim.load(&path))
     }
 }
 
-/// The checkpoint in `dir`, or the previous one if a save was interrupted mid-swap.
+/// Runs one of Burn's loaders on `path`. Burn panics on some malformed records (a tensor of
+/// another dtype, found by fuzzing); that only happens behind a valid checksum (a writer bug or a
+/// foreign file), and is an error naming the file like any other.
+fn load_guarded<T, E: std::fmt::Debug>(
+    path: &Path,
+    load: impl FnOnce() -> std::result::Result<T, E>,
+) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(load)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(anyhow!("cannot load {}: {error:?}", path.display())),
+        Err(payload) => {
+            let reason = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(anyhow!(
+                "cannot load {}: it does not fit the model ({reason})",
+                path.display()
+            ))
+        }
+    }
+}
+
+/// The checkpoint in `dir`, or the previous one if a save was interrupted mid-swap. A checkpoint
+/// whose files do not match their checksums is an error naming the file, never a silently
+/// different run.
 pub fn find(dir: &Path) -> Result<Option<Checkpoint>> {
     let previous = sibling(dir, "old");
-    let dir = if dir.join(STATE).is_file() {
+    let dir = if dir.is_dir() {
         dir.to_path_buf()
-    } else if previous.join(STATE).is_file() {
+    } else if previous.is_dir() {
         previous
     } else {
         return Ok(None);
     };
-    let text =
-        fs::read(dir.join(STATE)).with_context(|| format!("cannot read {}", dir.display()))?;
+    verify(&dir)?;
+    let path = dir.join(STATE);
+    let text = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     let state = serde_json::from_slice(&text)
-        .with_context(|| format!("corrupt checkpoint state {}", dir.join(STATE).display()))?;
+        .with_context(|| format!("corrupt checkpoint state {}", path.display()))?;
     Ok(Some(Checkpoint { dir, state }))
+}
+
+/// Checks every file of the checkpoint in `dir` against `checksums.json`.
+fn verify(dir: &Path) -> Result<()> {
+    let remedy = || {
+        format!(
+            "the checkpoint is damaged; delete {} to restart the run from its beginning",
+            dir.display()
+        )
+    };
+    let path = dir.join(CHECKSUMS);
+    let text =
+        fs::read(&path).with_context(|| format!("cannot read {}; {}", path.display(), remedy()))?;
+    let checksums: BTreeMap<String, u32> = serde_json::from_slice(&text)
+        .with_context(|| format!("{}: not a checksum list; {}", path.display(), remedy()))?;
+    for name in CHECKED_FILES {
+        let path = dir.join(name);
+        let Some(&stored) = checksums.get(name) else {
+            bail!(
+                "{}: no checksum for {name}; {}",
+                dir.join(CHECKSUMS).display(),
+                remedy()
+            );
+        };
+        let bytes = fs::read(&path)
+            .with_context(|| format!("cannot read {}; {}", path.display(), remedy()))?;
+        let computed = crc32fast::hash(&bytes);
+        if computed != stored {
+            bail!(
+                "{}: checksum mismatch (stored CRC-32 {stored:08x}, contents give {computed:08x}); {}",
+                path.display(),
+                remedy()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn sibling(dir: &Path, suffix: &str) -> PathBuf {

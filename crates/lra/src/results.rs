@@ -1,8 +1,10 @@
 //! The run folder: resolved config, per-evaluation metrics, checkpoints and the final summary,
-//! every file written atomically (temp file + rename) so a crash never leaves half a file.
+//! every file written atomically and durably (temp file, flush, rename) so a crash or a full disk
+//! never leaves half a file.
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -339,11 +341,33 @@ impl RunDir {
     }
 }
 
-/// Writes `bytes` to a temp file beside `path`, then renames it over `path`.
+/// Writes `bytes` to a temp file beside `path`, flushes it to disk, then renames it over `path`
+/// (and flushes the folder, so the rename survives a crash). On any failure (a read-only folder,
+/// a full disk) `path` keeps its previous content, the temp file is removed, and the error names
+/// the file.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = temp_path(path);
-    fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    fs::rename(&tmp, path).with_context(|| format!("cannot move {} into place", path.display()))
+    let written = write_synced(&tmp, bytes)
+        .with_context(|| format!("cannot write {} (as {})", path.display(), tmp.display()))
+        .and_then(|()| {
+            fs::rename(&tmp, path)
+                .with_context(|| format!("cannot move {} into place", path.display()))
+        });
+    if written.is_err() {
+        // Best effort: the original error is the one worth reporting.
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
+    let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
+    fs::File::open(folder.unwrap_or(Path::new(".")))
+        .and_then(|dir| dir.sync_all())
+        .with_context(|| format!("cannot flush the folder of {} to disk", path.display()))
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut file = fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 /// A sibling of `path` for writing before an atomic rename.

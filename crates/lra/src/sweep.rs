@@ -1,12 +1,15 @@
 //! Sweep files: a grid of rows (attention + settings) × tasks × seeds, each cell one run of a
 //! preset, with a fixed run folder so that a re-run skips finished cells and resumes interrupted
-//! ones, shards that split the grid between workers, and the Slurm job-array script that runs
+//! ones, a lock file per cell so that any number of workers share one grid without running a cell
+//! twice, shards that split the grid between workers, and the Slurm job-array script that runs
 //! those shards on a cluster.
 
 use std::collections::HashSet;
 use std::fmt;
+use std::fs::{self, File, TryLockError};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::time::SystemTime;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
@@ -131,6 +134,8 @@ pub enum CellStatus {
     New,
     /// Started and not finished: the next sweep resumes it from its checkpoint.
     Interrupted,
+    /// Its run failed (`failed.txt` holds the error): skipped until `lra sweep --retry-failed`.
+    Failed,
     /// Has `summary.json`: skipped.
     Finished,
 }
@@ -140,6 +145,7 @@ impl fmt::Display for CellStatus {
         f.write_str(match self {
             CellStatus::New => "new",
             CellStatus::Interrupted => "interrupted",
+            CellStatus::Failed => "failed",
             CellStatus::Finished => "finished",
         })
     }
@@ -153,16 +159,64 @@ impl Cell {
         }
     }
 
-    /// Whether the cell is new, interrupted or finished.
+    /// The error of the cell's last failed run; present only while the cell counts as failed.
+    pub fn failure_file(&self) -> PathBuf {
+        self.dir.join("failed.txt")
+    }
+
+    /// The file whose advisory lock a worker holds while it runs the cell.
+    fn lock_file(&self) -> PathBuf {
+        self.dir.join(".claim.lock")
+    }
+
+    /// Whether the cell is new, interrupted, failed or finished.
     pub fn status(&self) -> CellStatus {
         let run = self.run_dir();
         if run.is_finished() {
             CellStatus::Finished
+        } else if self.failure_file().is_file() {
+            CellStatus::Failed
         } else if run.config().is_file() {
             CellStatus::Interrupted
         } else {
             CellStatus::New
         }
+    }
+
+    /// When the cell's current failure was recorded (`None` when it has none).
+    pub fn failed_at(&self) -> Option<SystemTime> {
+        fs::metadata(self.failure_file()).ok()?.modified().ok()
+    }
+
+    /// Claims the cell for this process, or `None` while another live process holds it.
+    ///
+    /// The claim is an exclusive advisory lock on a file in the cell's folder. The operating
+    /// system drops it when the [`Claim`] is dropped or the process ends in any way (a killed
+    /// worker included), so a cell is never held by a dead worker and never run by two live ones.
+    pub fn try_claim(&self) -> Result<Option<Claim>> {
+        fs::create_dir_all(&self.dir)
+            .with_context(|| format!("cannot create {}", self.dir.display()))?;
+        let path = self.lock_file();
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open the cell lock {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Claim { _lock: file })),
+            Err(TryLockError::WouldBlock) => Ok(None),
+            Err(TryLockError::Error(error)) => {
+                Err(error).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+    }
+
+    /// Whether a live worker holds the cell now (for listings; never creates anything).
+    pub fn is_claimed(&self) -> bool {
+        // A shared lock taken on a free cell is released when `file` is dropped here.
+        File::open(self.lock_file())
+            .is_ok_and(|file| matches!(file.try_lock_shared(), Err(TryLockError::WouldBlock)))
     }
 
     /// The equivalent `lra run` command line (for `--dry-run` listings).
@@ -176,6 +230,12 @@ impl Cell {
         }
         line
     }
+}
+
+/// A cell claimed by this process (see [`Cell::try_claim`]); dropping it releases the cell.
+#[derive(Debug)]
+pub struct Claim {
+    _lock: File,
 }
 
 /// `i/N`: the cells whose grid index is `i` modulo `N` (0-based `i`).
@@ -435,6 +495,23 @@ mod tests {
         assert_eq!(cells[4].overrides, ["mixer.k=16", "mixer.sharing=\"none\""]);
         assert_eq!(cells[1].overrides, Vec::<String>::new());
         assert_eq!(cells[4].dir, Path::new("out/listops/linformer-k-16/s1"));
+    }
+
+    #[test]
+    fn a_cell_is_claimed_by_one_holder_at_a_time() {
+        let root = tempfile::tempdir().unwrap();
+        let mut s = sweep(GRID);
+        s.out = Some(root.path().join("out"));
+        let cell = &s.cells()[1];
+        assert!(!cell.is_claimed());
+        let claim = cell.try_claim().unwrap().expect("a free cell");
+        assert!(cell.is_claimed());
+        // A second open file, as another worker has, cannot take it.
+        assert!(cell.try_claim().unwrap().is_none());
+        assert_eq!(cell.status(), CellStatus::New, "claiming is not starting");
+        drop(claim);
+        assert!(!cell.is_claimed());
+        assert!(cell.try_claim().unwrap().is_some());
     }
 
     #[test]

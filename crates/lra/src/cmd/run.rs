@@ -127,17 +127,20 @@ fn create_run_dir(out: &Path, config: &ExperimentConfig) -> Result<RunDir> {
     };
     let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
     let base = format!("{}-s{}-{stamp}", preset.replace('/', "-"), config.seed);
-    // Never reuse a folder: a finished run is never overwritten.
-    let path = (0..)
-        .map(|i| {
-            if i == 0 {
-                parent.join(&base)
-            } else {
-                parent.join(format!("{base}-{i}"))
+    // Never reuse a folder: a finished run is never overwritten. Only an existing folder moves on
+    // to the next suffix; any other failure (a read-only results folder) is the error.
+    let mut path = parent.join(&base);
+    for suffix in 1.. {
+        match fs::create_dir(&path) {
+            Ok(()) => break,
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                path = parent.join(format!("{base}-{suffix}"));
             }
-        })
-        .find(|p| fs::create_dir(p).is_ok())
-        .expect("some suffix is free");
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot create {}", path.display()));
+            }
+        }
+    }
     let run = RunDir { path };
     atomic_write(&run.config(), config.to_toml().as_bytes())?;
     Ok(run)

@@ -1,8 +1,11 @@
 //! `lra sweep FILE`: run a sweep file's grid (or one shard of it), skipping finished cells and
-//! resuming interrupted ones; `--dry-run` lists the cells, `--slurm` writes a job-array script.
+//! resuming interrupted ones; any number of workers may run one file at once (cells are claimed
+//! by lock files). `--dry-run` lists the cells, `--slurm` writes a job-array script.
 
 use std::collections::HashMap;
+use std::fs;
 use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -31,6 +34,10 @@ pub struct SweepArgs {
     /// Compute device for every run.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Run the cells whose last run failed again (failures recorded before this sweep started;
+    /// without it they are skipped, their error kept in the cell's `failed.txt`).
+    #[arg(long)]
+    pub retry_failed: bool,
     /// Checkpoint and leave each run once it reaches this step (continue with a later sweep).
     #[arg(long, value_name = "STEP")]
     pub stop_at_step: Option<usize>,
@@ -48,8 +55,12 @@ pub struct SweepReport {
     pub stopped: Vec<usize>,
     /// Cells that were finished already.
     pub skipped: Vec<usize>,
-    /// Cells that continued from an earlier invocation's folder.
+    /// Cells that continued from an earlier invocation's folder (or a killed worker's).
     pub resumed: Vec<usize>,
+    /// Cells whose run failed in this invocation (marked failed, the error in `failed.txt`).
+    pub failed: Vec<usize>,
+    /// Cells that had failed before and were not retried.
+    pub skipped_failed: Vec<usize>,
 }
 
 /// Runs `lra sweep`.
@@ -108,10 +119,23 @@ fn print_cells(cells: &[Cell]) {
     println!("| cell | status | task | row | seed | run folder |");
     println!("|---|---|---|---|---|---|");
     for cell in cells {
+        let status = match cell.status() {
+            CellStatus::Failed => format!(
+                "failed: {}",
+                fs::read_to_string(cell.failure_file())
+                    .unwrap_or_default()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .replace('|', "\\|")
+            ),
+            status if status != CellStatus::Finished && cell.is_claimed() => "running".into(),
+            status => status.to_string(),
+        };
         println!(
             "| {} | {} | {} | {} | {} | {} |",
             cell.index,
-            cell.status(),
+            status,
             cell.task,
             cell.row,
             cell.seed,
@@ -120,89 +144,200 @@ fn print_cells(cells: &[Cell]) {
     }
     let count = |status| cells.iter().filter(|c| c.status() == status).count();
     eprintln!(
-        "{} cells: {} finished, {} interrupted, {} new",
+        "{} cells: {} finished, {} interrupted, {} failed, {} new",
         cells.len(),
         count(CellStatus::Finished),
         count(CellStatus::Interrupted),
+        count(CellStatus::Failed),
         count(CellStatus::New)
     );
 }
 
+/// How long a worker waits before looking again at cells other workers hold.
+const CLAIM_POLL: Duration = Duration::from_millis(500);
+
+/// Runs every cell not finished yet. Each cell is claimed first (see [`Cell::try_claim`]); cells
+/// other workers hold are visited again until they are finished, failed, or free because their
+/// worker died, in which case this worker takes them over and resumes them.
 fn run_cells(
     args: &SweepArgs,
     cells: &[Cell],
     configs: &[ExperimentConfig],
 ) -> Result<SweepReport> {
-    let compute = device::parse(&args.device)?;
-    let mut report = SweepReport::default();
-    let mut data_by_task: HashMap<String, TaskData> = HashMap::new();
-    let mut failures = Vec::new();
-    for (cell, config) in cells.iter().zip(configs) {
-        let status = cell.status();
-        if status == CellStatus::Finished {
-            report.skipped.push(cell.index);
-            continue;
-        }
-        let result = (|| -> Result<Outcome> {
-            let data_key = toml::to_string(&config.task)?;
-            if !data_by_task.contains_key(&data_key) {
-                data_by_task.insert(data_key.clone(), task::load(&config.task, args.quiet)?);
+    let mut worker = Worker {
+        args,
+        compute: device::parse(&args.device)?,
+        started: SystemTime::now(),
+        data_by_task: HashMap::new(),
+        report: SweepReport::default(),
+        failures: Vec::new(),
+    };
+    let mut pending: Vec<usize> = (0..cells.len()).collect();
+    while !pending.is_empty() {
+        let mut held_elsewhere = Vec::new();
+        for &i in &pending {
+            if !worker.visit(&cells[i], &configs[i])? {
+                held_elsewhere.push(i);
             }
-            let run = prepare_run_dir(cell, config, status)?;
+        }
+        if held_elsewhere.len() == pending.len() {
             if !args.quiet {
                 eprintln!(
-                    "cell {} ({status}): {} on {} seed {} → {}",
-                    cell.index,
-                    cell.row,
-                    cell.task,
-                    cell.seed,
-                    cell.dir.display()
+                    "waiting for {} cell(s) other workers are running",
+                    held_elsewhere.len()
                 );
             }
-            let options = RunOptions {
-                device: compute.clone(),
-                device_name: args.device.clone(),
-                stop_at_step: args.stop_at_step,
-                quiet: args.quiet,
-            };
-            train(config, &data_by_task[&data_key], &run, &options)
-        })();
-        match result {
+            std::thread::sleep(CLAIM_POLL);
+        }
+        pending = held_elsewhere;
+    }
+    worker.finish()
+}
+
+/// One sweep process: what it loaded, did and saw go wrong.
+struct Worker<'a> {
+    args: &'a SweepArgs,
+    compute: burn::tensor::Device,
+    /// Failures recorded before this moment may be retried (`--retry-failed`); later ones were
+    /// retried already by a concurrent worker.
+    started: SystemTime,
+    data_by_task: HashMap<String, TaskData>,
+    report: SweepReport,
+    failures: Vec<String>,
+}
+
+impl Worker<'_> {
+    /// Settles `cell` if it can: skips it (finished, or failed and not to be retried), or claims
+    /// and runs it. `Ok(false)` when another live worker holds it.
+    fn visit(&mut self, cell: &Cell, config: &ExperimentConfig) -> Result<bool> {
+        if self.skip(cell) {
+            return Ok(true);
+        }
+        let Some(_claim) = cell.try_claim()? else {
+            return Ok(false);
+        };
+        // Another worker may have settled the cell between the first look and the claim.
+        if self.skip(cell) {
+            return Ok(true);
+        }
+        if cell.status() == CellStatus::Failed {
+            fs::remove_file(cell.failure_file()).with_context(|| {
+                format!("cannot clear {} to retry", cell.failure_file().display())
+            })?;
+        }
+        let status = cell.status();
+        match self.run(cell, config, status) {
             Ok(outcome) => {
                 if status == CellStatus::Interrupted {
-                    report.resumed.push(cell.index);
+                    self.report.resumed.push(cell.index);
                 }
                 match outcome {
-                    Outcome::Finished(_) => report.finished.push(cell.index),
-                    Outcome::Stopped { .. } => report.stopped.push(cell.index),
+                    Outcome::Finished(_) => self.report.finished.push(cell.index),
+                    Outcome::Stopped { .. } => self.report.stopped.push(cell.index),
                 }
             }
-            Err(error) => {
-                let message = format!(
-                    "cell {} ({} / {}): {error:#}",
-                    cell.index, cell.row, cell.task
-                );
-                eprintln!("failed: {message}");
-                failures.push(message);
+            Err(error) => self.record_failure(cell, &error),
+        }
+        Ok(true)
+    }
+
+    /// Whether the cell needs nothing from this worker; notes why in the report.
+    fn skip(&mut self, cell: &Cell) -> bool {
+        match cell.status() {
+            CellStatus::Finished => {
+                self.report.skipped.push(cell.index);
+                true
             }
+            CellStatus::Failed
+                if !self.args.retry_failed
+                    || cell.failed_at().is_some_and(|at| at >= self.started) =>
+            {
+                self.report.skipped_failed.push(cell.index);
+                true
+            }
+            _ => false,
         }
     }
-    eprintln!(
-        "sweep: {} finished, {} stopped, {} already finished (skipped), {} resumed, {} failed",
-        report.finished.len(),
-        report.stopped.len(),
-        report.skipped.len(),
-        report.resumed.len(),
-        failures.len()
-    );
-    if !failures.is_empty() {
-        bail!(
-            "{} cell(s) failed (the other cells' results are kept):\n{}",
-            failures.len(),
-            failures.join("\n")
-        );
+
+    /// Trains a claimed cell that is new or interrupted (`status`).
+    fn run(
+        &mut self,
+        cell: &Cell,
+        config: &ExperimentConfig,
+        status: CellStatus,
+    ) -> Result<Outcome> {
+        let data_key = toml::to_string(&config.task)?;
+        if !self.data_by_task.contains_key(&data_key) {
+            let data = task::load(&config.task, self.args.quiet)?;
+            self.data_by_task.insert(data_key.clone(), data);
+        }
+        let run = prepare_run_dir(cell, config, status)?;
+        if !self.args.quiet {
+            eprintln!(
+                "cell {} ({status}): {} on {} seed {} → {}",
+                cell.index,
+                cell.row,
+                cell.task,
+                cell.seed,
+                cell.dir.display()
+            );
+        }
+        let options = RunOptions {
+            device: self.compute.clone(),
+            device_name: self.args.device.clone(),
+            stop_at_step: self.args.stop_at_step,
+            quiet: self.args.quiet,
+        };
+        train(config, &self.data_by_task[&data_key], &run, &options)
     }
-    Ok(report)
+
+    /// Marks the cell failed with its error (so no worker retries it before `--retry-failed`).
+    fn record_failure(&mut self, cell: &Cell, error: &anyhow::Error) {
+        let mut message = format!(
+            "cell {} ({} / {}): {error:#}",
+            cell.index, cell.row, cell.task
+        );
+        eprintln!("failed: {message}");
+        if let Err(not_recorded) =
+            atomic_write(&cell.failure_file(), format!("{error:#}\n").as_bytes())
+        {
+            message.push_str(&format!(
+                " (and the failure was not recorded: {not_recorded:#})"
+            ));
+        }
+        self.report.failed.push(cell.index);
+        self.failures.push(message);
+    }
+
+    fn finish(self) -> Result<SweepReport> {
+        let report = self.report;
+        eprintln!(
+            "sweep: {} finished, {} stopped, {} already finished (skipped), {} resumed, {} failed, \
+             {} failed earlier (skipped)",
+            report.finished.len(),
+            report.stopped.len(),
+            report.skipped.len(),
+            report.resumed.len(),
+            self.failures.len(),
+            report.skipped_failed.len(),
+        );
+        if !report.skipped_failed.is_empty() && !self.args.quiet {
+            eprintln!(
+                "cells that failed before are listed by `lra sweep {} --dry-run`; \
+                 `--retry-failed` runs them again",
+                self.args.file.display()
+            );
+        }
+        if !self.failures.is_empty() {
+            bail!(
+                "{} cell(s) failed (each error is kept in its failed.txt; the other cells' \
+                 results are kept; `--retry-failed` runs them again):\n{}",
+                self.failures.len(),
+                self.failures.join("\n")
+            );
+        }
+        Ok(report)
+    }
 }
 
 /// The cell's folder with its config.toml: created for a new cell; for an interrupted one the
