@@ -69,7 +69,7 @@ pub struct TaskShape {
 impl ModelConfig {
     /// Checks what each value alone cannot say.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(self.layer_norm_eps > 0.0) {
+        if self.layer_norm_eps.is_nan() || self.layer_norm_eps <= 0.0 {
             return Err(ConfigError::Inconsistent(format!(
                 "model.layer_norm_eps = {}: expected a positive epsilon",
                 self.layer_norm_eps

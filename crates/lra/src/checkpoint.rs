@@ -213,6 +213,14 @@ fn verify(dir: &Path) -> Result<()> {
         )
     };
     let path = dir.join(CHECKSUMS);
+    if !path.exists() && dir.join(STATE).is_file() {
+        bail!(
+            "{} is a checkpoint of format 1 (written before checkpoints carried checksums and \
+             before the mixers' parameters were reorganised), which this version cannot resume; \
+             delete it to restart the run, or resume with the lra version that wrote it",
+            dir.display()
+        );
+    }
     let text =
         fs::read(&path).with_context(|| format!("cannot read {}; {}", path.display(), remedy()))?;
     let checksums: BTreeMap<String, u32> = serde_json::from_slice(&text)
@@ -246,4 +254,27 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     dir.with_file_name(format!(".{name}.{suffix}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_checkpoint_from_before_checksums_is_refused_naming_its_format() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("checkpoint");
+        fs::create_dir(&dir).unwrap();
+        let old_state = r#"{"step": 30, "best_val_accuracy": 0.3, "best_step": 20,
+                            "history": [], "window": {"loss_sum": 0.0, "correct": 0,
+                            "examples": 0, "batches": 0, "tokens": 0, "seconds": 0.0},
+                            "train_seconds": 1.0}"#;
+        fs::write(dir.join(STATE), old_state).unwrap();
+        let error = find(&dir)
+            .err()
+            .expect("a format-1 checkpoint is refused")
+            .to_string();
+        assert!(error.contains("format 1"), "{error}");
+        assert!(error.contains(&dir.display().to_string()), "{error}");
+    }
 }

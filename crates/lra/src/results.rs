@@ -358,6 +358,11 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     written?;
+    sync_folder_of(path)
+}
+
+/// Flushes the folder holding `path` to disk, so a rename into it survives a crash.
+pub fn sync_folder_of(path: &Path) -> Result<()> {
     let folder = path.parent().filter(|p| !p.as_os_str().is_empty());
     fs::File::open(folder.unwrap_or(Path::new(".")))
         .and_then(|dir| dir.sync_all())

@@ -24,7 +24,8 @@ use crate::config::{ExperimentConfig, TrainConfig};
 use crate::metrics::{Metric, Outcomes};
 use crate::objective::Objective;
 use crate::results::{
-    MetricValues, MetricsRow, RunDir, SCHEMA_VERSION, Summary, git_commit, temp_path,
+    MetricValues, MetricsRow, RunDir, SCHEMA_VERSION, Summary, git_commit, sync_folder_of,
+    temp_path,
 };
 use crate::schedule::learning_rate;
 use crate::task::Task;
@@ -390,14 +391,29 @@ fn format_values(values: &MetricValues) -> String {
     parts.join(" ")
 }
 
+/// Saves beside `path`, flushes, renames into place; on failure the previous file stays and the
+/// temporary one is removed.
 fn save_model_atomically(model: &Classifier, path: &std::path::Path) -> Result<()> {
     let tmp = temp_path(path);
-    model
+    let saved = model
         .clone()
         .save_file(&tmp)
-        .map_err(|e| anyhow::anyhow!("saving {}: {e:?}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot move {} into place", path.display()))
+        .map_err(|e| anyhow::anyhow!("saving {}: {e:?}", tmp.display()))
+        .and_then(|()| {
+            std::fs::File::open(&tmp)
+                .and_then(|file| file.sync_all())
+                .with_context(|| format!("cannot flush {} to disk", tmp.display()))
+        })
+        .and_then(|()| {
+            std::fs::rename(&tmp, path)
+                .with_context(|| format!("cannot move {} into place", path.display()))
+        });
+    if saved.is_err() {
+        // Best effort: the original error is the one worth reporting.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    saved?;
+    sync_folder_of(path)
 }
 
 /// A distinct, reproducible RNG seed for each (run seed, step).

@@ -99,10 +99,10 @@ fn is_temp_file(file: &Path) -> bool {
 
 /// The `step` column of a run's `metrics.csv`.
 fn metric_steps(run: &Path) -> Vec<usize> {
-    csv::Reader::from_path(run.join("metrics.csv"))
+    lra::results::read_metrics(&run.join("metrics.csv"))
         .unwrap()
-        .deserialize::<lra::results::MetricsRow>()
-        .map(|row| row.unwrap().step)
+        .iter()
+        .map(|row| row.step)
         .collect()
 }
 
@@ -160,13 +160,15 @@ fn a_full_disk_keeps_the_last_checkpoint_and_the_run_resumes_from_it() {
             resumed.best_step,
             resumed.best_val_accuracy,
             resumed.test_accuracy,
-            resumed.test_loss
+            resumed.test_loss,
+            &resumed.metrics
         ),
         (
             reference.best_step,
             reference.best_val_accuracy,
             reference.test_accuracy,
-            reference.test_loss
+            reference.test_loss,
+            &reference.metrics
         )
     );
 }

@@ -130,7 +130,7 @@ fn saved_checkpoint(dir: &Path) -> (ExperimentConfig, Vec<(String, Vec<u8>)>) {
     let model = config.classifier(16, 10).unwrap().init(&device);
     let state = TrainState {
         step: 7,
-        best_val_accuracy: 0.25,
+        best_value: 0.25,
         best_step: 5,
         ..TrainState::default()
     };
