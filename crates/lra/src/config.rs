@@ -339,16 +339,20 @@ pub fn preset_dirs() -> Vec<PathBuf> {
     vec![PathBuf::from("experiments"), repo]
 }
 
-/// Loads the preset `name` (`experiments/<name>.toml`).
-pub fn load_preset(name: &str) -> Result<ExperimentConfig> {
-    let file = preset_dirs()
+/// The file of preset `name` (`experiments/<name>.toml`), if there is one.
+pub fn preset_path(name: &str) -> Option<PathBuf> {
+    preset_dirs()
         .into_iter()
         .map(|dir| dir.join(format!("{name}.toml")))
         .find(|path| path.is_file())
-        .ok_or_else(|| {
-            let presets = list_presets();
-            unknown_name("preset", name, presets.iter().map(String::as_str))
-        })?;
+}
+
+/// Loads the preset `name` (`experiments/<name>.toml`).
+pub fn load_preset(name: &str) -> Result<ExperimentConfig> {
+    let file = preset_path(name).ok_or_else(|| {
+        let presets = list_presets();
+        unknown_name("preset", name, presets.iter().map(String::as_str))
+    })?;
     let mut config = load_file(&file)?;
     config.preset = name.to_string();
     Ok(config)

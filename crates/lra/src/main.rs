@@ -39,8 +39,9 @@ struct Cli {
 enum Command {
     /// Train and evaluate one model; writes a run folder.
     Run(run::RunArgs),
-    /// List the registered token mixers and their settings.
-    List,
+    /// List the registered token mixers (with their settings), tasks (with their metrics) and
+    /// presets (with what each is for).
+    List(list::ListArgs),
     /// Data tools: generate, prepare (binary cache), check.
     #[command(subcommand)]
     Data(data::DataCommand),
@@ -70,8 +71,8 @@ fn main() {
                 run.path.display()
             ),
         }),
-        Command::List => {
-            print!("{}", list::render());
+        Command::List(args) => {
+            print!("{}", list::render(args.format));
             Ok(())
         }
         Command::Data(command) => data::execute(command),

@@ -223,3 +223,45 @@ fn list_shows_every_registered_task_with_its_metrics() {
         "{text}"
     );
 }
+
+#[test]
+fn list_as_json_has_every_mixer_task_and_preset_for_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = lra(&["list", "--format", "json"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let listing: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names = |key: &str| -> Vec<String> {
+        listing[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|entry| entry["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let mixers: Vec<String> = lra_model::MixerKind::ALL
+        .iter()
+        .map(|k| k.name().to_string())
+        .collect();
+    assert_eq!(names("mixers"), mixers);
+    assert_eq!(names("tasks"), lra::task::names());
+    assert_eq!(names("presets"), lra::config::list_presets());
+    let retrieval = &listing["tasks"][2];
+    assert_eq!(retrieval["input"], "document pairs, dual encoder");
+    assert_eq!(retrieval["selection_metric"], "accuracy");
+    let tiny = listing["presets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "tiny")
+        .unwrap();
+    assert_eq!(tiny["task"], "listops");
+    assert!(
+        tiny["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("Small ListOps run that learns in a few minutes"),
+        "{tiny}"
+    );
+    let local = &listing["mixers"][1];
+    assert_eq!(local["settings"]["block_size"], 50, "{local}");
+}
