@@ -12,6 +12,7 @@ pub mod fuzz;
 pub mod glue;
 pub mod image;
 pub mod layout;
+pub mod lines;
 pub mod listops;
 pub mod pathfinder;
 pub mod retrieval;

@@ -3,7 +3,6 @@
 //! Spearman correlation; plus the scores of constant predictors as baselines.
 
 use std::fmt;
-use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
@@ -100,15 +99,6 @@ pub enum Metric {
 }
 
 impl Metric {
-    /// Every metric, in the order tables list them.
-    pub const ALL: [Metric; 5] = [
-        Metric::Accuracy,
-        Metric::F1,
-        Metric::Mcc,
-        Metric::Pearson,
-        Metric::Spearman,
-    ];
-
     /// The name used in configs, `summary.json` and `metrics.csv` columns.
     pub fn name(self) -> &'static str {
         match self {
@@ -142,23 +132,6 @@ impl Metric {
 impl fmt::Display for Metric {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-impl FromStr for Metric {
-    type Err = String;
-
-    fn from_str(name: &str) -> Result<Self, String> {
-        Metric::ALL
-            .into_iter()
-            .find(|m| m.name() == name)
-            .ok_or_else(|| {
-                let names: Vec<_> = Metric::ALL.iter().map(|m| m.name()).collect();
-                format!(
-                    "unknown metric `{name}`; expected one of {}",
-                    names.join(", ")
-                )
-            })
     }
 }
 
@@ -350,13 +323,5 @@ mod tests {
         assert!(close(Metric::F1.compute(&majority).unwrap(), 6.0 / 7.0));
         assert_eq!(Metric::Mcc.compute(&majority), Some(0.0));
         assert_eq!(Metric::Pearson.compute(&majority), None);
-    }
-
-    #[test]
-    fn metric_names_round_trip() {
-        for metric in Metric::ALL {
-            assert_eq!(metric.name().parse::<Metric>(), Ok(metric));
-        }
-        assert!("acc".parse::<Metric>().unwrap_err().contains("accuracy"));
     }
 }

@@ -243,7 +243,11 @@ fn list_as_json_has_every_mixer_task_and_preset_for_scripts() {
         .map(|k| k.name().to_string())
         .collect();
     assert_eq!(names("mixers"), mixers);
-    assert_eq!(names("tasks"), lra::task::names());
+    let tasks: Vec<String> = lra::task::TASKS
+        .iter()
+        .map(|t| t.name().to_string())
+        .collect();
+    assert_eq!(names("tasks"), tasks);
     assert_eq!(names("presets"), lra::config::list_presets());
     let retrieval = &listing["tasks"][2];
     assert_eq!(retrieval["input"], "document pairs, dual encoder");

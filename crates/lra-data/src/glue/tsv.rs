@@ -2,13 +2,12 @@
 //! quoting (MNLI, SST-2 and QQP texts hold `"` characters; the reference readers use
 //! `csv.reader(f, delimiter="\t", quotechar=None)`), one record per `\n`-terminated line.
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use crate::error::{DataError, OnProblem, Result};
 use crate::glue::data::{GlueExample, Target};
 use crate::glue::task::{LabelColumn, ShortLines, SplitSpec, TargetSpec, TaskSpec, TsvFormat};
+use crate::lines::for_each_line;
 
 /// The examples of one TSV file and the short lines skipped (QQP only).
 #[derive(Debug)]
@@ -34,24 +33,11 @@ pub fn read_tsv(
     on_problem: &mut OnProblem,
 ) -> Result<TsvRecords> {
     let format = split.tsv;
-    let file = File::open(path).map_err(|source| DataError::io(path, source))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut records = TsvRecords {
         examples: Vec::new(),
         skipped_short_lines: 0,
     };
-    let mut bytes = Vec::new();
-    for line_number in 1.. {
-        bytes.clear();
-        let read = reader
-            .read_until(b'\n', &mut bytes)
-            .map_err(|source| DataError::io(path, source))?;
-        if read == 0 {
-            break;
-        }
-        // Only the line end goes: SST-2 sentences end with a space and fields may be empty.
-        let line = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+    for_each_line(path, |line_number, line| {
         let parsed = if format.has_header && line_number == 1 {
             check_header(line, format).map(|()| None)
         } else {
@@ -68,7 +54,8 @@ pub fn read_tsv(
                 message,
             })?,
         }
-    }
+        Ok(())
+    })?;
     Ok(records)
 }
 

@@ -1,12 +1,13 @@
 //! Reading and writing ListOps data in the official LRA release's TSV format.
 
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::{Expr, NUM_CLASSES, VOCAB, expr, tokenize};
 use crate::error::{DataError, Result};
 use crate::example::{Example, Split, SplitData, TaskData};
+use crate::lines::for_each_line;
 
 /// First line of every split file.
 pub const HEADER: &str = "Source\tTarget";
@@ -87,52 +88,40 @@ pub fn write_dataset(dir: &Path, exprs: &[Vec<Expr>; 3]) -> Result<()> {
 /// `\n` or `\r\n`. Any problem is a [`DataError::Parse`] naming the file and the 1-based line; a
 /// file that cannot be opened or read is a [`DataError::Io`].
 pub fn read_split(path: &Path) -> Result<Vec<Example>> {
-    let file = File::open(path).map_err(|source| DataError::io(path, source))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
     let parse_error = |line: usize, message: String| DataError::Parse {
         path: path.to_path_buf(),
         line,
         message,
     };
-
-    let mut bytes = Vec::new();
     let mut examples = Vec::new();
-    for line_number in 1.. {
-        bytes.clear();
-        let read = reader
-            .read_until(b'\n', &mut bytes)
-            .map_err(|source| DataError::io(path, source))?;
-        if read == 0 {
-            if line_number == 1 {
-                return Err(parse_error(
-                    1,
-                    format!(
-                        "expected the header `{}`, found an empty file",
-                        HEADER.escape_debug()
-                    ),
-                ));
-            }
-            break;
-        }
-        let line = std::str::from_utf8(&bytes)
+    let lines = for_each_line(path, |line_number, bytes| {
+        let line = std::str::from_utf8(bytes)
             .map_err(|error| parse_error(line_number, format!("not valid UTF-8: {error}")))?;
-        let line = line.strip_suffix('\n').unwrap_or(line);
-        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line_number == 1 && line != HEADER {
+            return Err(parse_error(
+                1,
+                format!(
+                    "expected the header `{}`, found `{}`",
+                    HEADER.escape_debug(),
+                    line.escape_debug()
+                ),
+            ));
+        }
         if line_number == 1 {
-            if line != HEADER {
-                return Err(parse_error(
-                    1,
-                    format!(
-                        "expected the header `{}`, found `{}`",
-                        HEADER.escape_debug(),
-                        line.escape_debug()
-                    ),
-                ));
-            }
-            continue;
+            return Ok(());
         }
         let example = parse_line(line).map_err(|message| parse_error(line_number, message))?;
         examples.push(example);
+        Ok(())
+    })?;
+    if lines == 0 {
+        return Err(parse_error(
+            1,
+            format!(
+                "expected the header `{}`, found an empty file",
+                HEADER.escape_debug()
+            ),
+        ));
     }
     Ok(examples)
 }

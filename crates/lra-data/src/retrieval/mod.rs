@@ -6,13 +6,12 @@
 //! integer (0 or 1). Each text is cut to its first 10,000 bytes before byte-encoding (id = byte +
 //! 1, as the text task), then each preset truncates every document to its `max_len` (4,000).
 
-use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use crate::error::{DataError, OnProblem, Result};
 use crate::example::{Split, SplitBuilder, SplitData, TaskData};
 use crate::layout::Layout;
+use crate::lines::for_each_line;
 
 /// Byte ids 1..=256 plus padding.
 pub const VOCAB_SIZE: usize = 257;
@@ -62,29 +61,18 @@ pub fn load(root: &Path, mut on_problem: OnProblem) -> Result<TaskData> {
 
 /// Reads one TSV file into pairs; a malformed line is a problem naming the file and line.
 pub fn read_split(path: &Path, on_problem: &mut OnProblem) -> Result<SplitData> {
-    let file = File::open(path).map_err(|source| DataError::io(path, source))?;
-    let mut reader = BufReader::with_capacity(1 << 20, file);
     let mut builder = SplitBuilder::new(2, ID_OFFSET);
-    let mut bytes = Vec::new();
-    for line_number in 1.. {
-        bytes.clear();
-        let read = reader
-            .read_until(b'\n', &mut bytes)
-            .map_err(|source| DataError::io(path, source))?;
-        if read == 0 {
-            break;
+    for_each_line(path, |line_number, line| match parse_line(line) {
+        Ok((label, [first, second])) => {
+            builder.push(&[first, second], label);
+            Ok(())
         }
-        let line = bytes.strip_suffix(b"\n").unwrap_or(&bytes);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        match parse_line(line) {
-            Ok((label, [first, second])) => builder.push(&[first, second], label),
-            Err(message) => on_problem.report(DataError::Parse {
-                path: path.to_path_buf(),
-                line: line_number,
-                message,
-            })?,
-        }
-    }
+        Err(message) => on_problem.report(DataError::Parse {
+            path: path.to_path_buf(),
+            line: line_number,
+            message,
+        }),
+    })?;
     Ok(builder.finish())
 }
 

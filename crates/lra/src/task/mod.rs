@@ -122,11 +122,6 @@ pub fn find(name: &str) -> Result<&'static dyn Task> {
         .ok_or_else(|| unknown_name("task", name, TASKS.iter().map(|t| t.name())))
 }
 
-/// Names of every task, in table order.
-pub fn names() -> Vec<&'static str> {
-    TASKS.iter().map(|t| t.name()).collect()
-}
-
 /// One task's data: the task, the folder its files are under, and the task's settings (which
 /// select e.g. the Pathfinder difficulty).
 #[derive(Clone)]
