@@ -20,4 +20,7 @@ pub mod text;
 pub mod tokenizer;
 
 pub use error::{DataError, OnProblem, Result};
-pub use example::{Example, PAD_ID, Split, SplitBuilder, SplitData, TaskData, pad_to};
+pub use example::{
+    Example, LabelKind, Labels, NamedSplit, PAD_ID, Split, SplitBuilder, SplitData, SplitFormat,
+    Target, TaskData, TokenWidth, pad_to,
+};

@@ -227,7 +227,7 @@ fn prepared_cache(root: &Path) -> (PathBuf, PathBuf) {
     let data = retrieval::load(root, OnProblem::Fail).unwrap();
     let dir = cache::cache_dir(root, "retrieval");
     cache::write(&dir, "retrieval", &data).unwrap();
-    let file = cache::split_path(&dir, Split::Train);
+    let file = cache::split_path(&dir, "train");
     (dir, file)
 }
 
@@ -238,7 +238,7 @@ fn cache_reader_rejects_every_changed_file() {
     let original = fs::read(&file).unwrap();
     fuzz::run("cache", 7, vec![original.clone()], |input| {
         fs::write(&file, input).unwrap();
-        match cache::read(&dir, "retrieval") {
+        match cache::read(&dir, "retrieval", &[]) {
             Ok(_) if input != original => Err("a changed cache file was accepted".into()),
             result => named(result, &file),
         }
@@ -257,7 +257,7 @@ fn cache_reader_checks_structure_behind_a_valid_checksum() {
         vec![fs::read(&file).unwrap()],
         |input| {
             fs::write(&file, with_checksum(input)).unwrap();
-            named(cache::read(&dir, "retrieval"), &file)
+            named(cache::read(&dir, "retrieval", &[]), &file)
         },
     );
 }

@@ -68,7 +68,10 @@ fn write_dataset_then_load_gives_the_same_examples() {
         for (index, tree) in trees.iter().enumerate() {
             let tokens: Vec<u32> = examples.token_ids(index, 0).collect();
             assert_eq!(tokens, tokenize(&tree.to_lra_string()).unwrap());
-            assert_eq!(examples.labels()[index], u32::from(tree.value()));
+            assert_eq!(
+                examples.class_ids().unwrap()[index],
+                u32::from(tree.value())
+            );
             assert!(tokens.iter().all(|&id| id > 0 && id < 16));
         }
     }

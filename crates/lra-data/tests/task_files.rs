@@ -6,7 +6,10 @@ use std::fs;
 use std::path::Path;
 
 use lra_data::fixtures::{self, IMDB_REVIEWS_PER_CLASS};
-use lra_data::{DataError, OnProblem, Split, SplitData, TaskData, cache, image, retrieval, text};
+use lra_data::{
+    DataError, LabelKind, Labels, NamedSplit, OnProblem, Split, SplitBuilder, SplitData,
+    SplitFormat, Target, TaskData, TokenWidth, cache, image, retrieval, text,
+};
 
 fn ids(split: &SplitData, index: usize, doc: usize) -> Vec<u32> {
     split.token_ids(index, doc).collect()
@@ -28,7 +31,7 @@ fn imdb_reviews_are_utf8_bytes_plus_one_and_validation_is_the_test_split() {
         [per_part; 3]
     );
     // neg (label 0) first, then pos, each in review-id order; unsup/ is ignored.
-    assert_eq!(data.train.labels(), [0, 0, 0, 1, 1, 1]);
+    assert_eq!(data.train.class_ids().unwrap(), [0, 0, 0, 1, 1, 1]);
     for (part, split) in [("train", &data.train), ("test", &data.test)] {
         for (index, (class, id)) in [
             ("neg", 0),
@@ -116,8 +119,8 @@ fn cifar_records_become_tf_grayscale_pixels_with_a_90_10_train_val_split() {
     assert_eq!(ids(&data.train, 3, 0), expected(3));
     assert_eq!(ids(&data.val, 0, 0), expected(9));
     assert_eq!(ids(&data.test, 2, 0), expected(2));
-    assert_eq!(data.train.labels(), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
-    assert_eq!(data.val.labels(), [9]);
+    assert_eq!(data.train.class_ids().unwrap(), [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(data.val.class_ids().unwrap(), [9]);
 }
 
 #[test]
@@ -162,7 +165,7 @@ fn aan_pairs_are_found_in_the_nested_release_and_read_as_byte_pairs() {
         let read = data.split(split);
         assert_eq!(read.len(), pairs.len());
         for (index, (label, first, second)) in pairs.iter().enumerate() {
-            assert_eq!(read.labels()[index], *label);
+            assert_eq!(read.class_ids().unwrap()[index], *label);
             assert_eq!(ids(read, index, 0), bytes_as_ids(first));
             assert_eq!(ids(read, index, 1), bytes_as_ids(second));
         }
@@ -230,10 +233,10 @@ fn the_cache_reads_back_every_task_exactly() {
     ];
     for (name, data) in &tasks {
         let dir = cache::cache_dir(root.path(), name);
-        assert!(!cache::exists(&dir));
+        assert!(!cache::exists(&dir, &[]));
         cache::write(&dir, name, data).unwrap();
-        assert!(cache::exists(&dir));
-        assert_same_task(data, &cache::read(&dir, name).unwrap());
+        assert!(cache::exists(&dir, &[]));
+        assert_same_task(data, &cache::read(&dir, name, &[]).unwrap());
     }
 }
 
@@ -262,7 +265,7 @@ fn every_flipped_byte_of_a_cache_file_is_an_error_naming_it() {
         }
     }
     fs::write(&file, &good).unwrap();
-    assert!(cache::read(&dir, "retrieval").is_ok());
+    assert!(cache::read(&dir, "retrieval", &[]).is_ok());
 }
 
 /// A cache of the retrieval fixture, and the path of its val file.
@@ -271,12 +274,12 @@ fn written_cache(root: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let data = retrieval::load(root, OnProblem::Fail).unwrap();
     let dir = cache::cache_dir(root, "retrieval");
     cache::write(&dir, "retrieval", &data).unwrap();
-    let file = cache::split_path(&dir, Split::Val);
+    let file = cache::split_path(&dir, "val");
     (dir, file)
 }
 
 fn cache_error(dir: &Path, task: &str) -> String {
-    let error = cache::read(dir, task).unwrap_err();
+    let error = cache::read(dir, task, &[]).unwrap_err();
     assert!(matches!(error, DataError::Cache { .. }), "{error:?}");
     error.to_string()
 }
@@ -296,16 +299,16 @@ fn truncated_stale_or_foreign_caches_are_errors_naming_the_file() {
     assert!(message.contains("lra data prepare"), "{message}");
 
     fs::write(&file, &good[..40]).unwrap();
-    assert!(cache_error(&dir, "retrieval").contains("shorter than the 72-byte header"));
+    assert!(cache_error(&dir, "retrieval").contains("shorter than the 96-byte header"));
 
     let mut stale = good.clone();
-    stale[8] = 1; // format version 1, before checksums
+    stale[8] = 2; // format version 2: one byte per token, no token types
     fs::write(&file, &stale).unwrap();
-    assert!(cache_error(&dir, "retrieval").contains("version 1; this lra reads version 2"));
+    assert!(cache_error(&dir, "retrieval").contains("version 2; this lra reads version 3"));
 
     // A wrong label behind a valid checksum (a writer bug, not a flipped bit).
     let mut bad_label = good.clone();
-    bad_label[72] = 7;
+    bad_label[96] = 7;
     fs::write(&file, resigned(&bad_label)).unwrap();
     assert!(cache_error(&dir, "retrieval").contains("example 0 has label 7"));
 
@@ -315,8 +318,90 @@ fn truncated_stale_or_foreign_caches_are_errors_naming_the_file() {
     assert!(cache_error(&dir, "retrieval").contains("not an lra cache file"));
 
     fs::write(&file, &good).unwrap();
-    assert!(cache::read(&dir, "retrieval").is_ok());
+    assert!(cache::read(&dir, "retrieval", &[]).is_ok());
     assert!(
         cache_error(&dir, "text").contains("task `retrieval`, expected the train split of `text`")
+    );
+}
+
+/// A GLUE-like task: two-byte word pieces with token types, scores, an unlabelled test split and
+/// a named extra split.
+fn word_piece_task() -> TaskData {
+    let split = |labels: LabelKind, examples: &[(&[u32], Option<Target>)]| {
+        let mut builder = SplitBuilder::with_format(SplitFormat {
+            docs_per_example: 1,
+            id_offset: 0,
+            width: TokenWidth::U16,
+            labels,
+            token_types: true,
+        });
+        for (ids, target) in examples {
+            let types: Vec<u32> = (0..ids.len())
+                .map(|i| u32::from(i * 2 >= ids.len()))
+                .collect();
+            builder.push_ids(&[ids], Some(&types), *target).unwrap();
+        }
+        builder.finish()
+    };
+    let scored = |score| Some(Target::Score(score));
+    let mut data = TaskData::new(
+        split(
+            LabelKind::Scores,
+            &[
+                (&[101, 30_000, 102], scored(4.5)),
+                (&[101, 7, 102, 9, 102], scored(0.25)),
+            ],
+        ),
+        split(LabelKind::Scores, &[(&[101, 102], scored(1.0))]),
+        split(LabelKind::Unlabelled, &[(&[101, 2_000, 102], None)]),
+        30_522,
+        1,
+    );
+    data.extra.push(NamedSplit {
+        name: "validation_mismatched".into(),
+        data: split(LabelKind::Scores, &[(&[101, 5, 102], scored(3.0))]),
+    });
+    data
+}
+
+#[test]
+fn wide_tokens_types_scores_unlabelled_and_named_splits_round_trip_through_the_cache() {
+    let root = tempfile::tempdir().unwrap();
+    let data = word_piece_task();
+    let dir = cache::cache_dir(root.path(), "stsb");
+    cache::write(&dir, "stsb", &data).unwrap();
+    let extra = ["validation_mismatched"];
+    assert!(cache::exists(&dir, &extra) && !cache::exists(&dir, &["test_mismatched"]));
+    let read = cache::read(&dir, "stsb", &extra).unwrap();
+    assert_eq!((read.vocab_size, read.num_classes), (30_522, 1));
+    let pairs = data.named_splits().zip(read.named_splits());
+    for ((name, written), (read_name, read)) in pairs {
+        assert_eq!(name, read_name);
+        assert_eq!(written.format(), read.format());
+        assert_eq!(written.labels(), read.labels());
+        for index in 0..written.len() {
+            assert_eq!(ids(written, index, 0), ids(read, index, 0));
+            assert_eq!(written.token_types(index, 0), read.token_types(index, 0));
+        }
+    }
+    assert_eq!(ids(&read.train, 0, 0), [101, 30_000, 102]);
+    assert_eq!(read.train.token_types(1, 0), Some(&[0u8, 0, 0, 1, 1][..]));
+    assert_eq!(read.test.labels(), &Labels::Unlabelled);
+}
+
+#[test]
+fn a_word_piece_id_outside_the_vocabulary_is_refused_behind_a_valid_checksum() {
+    let root = tempfile::tempdir().unwrap();
+    let mut data = word_piece_task();
+    data.vocab_size = 30_000; // the training split holds id 30,000
+    let dir = cache::cache_dir(root.path(), "stsb");
+    cache::write(&dir, "stsb", &data).unwrap();
+    let error = cache::read(&dir, "stsb", &["validation_mismatched"]).unwrap_err();
+    assert!(
+        error.to_string().contains("train.lrac")
+            && error
+                .to_string()
+                .contains("outside the vocabulary of 30000 ids"),
+        "{error}"
     );
 }

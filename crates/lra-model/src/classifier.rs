@@ -140,6 +140,25 @@ impl Classifier {
         self.head(self.embed(tokens, pad_mask))
     }
 
+    /// [`Self::forward`] with token-type (segment) ids `[batch, seq]`, for a classifier whose
+    /// encoder has token types (BERT sentence pairs encoded together).
+    ///
+    /// # Panics
+    /// As [`Self::forward`], and if the encoder has no token types.
+    pub fn forward_typed(
+        &self,
+        tokens: Tensor<2, Int>,
+        types: Tensor<2, Int>,
+        pad_mask: Tensor<2, Bool>,
+    ) -> Tensor<2> {
+        assert!(
+            !self.dual_encoder,
+            "a dual-encoder classifier takes pairs: use forward_pair"
+        );
+        let encoded = self.encoder.forward_typed(tokens, Some(types), pad_mask);
+        self.head(pool(encoded.hidden, encoded.pad_mask, self.pooling))
+    }
+
     /// Class logits of document pairs: both documents are embedded by the one shared encoder
     /// (in one batched pass), and the head sees `[a, b, a·b, a − b]`.
     ///

@@ -2,7 +2,7 @@
 //! run sees exactly the batches the uninterrupted run would have seen.
 
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
-use lra_data::{PAD_ID, SplitData};
+use lra_data::{Labels, PAD_ID, SplitData};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
@@ -16,30 +16,66 @@ pub struct Batch {
     pub tokens: Tensor<2, Int>,
     /// `[batch, max_len]`, `true` at padding.
     pub pad_mask: Tensor<2, Bool>,
+    /// Token-type ids `[batch, max_len]` (0 at padding), for splits that store them.
+    pub types: Option<Tensor<2, Int>>,
     /// Pair tasks: the second document's token ids and padding mask, `[batch, max_len]` each.
     pub second: Option<(Tensor<2, Int>, Tensor<2, Bool>)>,
-    /// Gold answers `[batch]`.
-    pub targets: Targets,
+    /// Gold answers `[batch]`; `None` for an unlabelled split.
+    pub targets: Option<Targets>,
 }
 
 /// The examples `indices` of `split`, each document truncated or padded to `max_len`.
 pub fn make_batch(split: &SplitData, indices: &[usize], max_len: usize, device: &Device) -> Batch {
-    let labels: Vec<i64> = indices
-        .iter()
-        .map(|&i| i64::from(split.labels()[i]))
-        .collect();
     let second = (split.docs_per_example() == 2)
         .then(|| document_tensors(split, indices, 1, max_len, device));
     let (tokens, pad_mask) = document_tensors(split, indices, 0, max_len, device);
     Batch {
         tokens,
         pad_mask,
+        types: type_tensor(split, indices, max_len, device),
         second,
-        targets: Targets::Classes(Tensor::from_data(
-            TensorData::new(labels, [indices.len()]),
-            device,
-        )),
+        targets: targets(split.labels(), indices, device),
     }
+}
+
+fn targets(labels: &Labels, indices: &[usize], device: &Device) -> Option<Targets> {
+    let shape = [indices.len()];
+    match labels {
+        Labels::Classes(classes) => {
+            let ids: Vec<i64> = indices.iter().map(|&i| i64::from(classes[i])).collect();
+            Some(Targets::Classes(Tensor::from_data(
+                TensorData::new(ids, shape),
+                device,
+            )))
+        }
+        Labels::Scores(scores) => {
+            let values: Vec<f32> = indices.iter().map(|&i| scores[i]).collect();
+            Some(Targets::Scores(Tensor::from_data(
+                TensorData::new(values, shape),
+                device,
+            )))
+        }
+        Labels::Unlabelled => None,
+    }
+}
+
+/// The token types of the first document of each example, 0-padded to `max_len`.
+fn type_tensor(
+    split: &SplitData,
+    indices: &[usize],
+    max_len: usize,
+    device: &Device,
+) -> Option<Tensor<2, Int>> {
+    split.format().token_types.then(|| {
+        let mut types = Vec::with_capacity(indices.len() * max_len);
+        for &index in indices {
+            let stored = split.token_types(index, 0).unwrap_or_default();
+            let kept = stored.len().min(max_len);
+            types.extend(stored[..kept].iter().map(|&t| i64::from(t)));
+            types.resize(types.len() + max_len - kept, 0);
+        }
+        Tensor::from_data(TensorData::new(types, [indices.len(), max_len]), device)
+    })
 }
 
 /// Document `doc` of each example as `[batch, max_len]` ids and padding mask.
@@ -140,7 +176,7 @@ mod tests {
             pads(second_pad),
             [false, false, true, true, false, true, true, true]
         );
-        let Targets::Classes(labels) = batch.targets else {
+        let Some(Targets::Classes(labels)) = batch.targets else {
             panic!("class targets expected")
         };
         assert_eq!(labels.into_data().iter::<i64>().collect::<Vec<_>>(), [0, 1]);

@@ -4,6 +4,7 @@
 
 use std::fmt;
 
+use lra_data::Labels;
 use serde::{Deserialize, Serialize};
 
 /// What a model predicted for each example of a split, and what was right.
@@ -56,19 +57,20 @@ impl Outcomes {
         }
     }
 
-    /// The same gold answers with every prediction replaced by `constant`: the majority class
-    /// of the training labels, or the mean training score.
-    pub fn constant_prediction(&self, constant: Constant) -> Outcomes {
-        match (self, constant) {
-            (Outcomes::Classes { gold, .. }, Constant::Class(class)) => Outcomes::Classes {
+    /// A split's gold answers with every prediction replaced by `constant` (the majority
+    /// class of the training labels, or the mean training score); `None` for an unlabelled
+    /// split or a constant of the other kind.
+    pub fn of_constant(labels: &Labels, constant: Constant) -> Option<Outcomes> {
+        match (labels, constant) {
+            (Labels::Classes(gold), Constant::Class(class)) => Some(Outcomes::Classes {
                 predicted: vec![class; gold.len()],
                 gold: gold.clone(),
-            },
-            (Outcomes::Scores { gold, .. }, Constant::Score(score)) => Outcomes::Scores {
+            }),
+            (Labels::Scores(gold), Constant::Score(score)) => Some(Outcomes::Scores {
                 predicted: vec![score; gold.len()],
-                gold: gold.clone(),
-            },
-            _ => unreachable!("the baseline constant matches the objective"),
+                gold: gold.iter().map(|&g| f64::from(g)).collect(),
+            }),
+            _ => None,
         }
     }
 }
@@ -314,14 +316,22 @@ mod tests {
 
     #[test]
     fn constant_predictors_are_the_baselines() {
-        let outcomes = Outcomes::Classes {
-            predicted: vec![0, 1, 1, 0],
-            gold: vec![1, 1, 0, 1],
-        };
-        let majority = outcomes.constant_prediction(Constant::Class(1));
+        let gold = Labels::Classes(vec![1, 1, 0, 1]);
+        let majority = Outcomes::of_constant(&gold, Constant::Class(1)).unwrap();
         assert!(close(Metric::Accuracy.compute(&majority).unwrap(), 0.75));
         assert!(close(Metric::F1.compute(&majority).unwrap(), 6.0 / 7.0));
         assert_eq!(Metric::Mcc.compute(&majority), Some(0.0));
         assert_eq!(Metric::Pearson.compute(&majority), None);
+        let scores = Labels::Scores(vec![1.0, 2.0]);
+        let mean = Outcomes::of_constant(&scores, Constant::Score(1.5)).unwrap();
+        assert!(
+            Metric::Pearson.compute(&mean).unwrap().is_nan(),
+            "a constant has no correlation"
+        );
+        assert_eq!(Outcomes::of_constant(&scores, Constant::Class(0)), None);
+        assert_eq!(
+            Outcomes::of_constant(&Labels::Unlabelled, Constant::Class(0)),
+            None
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use burn::nn::loss::{CrossEntropyLossConfig, MseLoss, Reduction};
 use burn::tensor::{Int, Tensor};
-use lra_data::SplitData;
+use lra_data::{LabelKind, Labels, SplitData};
 
 use crate::metrics::{Constant, Outcomes};
 
@@ -67,20 +67,90 @@ impl Objective {
         }
     }
 
-    /// The constant predictor to compare with: the most frequent training class (ties: the
-    /// highest id). `None` for regression: `SplitData` stores class ids only, so no split carries
-    /// the float targets a mean-score baseline needs.
-    pub fn baseline(self, train: &SplitData) -> Option<Constant> {
+    /// The labels a split must carry to be trained or scored with this objective.
+    pub fn label_kind(self) -> LabelKind {
         match self {
-            Objective::Classification { classes } => {
+            Objective::Classification { .. } => LabelKind::Classes,
+            Objective::Regression => LabelKind::Scores,
+        }
+    }
+
+    /// The model's answer for each example of a batch: the argmax class, or the score.
+    pub fn predictions(self, output: Tensor<2>) -> Predictions {
+        let [batch, _] = output.dims();
+        match self {
+            Objective::Classification { .. } => {
+                Predictions::Classes(host_ids(output.argmax(1).reshape([batch])))
+            }
+            Objective::Regression => Predictions::Scores(host_values(output.reshape([batch]))),
+        }
+    }
+
+    /// The constant predictor to compare with: the most frequent training class (ties: the
+    /// highest id), or the mean training score. `None` when the training split does not carry
+    /// this objective's labels.
+    pub fn baseline(self, train: &SplitData) -> Option<Constant> {
+        match (self, train.labels()) {
+            (Objective::Classification { classes }, Labels::Classes(labels)) => {
                 let mut counts = vec![0usize; classes];
-                for &label in train.labels() {
+                for &label in labels {
                     counts[label as usize] += 1;
                 }
                 let majority = (0..classes).max_by_key(|&c| counts[c]).unwrap_or(0);
                 Some(Constant::Class(majority as u32))
             }
-            Objective::Regression => None,
+            (Objective::Regression, Labels::Scores(scores)) if !scores.is_empty() => {
+                let sum: f64 = scores.iter().map(|&s| f64::from(s)).sum();
+                Some(Constant::Score(sum / scores.len() as f64))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A model's answers on an unlabelled split, in example order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Predictions {
+    Classes(Vec<u32>),
+    Scores(Vec<f64>),
+}
+
+impl Predictions {
+    /// No answers yet, of the kind `objective` gives.
+    pub fn empty(objective: Objective) -> Self {
+        match objective {
+            Objective::Classification { .. } => Predictions::Classes(Vec::new()),
+            Objective::Regression => Predictions::Scores(Vec::new()),
+        }
+    }
+
+    /// Appends a batch's answers (of the same kind).
+    pub fn extend(&mut self, more: Predictions) {
+        match (self, more) {
+            (Predictions::Classes(all), Predictions::Classes(more)) => all.extend(more),
+            (Predictions::Scores(all), Predictions::Scores(more)) => all.extend(more),
+            _ => unreachable!("one objective yields one kind of prediction"),
+        }
+    }
+
+    /// Number of answers.
+    pub fn len(&self) -> usize {
+        match self {
+            Predictions::Classes(classes) => classes.len(),
+            Predictions::Scores(scores) => scores.len(),
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Answer `index` as text: the class id, or the score.
+    pub fn text(&self, index: usize) -> String {
+        match self {
+            Predictions::Classes(classes) => classes[index].to_string(),
+            Predictions::Scores(scores) => format!("{:.6}", scores[index]),
         }
     }
 }

@@ -249,7 +249,13 @@ pub struct Summary {
     /// Classification tasks: test accuracy of the best checkpoint (kept for older tools).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_accuracy: Option<f64>,
-    pub test_loss: f64,
+    /// Mean test loss of the best checkpoint; absent when the test answers are withheld (GLUE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_loss: Option<f64>,
+    /// Unlabelled splits (GLUE test sets) and the files the best model's predictions on them
+    /// were written to, relative to the run folder.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub predictions: BTreeMap<String, PathBuf>,
     /// Test accuracy of always predicting the most frequent training label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub majority_class_accuracy: Option<f64>,
@@ -281,7 +287,7 @@ impl Summary {
             ("test", "accuracy") => self.test_accuracy,
             ("val", "accuracy") => self.best_val_accuracy,
             ("baseline", "accuracy") => self.majority_class_accuracy,
-            ("test", "loss") => Some(self.test_loss),
+            ("test", "loss") => self.test_loss,
             _ => None,
         }
     }

@@ -5,6 +5,7 @@
 //! reproduce the uninterrupted run exactly (data order and dropout are functions of the step); and
 //! the run folder layout is ours.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -15,14 +16,14 @@ use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
-use lra_data::{Split, TaskData};
+use lra_data::{LabelKind, SplitData, TaskData};
 use lra_model::Classifier;
 
 use crate::batches::{Batch, TrainOrder, make_batch};
 use crate::checkpoint::{self, TrainState, Window};
 use crate::config::{ExperimentConfig, TrainConfig};
 use crate::metrics::{Metric, Outcomes};
-use crate::objective::Objective;
+use crate::objective::{Objective, Predictions, Targets};
 use crate::results::{
     MetricValues, MetricsRow, RunDir, SCHEMA_VERSION, Summary, git_commit, sync_folder_of,
     temp_path,
@@ -75,9 +76,11 @@ impl Evaluation {
         values
     }
 
+    /// Values that are not finite (the correlation of a constant predictor) are left out, as
+    /// JSON has no NaN.
     fn push_metrics(&self, task: &dyn Task, values: &mut MetricValues) {
         for &metric in task.metrics() {
-            if let Some(value) = metric.compute(&self.outcomes) {
+            if let Some(value) = metric.compute(&self.outcomes).filter(|v| v.is_finite()) {
                 values.push(metric.name(), value);
             }
         }
@@ -110,6 +113,16 @@ pub fn train(
     device.seed(config.seed);
     let task = config.task.task()?;
     let objective = task.objective();
+    for (name, split) in data.named_splits() {
+        let kind = split.labels().kind();
+        let needed = matches!(name, "train" | "val") || kind != LabelKind::Unlabelled;
+        anyhow::ensure!(
+            !needed || kind == objective.label_kind(),
+            "the {name} split of {} has {kind:?} labels, but its objective needs {:?}",
+            task.name(),
+            objective.label_kind()
+        );
+    }
     anyhow::ensure!(
         data.docs_per_example() == task.input().documents(),
         "task {} has {} document(s) per example, but the data has {}",
@@ -160,7 +173,7 @@ pub fn train(
         progress.set_message(window_message(&state.window, objective));
 
         if state.step % t.eval_every == 0 || state.step == t.steps {
-            let val = evaluate(&model, data, Split::Val, config, &device, t.eval_batches)?;
+            let val = evaluate(&model, &data.val, "val", config, &device, t.eval_batches)?;
             let row = metrics_row(&state.window, objective, lr, val.values(task), state.step);
             let value = val.value(selection);
             if state.history.is_empty() || value > state.best_value {
@@ -191,24 +204,37 @@ pub fn train(
     let best = model
         .try_load_file(run.best_model())
         .map_err(|e| anyhow::anyhow!("cannot load best model: {e:?}"))?;
-    let test = evaluate(&best, data, Split::Test, config, &device, 0)?;
     let best_val = state
         .history
         .iter()
         .find(|row| row.step == state.best_step)
         .map(|row| row.val.clone())
         .unwrap_or_default();
-    let baseline = objective.baseline(&data.train).map(|constant| Evaluation {
-        loss: f64::NAN,
-        outcomes: test.outcomes.constant_prediction(constant),
-    });
+    let finals = evaluate_final(&best, data, config, run, &device)?;
     let classification = matches!(objective, Objective::Classification { .. });
-    let mut metrics = BTreeMap::from([
-        ("val".to_string(), best_val.clone()),
-        ("test".to_string(), test.values(task)),
-    ]);
-    if let Some(baseline) = &baseline {
-        metrics.insert("baseline".to_string(), baseline.metric_values(task));
+    let mut metrics = BTreeMap::from([("val".to_string(), best_val.clone())]);
+    for (name, evaluation) in &finals.scored {
+        metrics.insert(name.clone(), evaluation.values(task));
+    }
+    let test = finals.scored.iter().find(|(name, _)| name == "test");
+    // The constant predictor on the split that reports the score: test, or validation when
+    // the test answers are withheld (GLUE).
+    let reported = if test.is_some() {
+        &data.test
+    } else {
+        &data.val
+    };
+    let baseline = objective
+        .baseline(&data.train)
+        .and_then(|constant| Outcomes::of_constant(reported.labels(), constant))
+        .map(|outcomes| Evaluation {
+            loss: f64::NAN,
+            outcomes,
+        });
+    if let Some(values) = baseline.as_ref().map(|b| b.metric_values(task))
+        && !values.0.is_empty()
+    {
+        metrics.insert("baseline".to_string(), values);
     }
     let summary = Summary {
         schema_version: SCHEMA_VERSION,
@@ -220,12 +246,15 @@ pub fn train(
         best_step: state.best_step,
         selection_metric: selection.name().to_string(),
         best_val_accuracy: best_val.get("accuracy").filter(|_| classification),
-        test_accuracy: classification.then(|| test.value(Metric::Accuracy)),
-        test_loss: test.loss,
+        test_accuracy: test
+            .filter(|_| classification)
+            .map(|(_, test)| test.value(Metric::Accuracy)),
+        test_loss: test.map(|(_, test)| test.loss),
         majority_class_accuracy: baseline
             .filter(|_| classification)
             .map(|b| b.value(Metric::Accuracy)),
         metrics,
+        predictions: finals.predicted,
         train_seconds: state.train_seconds,
         tokens_per_second: (state.step
             * t.batch_size
@@ -241,47 +270,126 @@ pub fn train(
     Ok(Outcome::Finished(Box::new(summary)))
 }
 
-/// Loss and every prediction of `model` on a split (`max_batches` 0 = all of it), without
-/// dropout. The loss is the mean over examples; metrics are computed over all predictions.
+/// What the best model did on the splits after validation.
+struct FinalEvaluation {
+    /// Labelled splits (test, and e.g. MNLI's mismatched validation set) with their scores.
+    scored: Vec<(String, Evaluation)>,
+    /// Unlabelled splits and the files their predictions were written to.
+    predicted: BTreeMap<String, PathBuf>,
+}
+
+/// Scores the best model on every labelled split after validation, and writes its predictions
+/// on the unlabelled ones (as the task wants them submitted).
+fn evaluate_final(
+    best: &Classifier,
+    data: &TaskData,
+    config: &ExperimentConfig,
+    run: &RunDir,
+    device: &Device,
+) -> Result<FinalEvaluation> {
+    let task = config.task.task()?;
+    let mut finals = FinalEvaluation {
+        scored: Vec::new(),
+        predicted: BTreeMap::new(),
+    };
+    let splits = data
+        .named_splits()
+        .filter(|(name, _)| !matches!(*name, "train" | "val"));
+    for (name, split) in splits {
+        if split.labels().kind() == LabelKind::Unlabelled {
+            let predictions = predict(best, split, config, device)?;
+            let path = task.write_predictions(&config.task, &run.path, name, &predictions)?;
+            finals.predicted.insert(name.to_string(), path);
+        } else {
+            let evaluation = evaluate(best, split, name, config, device, 0)?;
+            finals.scored.push((name.to_string(), evaluation));
+        }
+    }
+    Ok(finals)
+}
+
+/// Loss and every prediction of `model` on a labelled split (`max_batches` 0 = all of it),
+/// without dropout. The loss is the mean over examples; metrics are computed over all
+/// predictions. `name` names the split in errors.
 pub fn evaluate(
     model: &Classifier,
-    data: &TaskData,
-    split: Split,
+    examples: &SplitData,
+    name: &str,
     config: &ExperimentConfig,
     device: &Device,
     max_batches: usize,
 ) -> Result<Evaluation> {
-    let examples = data.split(split);
-    anyhow::ensure!(!examples.is_empty(), "the {} split is empty", split.name());
+    anyhow::ensure!(!examples.is_empty(), "the {name} split is empty");
+    anyhow::ensure!(
+        examples.labels().kind() != LabelKind::Unlabelled,
+        "the {name} split has no labels to evaluate against"
+    );
     let objective = config.task.task()?.objective();
+    let (mut loss_sum, mut seen) = (0.0, 0);
+    let mut outcomes: Option<Outcomes> = None;
+    for_each_batch(
+        model,
+        examples,
+        config,
+        device,
+        max_batches,
+        |output, targets| {
+            let targets = targets.expect("a labelled split gives targets");
+            let loss = objective.loss(output.clone(), &targets);
+            let batch = output.dims()[0];
+            loss_sum += loss.into_scalar::<f32>() as f64 * batch as f64;
+            seen += batch;
+            let batch_outcomes = objective.outcomes(output, targets);
+            match &mut outcomes {
+                Some(all) => all.extend(batch_outcomes),
+                None => outcomes = Some(batch_outcomes),
+            }
+        },
+    );
+    Ok(Evaluation {
+        loss: loss_sum / seen as f64,
+        outcomes: outcomes.expect("a non-empty split has a batch"),
+    })
+}
+
+/// The model's prediction for every example of a split, in order, without dropout.
+pub fn predict(
+    model: &Classifier,
+    examples: &SplitData,
+    config: &ExperimentConfig,
+    device: &Device,
+) -> Result<Predictions> {
+    let objective = config.task.task()?.objective();
+    let mut predictions = Predictions::empty(objective);
+    for_each_batch(model, examples, config, device, 0, |output, _| {
+        predictions.extend(objective.predictions(output));
+    });
+    Ok(predictions)
+}
+
+/// Runs the model (in inference mode) over a split batch by batch, handing each batch's output
+/// and targets to `consume`.
+fn for_each_batch(
+    model: &Classifier,
+    examples: &SplitData,
+    config: &ExperimentConfig,
+    device: &Device,
+    max_batches: usize,
+    mut consume: impl FnMut(Tensor<2>, Option<Targets>),
+) {
     let model = model.valid();
     let device = device.clone().inner();
-    let batch_size = config.train.batch_size;
     let all: Vec<usize> = (0..examples.len()).collect();
     let limit = if max_batches == 0 {
         usize::MAX
     } else {
         max_batches
     };
-    let (mut loss_sum, mut seen) = (0.0, 0);
-    let mut outcomes: Option<Outcomes> = None;
-    for chunk in all.chunks(batch_size).take(limit) {
+    for chunk in all.chunks(config.train.batch_size).take(limit) {
         let batch = make_batch(examples, chunk, config.task.max_len, &device);
         let targets = batch.targets.clone();
-        let output = logits(&model, batch);
-        let loss = objective.loss(output.clone(), &targets);
-        loss_sum += loss.into_scalar::<f32>() as f64 * chunk.len() as f64;
-        seen += chunk.len();
-        let batch_outcomes = objective.outcomes(output, targets);
-        match &mut outcomes {
-            Some(all) => all.extend(batch_outcomes),
-            None => outcomes = Some(batch_outcomes),
-        }
+        consume(logits(&model, batch), targets);
     }
-    Ok(Evaluation {
-        loss: loss_sum / seen as f64,
-        outcomes: outcomes.expect("a non-empty split has a batch"),
-    })
 }
 
 /// One optimisation step, exactly as `lra run` takes it (and `lra bench step` times it):
@@ -293,7 +401,10 @@ pub fn train_step(
     objective: Objective,
     lr: f64,
 ) -> (Classifier, StepReport) {
-    let targets = batch.targets.clone();
+    let targets = batch
+        .targets
+        .clone()
+        .expect("training batches come from a labelled split");
     let output = logits(&model, batch);
     let loss = objective.loss(output.clone(), &targets);
     let correct = match objective.outcomes(output, targets) {
@@ -314,11 +425,13 @@ pub fn train_step(
     )
 }
 
-/// The model's logits for a batch: single documents, or pairs through the dual encoder.
+/// The model's logits for a batch: single documents (with token types when the split has
+/// them), or pairs through the dual encoder.
 pub fn logits(model: &Classifier, batch: Batch) -> Tensor<2> {
-    match batch.second {
-        Some(second) => model.forward_pair((batch.tokens, batch.pad_mask), second),
-        None => model.forward(batch.tokens, batch.pad_mask),
+    match (batch.second, batch.types) {
+        (Some(second), _) => model.forward_pair((batch.tokens, batch.pad_mask), second),
+        (None, Some(types)) => model.forward_typed(batch.tokens, types, batch.pad_mask),
+        (None, None) => model.forward(batch.tokens, batch.pad_mask),
     }
 }
 

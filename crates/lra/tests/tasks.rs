@@ -128,7 +128,7 @@ fn check_reports_counts_labels_lengths_and_every_problem() {
     let clean = check(&args).unwrap();
     assert!(clean.problems.is_empty(), "{clean}");
     let (split, train) = &clean.splits[0];
-    assert_eq!((split.name(), train.examples), ("train", 6));
+    assert_eq!((split.as_str(), train.examples), ("train", 6));
     assert_eq!(train.label_counts, [3, 3]);
     assert!(clean.loader.as_ref().unwrap().batches_per_second > 0.0);
     let text = clean.to_string();

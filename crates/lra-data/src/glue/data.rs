@@ -7,14 +7,7 @@ use crate::glue::locate::{GlueFile, GlueLayout, locate};
 use crate::glue::task::{GlueSplit, GlueTask};
 use crate::glue::{parquet, tsv};
 
-/// What an example is labelled with.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Target {
-    /// Class id: a position in [`GlueTask::labels`] (the canonical order, whatever the source).
-    Class(u32),
-    /// STS-B similarity score in `[0, 5]`.
-    Score(f32),
-}
+pub use crate::example::Target;
 
 /// One sentence or sentence pair.
 #[derive(Clone, Debug, PartialEq)]

@@ -168,5 +168,6 @@ pub fn load(dir: &Path) -> Result<TaskData> {
         test: compact(Split::Test)?,
         vocab_size: VOCAB.len(),
         num_classes: NUM_CLASSES,
+        extra: Vec::new(),
     })
 }

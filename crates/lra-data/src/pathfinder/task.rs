@@ -28,5 +28,6 @@ pub fn load_task(root: &Path, variant: Variant) -> Result<TaskData> {
         test: test?,
         vocab_size: PIXEL_VALUES,
         num_classes: NUM_CLASSES,
+        extra: Vec::new(),
     })
 }

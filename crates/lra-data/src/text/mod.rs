@@ -43,6 +43,7 @@ pub fn load(root: &Path, mut on_problem: OnProblem) -> Result<TaskData> {
         test,
         vocab_size: VOCAB_SIZE,
         num_classes: NUM_CLASSES,
+        extra: Vec::new(),
     })
 }
 

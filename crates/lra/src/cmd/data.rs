@@ -10,7 +10,7 @@ use burn::tensor::Device;
 use clap::{Args, Subcommand};
 use lra_data::listops::{self, GenerateConfig};
 use lra_data::pathfinder;
-use lra_data::{DataError, OnProblem, Split, SplitData, TaskData, cache};
+use lra_data::{DataError, Labels, OnProblem, SplitData, TaskData, cache};
 
 use crate::batches::{TrainOrder, make_batch};
 use crate::config;
@@ -225,7 +225,7 @@ pub struct CheckReport {
     pub task: String,
     pub data: PathBuf,
     /// Statistics of each split that could be read.
-    pub splits: Vec<(Split, SplitStats)>,
+    pub splits: Vec<(String, SplitStats)>,
     /// Every problem, as `file:line: message` / `file: record N: message`.
     pub problems: Vec<String>,
     /// Batches per second of the loader on the train split, with the batch shape.
@@ -236,8 +236,10 @@ pub struct CheckReport {
 #[derive(Debug)]
 pub struct SplitStats {
     pub examples: usize,
-    /// Examples per class.
+    /// Examples per class (empty for scores and unlabelled splits).
     pub label_counts: Vec<usize>,
+    /// Min, mean and max of the scores (regression tasks).
+    pub score_range: Option<[f64; 3]>,
     /// Document lengths in tokens: min, mean, median, max.
     pub lengths: [f64; 4],
     /// Documents longer than `max_len` (truncated when training).
@@ -291,15 +293,17 @@ pub fn check(args: &CheckArgs) -> Result<CheckReport> {
     };
     let mut problems: Vec<String> = found.iter().map(ToString::to_string).collect();
     let cache_dir = set.cache_dir()?;
-    if cache::exists(&cache_dir)
-        && let Err(error) = cache::read(&cache_dir, &set.cache_name()?)
+    if cache::exists(&cache_dir, set.task.extra_splits())
+        && let Err(error) = cache::read(&cache_dir, &set.cache_name()?, set.task.extra_splits())
     {
         problems.push(error.to_string());
     }
     let splits = parsed
         .as_ref()
         .map(|d| {
-            Vec::from(Split::ALL.map(|s| (s, split_stats(d.split(s), d.num_classes, max_len))))
+            d.named_splits()
+                .map(|(name, split)| (name.to_string(), split_stats(split, d.num_classes, max_len)))
+                .collect()
         })
         .unwrap_or_default();
     let loader = parsed
@@ -323,9 +327,22 @@ fn is_record_problem(error: &DataError) -> bool {
 }
 
 fn split_stats(split: &SplitData, num_classes: usize, max_len: usize) -> SplitStats {
-    let mut label_counts = vec![0; num_classes];
-    for &label in split.labels() {
-        label_counts[label as usize] += 1;
+    let mut label_counts = Vec::new();
+    let mut score_range = None;
+    match split.labels() {
+        Labels::Classes(classes) => {
+            label_counts = vec![0; num_classes];
+            for &class in classes {
+                label_counts[class as usize] += 1;
+            }
+        }
+        Labels::Scores(scores) if !scores.is_empty() => {
+            let values = scores.iter().map(|&s| f64::from(s));
+            let mean = values.clone().sum::<f64>() / scores.len() as f64;
+            let min = values.clone().fold(f64::INFINITY, f64::min);
+            score_range = Some([min, mean, values.fold(f64::NEG_INFINITY, f64::max)]);
+        }
+        Labels::Scores(_) | Labels::Unlabelled => {}
     }
     let mut lengths: Vec<usize> = split.document_lengths().collect();
     lengths.sort_unstable();
@@ -344,6 +361,7 @@ fn split_stats(split: &SplitData, num_classes: usize, max_len: usize) -> SplitSt
     SplitStats {
         examples: split.len(),
         label_counts,
+        score_range,
         lengths: stats,
         truncated,
     }
@@ -377,14 +395,21 @@ impl std::fmt::Display for CheckReport {
                 let share = 100.0 * *count as f64 / total;
                 let _ = write!(labels, " {class}:{count} ({share:.1}%)");
             }
+            if let Some([min, mean, max]) = stats.score_range {
+                let _ = write!(
+                    labels,
+                    " scores min {min:.2} / mean {mean:.2} / max {max:.2}"
+                );
+            }
+            if labels.is_empty() {
+                labels.push_str(" none");
+            }
             let [min, mean, median, max] = stats.lengths;
             writeln!(
                 f,
                 "  {:<5} {:>7} examples; labels{labels}\n        length min {min:.0} / mean {mean:.1} / \
                  median {median:.0} / max {max:.0}; {} document(s) longer than the preset length",
-                split.name(),
-                stats.examples,
-                stats.truncated
+                split, stats.examples, stats.truncated
             )?;
         }
         if let Some(speed) = &self.loader {

@@ -21,7 +21,8 @@ use lra_data::{OnProblem, TaskData, cache};
 
 use crate::config::TaskConfig;
 use crate::metrics::Metric;
-use crate::objective::Objective;
+use crate::objective::{Objective, Predictions};
+use crate::results::atomic_write;
 use crate::suggest::unknown_name;
 
 pub use settings::parse_settings;
@@ -93,6 +94,10 @@ pub trait Task: Sync {
         let _ = settings;
         Ok(self.name().to_string())
     }
+    /// Names of the evaluation splits beyond validation and test (MNLI's mismatched sets, AX).
+    fn extra_splits(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Reads the official-format files under `root` (which may be the top of the release).
     fn read(&self, root: &Path, settings: &toml::Table, on_problem: OnProblem) -> Result<TaskData>;
     /// Problems found by a check of the source files that reading alone would not find (e.g.
@@ -100,6 +105,28 @@ pub trait Task: Sync {
     fn check_sources(&self, root: &Path, settings: &toml::Table) -> Result<Vec<String>> {
         let _ = (root, settings);
         Ok(Vec::new())
+    }
+    /// Writes a model's answers on the unlabelled split `split` in the form the task's benchmark
+    /// takes them, inside the run folder `run_dir`, and returns the file's path relative to it.
+    /// Default: `predictions/<split>.tsv` with the lines `index<TAB>prediction`.
+    fn write_predictions(
+        &self,
+        config: &TaskConfig,
+        run_dir: &Path,
+        split: &str,
+        predictions: &Predictions,
+    ) -> Result<PathBuf> {
+        let _ = config;
+        let relative = Path::new("predictions").join(format!("{split}.tsv"));
+        let mut text = String::from("index\tprediction\n");
+        for index in 0..predictions.len() {
+            text.push_str(&format!("{index}\t{}\n", predictions.text(index)));
+        }
+        let path = run_dir.join(&relative);
+        std::fs::create_dir_all(run_dir.join("predictions"))
+            .with_context(|| format!("cannot create {}", run_dir.join("predictions").display()))?;
+        atomic_write(&path, text.as_bytes())?;
+        Ok(relative)
     }
     /// Makes the data in `data_dir` when it is missing and the settings say how (synthetic tasks).
     fn generate_if_missing(
@@ -168,8 +195,9 @@ impl DataSet {
     pub fn load(&self, quiet: bool) -> Result<TaskData> {
         let name = self.task.name();
         let dir = self.cache_dir()?;
-        if cache::exists(&dir) {
-            return cache::read(&dir, &self.cache_name()?)
+        let extra = self.task.extra_splits();
+        if cache::exists(&dir, extra) {
+            return cache::read(&dir, &self.cache_name()?, extra)
                 .with_context(|| format!("loading the prepared {name} cache"));
         }
         self.task

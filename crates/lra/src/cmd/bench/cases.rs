@@ -266,8 +266,9 @@ fn random_batch(
     Batch {
         tokens,
         pad_mask,
+        types: None,
         second: (documents == 2).then(document),
-        targets,
+        targets: Some(targets),
     }
 }
 
