@@ -220,8 +220,9 @@ fn padded_name(name: &str, len: usize) -> Vec<u8> {
     bytes
 }
 
-/// Opens the split files of `task` in `dir` (the three usual ones and the `extra` named ones),
-/// checking each one.
+/// Opens the split files of `task` in `dir`, checking each one: train, val, test, the `extra`
+/// named ones (which must be there), then any other split file the folder holds (a split a task
+/// reads when its source is present, e.g. GLUE's AX next to MNLI), by name.
 pub fn read(dir: &Path, task: &str, extra: &[&str]) -> Result<TaskData> {
     let (train, train_sizes) = read_split(&split_path(dir, "train"), task, "train")?;
     let read_checked = |name: &str| {
@@ -240,9 +241,11 @@ pub fn read(dir: &Path, task: &str, extra: &[&str]) -> Result<TaskData> {
     };
     let val = read_checked("val")?;
     let test = read_checked("test")?;
-    let extra = extra
+    let mut names: Vec<String> = extra.iter().map(|name| name.to_string()).collect();
+    names.extend(other_split_files(dir, &names)?);
+    let extra = names
         .iter()
-        .map(|&name| {
+        .map(|name| {
             read_checked(name).map(|data| NamedSplit {
                 name: name.to_string(),
                 data,
@@ -264,6 +267,26 @@ fn cache_error(path: &Path, message: String) -> DataError {
         path: path.to_path_buf(),
         message,
     }
+}
+
+/// Names of the split files in `dir` other than train, val, test and `known`, sorted.
+fn other_split_files(dir: &Path, known: &[String]) -> Result<Vec<String>> {
+    let entries = fs::read_dir(dir).map_err(|source| DataError::io(dir, source))?;
+    let mut names = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|source| DataError::io(dir, source))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some(stem) = name.strip_suffix(".lrac")
+            && !["train", "val", "test"].contains(&stem)
+            && !known.iter().any(|k| k == stem)
+        {
+            names.push(stem.to_string());
+        }
+    }
+    names.sort();
+    Ok(names)
 }
 
 /// One split file: the split and its `(vocab_size, num_classes)`.

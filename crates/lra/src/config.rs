@@ -60,7 +60,13 @@ impl TaskConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
+    /// Optimisation steps; 0 (the default) takes them from `epochs`.
+    #[serde(default)]
     pub steps: usize,
+    /// Passes over the training split, when `steps` is 0: `steps = ⌈epochs · examples / batch⌉`,
+    /// fixed once the data is loaded (GLUE recipes are in epochs, LRA's in steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<f64>,
     pub batch_size: usize,
     /// Peak learning rate (AdamW).
     pub lr: f64,
@@ -76,6 +82,19 @@ pub struct TrainConfig {
     pub eval_every: usize,
     /// Validate on at most this many batches; 0 = the whole validation split.
     pub eval_batches: usize,
+}
+
+impl TrainConfig {
+    /// The schedule for a training split of `examples` examples: `steps`, or when it is 0,
+    /// `⌈epochs · examples / batch_size⌉`.
+    pub fn for_examples(&self, examples: usize) -> TrainConfig {
+        let mut resolved = self.clone();
+        if let (0, Some(epochs)) = (self.steps, self.epochs) {
+            let steps = (epochs * examples as f64 / self.batch_size as f64).ceil();
+            resolved.steps = (steps as usize).max(1);
+        }
+        resolved
+    }
 }
 
 /// Learning-rate schedule after linear warmup.
@@ -161,7 +180,6 @@ impl ExperimentConfig {
             ("model.n_heads", self.model.n_heads),
             ("model.d_ffn", self.model.d_ffn),
             ("model.head_hidden", self.model.head_hidden),
-            ("train.steps", self.train.steps),
             ("train.batch_size", self.train.batch_size),
             ("train.eval_every", self.train.eval_every),
         ];
@@ -178,6 +196,13 @@ impl ExperimentConfig {
                 bail!("{key} = {p}: expected a probability in [0, 1)");
             }
         }
+        match (self.train.steps, self.train.epochs) {
+            (0, None) => bail!("train.steps must be at least 1 (or give train.epochs)"),
+            (0, Some(epochs)) if !(epochs.is_finite() && epochs > 0.0) => {
+                bail!("train.epochs = {epochs}: expected a positive number of passes")
+            }
+            _ => {}
+        }
         if self.train.lr.is_nan() || self.train.lr <= 0.0 {
             bail!(
                 "train.lr = {}: expected a positive learning rate",
@@ -185,6 +210,13 @@ impl ExperimentConfig {
             );
         }
         self.model.validate()?;
+        if self.task.task()?.input() == InputLayout::Tokenized && self.model.token_types == 0 {
+            bail!(
+                "model.token_types = 0, but task {} feeds token types: set it to the checkpoint's \
+                 type vocabulary (2 for BERT, 1 for RoBERTa), or start from one with --init",
+                self.task.name
+            );
+        }
         let mixer = self.mixer_config()?;
         mixer.validate(&self.mixer_dims())?;
         Ok(())
@@ -220,7 +252,8 @@ pub fn mixer_kind(name: &str) -> Result<MixerKind> {
 /// What a run asks for on the command line (`lra run`, `lra bench`), before resolution.
 #[derive(Clone, Debug, Default)]
 pub struct Request {
-    /// Named config under `experiments/`; default `lra-pytorch/<task>`.
+    /// Named config under `experiments/`; default: the task's (`lra-pytorch/<task>`,
+    /// `glue/<task>`).
     pub preset: Option<String>,
     /// Experiment config file instead of a preset.
     pub config_file: Option<PathBuf>,
@@ -246,8 +279,8 @@ pub fn resolve(request: &Request) -> Result<ExperimentConfig> {
         (Some(file), _) => load_file(file)?,
         (None, Some(preset)) => load_preset(preset)?,
         (None, None) => {
-            let task = request.task.as_deref().unwrap_or("listops");
-            load_preset(&format!("lra-pytorch/{task}"))?
+            let task = task::find(request.task.as_deref().unwrap_or("listops"))?;
+            load_preset(&task.default_preset())?
         }
     };
     if let Some(task) = &request.task

@@ -29,6 +29,7 @@ mod tests {
     fn train(schedule: Schedule) -> TrainConfig {
         TrainConfig {
             steps: 100,
+            epochs: None,
             batch_size: 1,
             lr: 1.0,
             warmup_steps: 10,

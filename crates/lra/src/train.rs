@@ -108,6 +108,11 @@ pub fn train(
     run: &RunDir,
     options: &RunOptions,
 ) -> Result<Outcome> {
+    // Epochs become steps once the data is known; config.toml keeps what was asked for.
+    let config = &ExperimentConfig {
+        train: config.train.for_examples(data.train.len()),
+        ..config.clone()
+    };
     let t = &config.train;
     let device = options.device.clone().autodiff();
     device.seed(config.seed);

@@ -79,7 +79,8 @@ fn a_prepared_cache_is_all_training_needs() {
     let root = tempfile::tempdir().unwrap();
     let tsv = fixtures::write_aan(root.path());
     let data = root.path().join("lra_release");
-    let cache = prepare(&DataSet::new("retrieval", &data, &toml::Table::new()).unwrap()).unwrap();
+    let cache =
+        prepare(&DataSet::new("retrieval", &data, &toml::Table::new(), 4000).unwrap()).unwrap();
     assert!(cache.starts_with(&data));
     std::fs::remove_dir_all(tsv).unwrap();
     let summary = finishes(&small_run(
@@ -121,8 +122,9 @@ fn check_reports_counts_labels_lengths_and_every_problem() {
             task: "retrieval".into(),
             data: root.path().to_path_buf(),
             contour_length: None,
+            tokenizer: None,
+            max_len: Some(30),
         },
-        max_len: Some(30),
         batch_size: Some(2),
     };
     let clean = check(&args).unwrap();
@@ -178,8 +180,9 @@ fn generated_pathfinder_sets_check_clean_and_train_under_every_preset() {
             task: "pathfinder".into(),
             data: root.path().to_path_buf(),
             contour_length: None,
+            tokenizer: None,
+            max_len: None,
         },
-        max_len: None,
         batch_size: Some(4),
     })
     .unwrap();
@@ -210,8 +213,9 @@ fn generated_pathfinder_sets_check_clean_and_train_under_every_preset() {
             task: "pathfinder".into(),
             data: root.path().to_path_buf(),
             contour_length: Some(9),
+            tokenizer: None,
+            max_len: None,
         },
-        max_len: None,
         batch_size: Some(4),
     })
     .unwrap();
@@ -222,7 +226,7 @@ fn generated_pathfinder_sets_check_clean_and_train_under_every_preset() {
         "80/10/10 of the 40 contour-length-9 images"
     );
     // After `prepare`, training reads the cache alone: the PNGs can go.
-    prepare(&DataSet::new("pathx", root.path(), &toml::Table::new()).unwrap()).unwrap();
+    prepare(&DataSet::new("pathx", root.path(), &toml::Table::new(), 16384).unwrap()).unwrap();
     std::fs::remove_dir_all(
         root.path()
             .join("pathfinder128/curv_contour_length_14/imgs"),

@@ -6,6 +6,7 @@
 //! The per-task facts (files, columns, label orders) live in one table, [`task::TASKS`].
 
 mod data;
+mod encode;
 mod locate;
 pub mod parquet;
 mod submission;
@@ -13,6 +14,7 @@ pub mod task;
 pub mod tsv;
 
 pub use data::{GlueExample, GlueSplitData, Target, read_split};
+pub use encode::encode_split;
 pub use locate::{GlueFile, GlueLayout, locate};
 pub use submission::{Prediction, write_submission};
 pub use task::{GlueSplit, GlueTask, SplitSpec, TaskSpec};

@@ -75,6 +75,13 @@ pub struct TaskArgs {
     /// Pathfinder tasks: the difficulty (contour length 6, 9 or 14); default 14, the paper's sets.
     #[arg(long)]
     pub contour_length: Option<u32>,
+    /// GLUE tasks: the checkpoint folder whose tokenizer encodes the texts.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Sequence length: GLUE texts are truncated to it when tokenized; `check` counts longer
+    /// documents and times the loader with it (default: the task's preset's `task.max_len`).
+    #[arg(long)]
+    pub max_len: Option<usize>,
 }
 
 impl TaskArgs {
@@ -84,8 +91,24 @@ impl TaskArgs {
         if let Some(length) = self.contour_length {
             settings.insert("contour_length".into(), i64::from(length).into());
         }
-        DataSet::new(&self.task, &self.data, &settings)
+        if let Some(tokenizer) = &self.tokenizer {
+            settings.insert("tokenizer".into(), tokenizer.display().to_string().into());
+        }
+        DataSet::new(&self.task, &self.data, &settings, self.max_len())
             .with_context(|| format!("lra data … {} --data {}", self.task, self.data.display()))
+    }
+
+    /// `--max-len`, else the task's preset's, else 1024.
+    fn max_len(&self) -> usize {
+        self.max_len
+            .or(self.preset().map(|p| p.task.max_len))
+            .unwrap_or(1024)
+    }
+
+    /// The task's reference preset, when it has one.
+    fn preset(&self) -> Option<config::ExperimentConfig> {
+        let task = crate::task::find(&self.task).ok()?;
+        config::load_preset(&task.default_preset()).ok()
     }
 }
 
@@ -94,11 +117,7 @@ impl TaskArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub target: TaskArgs,
-    /// Length the statistics count truncations at and the loader is timed with (default: the
-    /// `lra-pytorch/TASK` preset's `task.max_len`).
-    #[arg(long)]
-    pub max_len: Option<usize>,
-    /// Batch size the loader is timed with (default: the `lra-pytorch/TASK` preset's).
+    /// Batch size the loader is timed with (default: the task's preset's).
     #[arg(long)]
     pub batch_size: Option<usize>,
 }
@@ -258,14 +277,10 @@ pub struct LoaderSpeed {
 pub fn check(args: &CheckArgs) -> Result<CheckReport> {
     let set = args.target.data_set()?;
     let (task, data) = (&args.target.task, &args.target.data);
-    let preset = config::load_preset(&format!("lra-pytorch/{task}")).ok();
-    let max_len = args
-        .max_len
-        .or(preset.as_ref().map(|p| p.task.max_len))
-        .unwrap_or(1024);
+    let max_len = set.max_len;
     let batch_size = args
         .batch_size
-        .or(preset.as_ref().map(|p| p.train.batch_size))
+        .or(args.target.preset().map(|p| p.train.batch_size))
         .unwrap_or(32);
     let source_problems = set.task.check_sources(data, &set.settings)?;
     if !source_problems.is_empty() {

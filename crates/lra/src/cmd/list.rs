@@ -90,6 +90,7 @@ fn task_entry(task: &dyn crate::task::Task) -> TaskEntry {
         input: match task.input() {
             InputLayout::Single => "one sequence",
             InputLayout::DualEncoder => "document pairs, dual encoder",
+            InputLayout::Tokenized => "tokenized text (pairs joined), token types",
         },
         objective: match task.objective() {
             Objective::Classification { classes } => format!("{classes}-class classification"),

@@ -20,8 +20,8 @@ pub struct RunArgs {
     /// Task; must match the preset's task.
     #[arg(long, short)]
     pub task: Option<String>,
-    /// Named config under experiments/ (e.g. `tiny`, `lra-pytorch/listops`).
-    /// Default: `lra-pytorch/<task>`.
+    /// Named config under experiments/ (e.g. `tiny`, `lra-pytorch/listops`, `glue/sst2`).
+    /// Default: the task's (`lra-pytorch/<task>`, `glue/<task>`).
     #[arg(long, short, conflicts_with = "config")]
     pub preset: Option<String>,
     /// Experiment config file (TOML), instead of a preset.

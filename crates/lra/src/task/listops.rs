@@ -9,7 +9,7 @@ use lra_data::listops::{self, GenerateConfig};
 use lra_data::{OnProblem, TaskData};
 use serde::{Deserialize, Serialize};
 
-use super::{InputLayout, PublishedColumn, Task, settings};
+use super::{DataSet, InputLayout, PublishedColumn, Task, settings};
 use crate::objective::Objective;
 
 /// Where the ListOps files are looked for (the release keeps them in `listops-1000/`).
@@ -44,8 +44,8 @@ impl Task for Listops {
     fn input(&self) -> InputLayout {
         InputLayout::Single
     }
-    fn vocab_size(&self) -> usize {
-        listops::VOCAB.len()
+    fn vocab_size(&self, _: &toml::Table) -> Result<usize> {
+        Ok(listops::VOCAB.len())
     }
     fn objective(&self) -> Objective {
         Objective::Classification {
@@ -61,7 +61,8 @@ impl Task for Listops {
     fn resolve_settings(&self, settings: &toml::Table) -> Result<toml::Table> {
         settings::resolve::<Settings>(self.name(), settings)
     }
-    fn read(&self, root: &Path, _: &toml::Table, _: OnProblem) -> Result<TaskData> {
+    fn read(&self, set: &DataSet, _: OnProblem) -> Result<TaskData> {
+        let root = &set.root;
         Ok(listops::load(&LAYOUT.locate(root)?)?)
     }
     fn generate_if_missing(&self, dir: &Path, settings: &toml::Table, quiet: bool) -> Result<()> {

@@ -7,6 +7,7 @@
 //! Add a task: a module here implementing [`Task`] (a reader in `lra-data`, a settings struct for
 //! its own `[task]` keys) and one line in [`TASKS`].
 
+mod glue;
 mod image;
 mod listops;
 mod pathfinder;
@@ -27,7 +28,7 @@ use crate::suggest::unknown_name;
 
 pub use settings::parse_settings;
 
-/// Every registered task, in the LRA paper's table order.
+/// Every registered task: LRA in its paper's table order, then GLUE in the benchmark's.
 pub static TASKS: &[&dyn Task] = &[
     &listops::Listops,
     &text::Text,
@@ -36,6 +37,15 @@ pub static TASKS: &[&dyn Task] = &[
     &pathfinder::PATHFINDER,
     &pathfinder::PATH_X,
     &pathfinder::PATH_256,
+    &glue::COLA,
+    &glue::SST2,
+    &glue::MRPC,
+    &glue::STSB,
+    &glue::QQP,
+    &glue::MNLI,
+    &glue::QNLI,
+    &glue::RTE,
+    &glue::WNLI,
 ];
 
 /// How a task's examples enter the model.
@@ -46,13 +56,16 @@ pub enum InputLayout {
     /// Two documents encoded separately by one shared encoder, classified from
     /// `[a, b, a·b, a − b]` (LRA retrieval).
     DualEncoder,
+    /// Texts encoded by a pretrained tokenizer into one sequence with token types (one sentence,
+    /// or a pair joined by separator tokens: GLUE).
+    Tokenized,
 }
 
 impl InputLayout {
     /// Documents stored per example.
     pub fn documents(self) -> usize {
         match self {
-            InputLayout::Single => 1,
+            InputLayout::Single | InputLayout::Tokenized => 1,
             InputLayout::DualEncoder => 2,
         }
     }
@@ -74,7 +87,8 @@ pub trait Task: Sync {
     /// How examples enter the model.
     fn input(&self) -> InputLayout;
     /// Token ids of the task's vocabulary, padding included (the embedding's rows).
-    fn vocab_size(&self) -> usize;
+    /// (With these settings: GLUE's vocabulary is its tokenizer's.)
+    fn vocab_size(&self, settings: &toml::Table) -> Result<usize>;
     /// What the model predicts and the loss it trains with.
     fn objective(&self) -> Objective;
     /// Metrics reported on every evaluated split (the loss is always reported too).
@@ -87,11 +101,15 @@ pub trait Task: Sync {
     }
     /// Where the task's published numbers are.
     fn published(&self) -> Option<PublishedColumn>;
+    /// The preset `lra run --task NAME` starts from.
+    fn default_preset(&self) -> String {
+        format!("lra-pytorch/{}", self.name())
+    }
     /// Checks the task's own `[task]` keys and returns them with every default filled in.
     fn resolve_settings(&self, settings: &toml::Table) -> Result<toml::Table>;
-    /// Name of the prepared cache folder of the data set these settings select.
-    fn cache_name(&self, settings: &toml::Table) -> Result<String> {
-        let _ = settings;
+    /// Name of the prepared cache folder of the data set `set` selects (at most 16 bytes).
+    fn cache_name(&self, set: &DataSet) -> Result<String> {
+        let _ = set;
         Ok(self.name().to_string())
     }
     /// Names of the evaluation splits beyond validation and test (MNLI's mismatched sets, AX).
@@ -99,7 +117,9 @@ pub trait Task: Sync {
         &[]
     }
     /// Reads the official-format files under `root` (which may be the top of the release).
-    fn read(&self, root: &Path, settings: &toml::Table, on_problem: OnProblem) -> Result<TaskData>;
+    /// `set.root` may be the top of the release; `set.max_len` is the model's sequence length,
+    /// which tasks that tokenize while reading (GLUE) truncate to.
+    fn read(&self, set: &DataSet, on_problem: OnProblem) -> Result<TaskData>;
     /// Problems found by a check of the source files that reading alone would not find (e.g.
     /// corrupt or duplicate Pathfinder images); empty when there is none.
     fn check_sources(&self, root: &Path, settings: &toml::Table) -> Result<Vec<String>> {
@@ -149,35 +169,44 @@ pub fn find(name: &str) -> Result<&'static dyn Task> {
         .ok_or_else(|| unknown_name("task", name, TASKS.iter().map(|t| t.name())))
 }
 
-/// One task's data: the task, the folder its files are under, and the task's settings (which
-/// select e.g. the Pathfinder difficulty).
+/// One task's data: the task, the folder its files are under, the task's settings (which
+/// select e.g. the Pathfinder difficulty or GLUE's tokenizer) and the model's sequence length.
 #[derive(Clone)]
 pub struct DataSet {
     pub task: &'static dyn Task,
     pub root: PathBuf,
     /// The task's settings, checked and with defaults filled in.
     pub settings: toml::Table,
+    /// Tokens per sequence the model takes (`task.max_len`).
+    pub max_len: usize,
 }
 
 impl DataSet {
-    /// The data of task `name` under `root` with `settings` (checked by the task).
-    pub fn new(name: &str, root: &Path, settings: &toml::Table) -> Result<Self> {
+    /// The data of task `name` under `root` with `settings` (checked by the task), for a model
+    /// of `max_len` tokens.
+    pub fn new(name: &str, root: &Path, settings: &toml::Table, max_len: usize) -> Result<Self> {
         let task = find(name)?;
         Ok(Self {
             task,
             root: root.to_path_buf(),
             settings: task.resolve_settings(settings)?,
+            max_len,
         })
     }
 
     /// The data a task config names.
     pub fn of(config: &TaskConfig) -> Result<Self> {
-        Self::new(&config.name, &config.data_dir, &config.settings)
+        Self::new(
+            &config.name,
+            &config.data_dir,
+            &config.settings,
+            config.max_len,
+        )
     }
 
     /// Name of the prepared cache: the task, plus what the settings select (`pathx-cl14`).
     pub fn cache_name(&self) -> Result<String> {
-        self.task.cache_name(&self.settings)
+        self.task.cache_name(self)
     }
 
     /// The folder `lra data prepare` writes the cache into.
@@ -187,7 +216,7 @@ impl DataSet {
 
     /// Reads the official-format files.
     pub fn read(&self, on_problem: OnProblem) -> Result<TaskData> {
-        self.task.read(&self.root, &self.settings, on_problem)
+        self.task.read(self, on_problem)
     }
 
     /// Reads (or first generates) the train/val/test splits: from the prepared cache when

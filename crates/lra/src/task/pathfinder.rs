@@ -9,7 +9,7 @@ use lra_data::pathfinder::{self, Variant};
 use lra_data::{OnProblem, TaskData};
 use serde::{Deserialize, Serialize};
 
-use super::{InputLayout, PublishedColumn, Task, settings};
+use super::{DataSet, InputLayout, PublishedColumn, Task, settings};
 use crate::objective::Objective;
 
 /// One Pathfinder task: its name and the release set it reads by default.
@@ -73,8 +73,8 @@ impl Task for Pathfinder {
     fn input(&self) -> InputLayout {
         InputLayout::Single
     }
-    fn vocab_size(&self) -> usize {
-        pathfinder::PIXEL_VALUES
+    fn vocab_size(&self, _: &toml::Table) -> Result<usize> {
+        Ok(pathfinder::PIXEL_VALUES)
     }
     fn objective(&self) -> Objective {
         Objective::Classification {
@@ -91,8 +91,8 @@ impl Task for Pathfinder {
         settings::resolve::<Settings>(self.name, settings)
     }
     /// The task plus the difficulty (`pathx-cl14`): one cache per set.
-    fn cache_name(&self, settings: &toml::Table) -> Result<String> {
-        let variant = self.variant(settings)?;
+    fn cache_name(&self, set: &DataSet) -> Result<String> {
+        let variant = self.variant(&set.settings)?;
         Ok(format!("{}-cl{}", self.name, variant.contour_length))
     }
     /// The set check reads every image once: empty, duplicate, corrupt or wrong-size images.
@@ -100,7 +100,9 @@ impl Task for Pathfinder {
         let report = pathfinder::check(&pathfinder::find(root, self.variant(settings)?)?);
         Ok(report.problems.iter().map(ToString::to_string).collect())
     }
-    fn read(&self, root: &Path, settings: &toml::Table, _: OnProblem) -> Result<TaskData> {
+    fn read(&self, set: &DataSet, _: OnProblem) -> Result<TaskData> {
+        let root = &set.root;
+        let settings = &set.settings;
         Ok(pathfinder::load_task(root, self.variant(settings)?)?)
     }
 }

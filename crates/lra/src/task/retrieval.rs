@@ -1,13 +1,11 @@
 //! Retrieval (LRA): byte-level AAN citation matching of document pairs through a dual encoder,
 //! 2 classes.
 
-use std::path::Path;
-
 use anyhow::Result;
 use lra_data::{OnProblem, TaskData, retrieval};
 
 use super::settings::{self, NoSettings};
-use super::{InputLayout, PublishedColumn, Task};
+use super::{DataSet, InputLayout, PublishedColumn, Task};
 use crate::objective::Objective;
 
 pub struct Retrieval;
@@ -22,8 +20,8 @@ impl Task for Retrieval {
     fn input(&self) -> InputLayout {
         InputLayout::DualEncoder
     }
-    fn vocab_size(&self) -> usize {
-        retrieval::VOCAB_SIZE
+    fn vocab_size(&self, _: &toml::Table) -> Result<usize> {
+        Ok(retrieval::VOCAB_SIZE)
     }
     fn objective(&self) -> Objective {
         Objective::Classification {
@@ -39,7 +37,8 @@ impl Task for Retrieval {
     fn resolve_settings(&self, settings: &toml::Table) -> Result<toml::Table> {
         settings::resolve::<NoSettings>(self.name(), settings)
     }
-    fn read(&self, root: &Path, _: &toml::Table, on_problem: OnProblem) -> Result<TaskData> {
+    fn read(&self, set: &DataSet, on_problem: OnProblem) -> Result<TaskData> {
+        let root = &set.root;
         Ok(retrieval::load(root, on_problem)?)
     }
 }

@@ -1,12 +1,10 @@
 //! Text (LRA): byte-level IMDB sentiment from the raw `aclImdb/` reviews, 2 classes.
 
-use std::path::Path;
-
 use anyhow::Result;
 use lra_data::{OnProblem, TaskData, text};
 
 use super::settings::{self, NoSettings};
-use super::{InputLayout, PublishedColumn, Task};
+use super::{DataSet, InputLayout, PublishedColumn, Task};
 use crate::objective::Objective;
 
 pub struct Text;
@@ -21,8 +19,8 @@ impl Task for Text {
     fn input(&self) -> InputLayout {
         InputLayout::Single
     }
-    fn vocab_size(&self) -> usize {
-        text::VOCAB_SIZE
+    fn vocab_size(&self, _: &toml::Table) -> Result<usize> {
+        Ok(text::VOCAB_SIZE)
     }
     fn objective(&self) -> Objective {
         Objective::Classification {
@@ -38,7 +36,8 @@ impl Task for Text {
     fn resolve_settings(&self, settings: &toml::Table) -> Result<toml::Table> {
         settings::resolve::<NoSettings>(self.name(), settings)
     }
-    fn read(&self, root: &Path, _: &toml::Table, on_problem: OnProblem) -> Result<TaskData> {
+    fn read(&self, set: &DataSet, on_problem: OnProblem) -> Result<TaskData> {
+        let root = &set.root;
         Ok(text::load(root, on_problem)?)
     }
 }

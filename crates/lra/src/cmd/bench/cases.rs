@@ -283,7 +283,7 @@ fn time_model(
     let base = device::parse(device_name)?;
     let task = config.task.task()?;
     let objective = task.objective();
-    let vocab_size = task.vocab_size();
+    let vocab_size = task.vocab_size(&config.task.settings)?;
     let documents = task.input().documents();
     let model_config = config.classifier(vocab_size, objective.outputs())?;
     let timing = if mode == Mode::Forward {
