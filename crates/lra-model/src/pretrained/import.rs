@@ -17,7 +17,7 @@ use burn_store::{
 
 use super::config::CheckpointConfig;
 use super::error::{PretrainedError, Result};
-use super::keys::{self, Target};
+use super::keys::{Mapping, Target};
 use super::report::{ImportReport, LeftAtInit, Loaded, PositionRows, Unused};
 
 /// The weights file of a checkpoint folder: `model.safetensors`, else `pytorch_model.bin`
@@ -51,9 +51,10 @@ pub fn import<M: Module>(
         .iter()
         .map(|tensor| (tensor.name.clone(), tensor.shape.to_vec()))
         .collect();
-    let (tensors, renames) = keys::remapper(config.family, target).remap(tensors);
+    let mapping = Mapping::for_module(module, config.family, target, mixer);
+    let (tensors, renames) = mapping.remapper().remap(tensors);
     let original: HashMap<String, String> = renames.into_iter().collect();
-    let (tensors, positions) = cut_position_table(tensors, config, target, max_len, weights)?;
+    let (tensors, positions) = cut_position_table(tensors, config, &mapping, max_len, weights)?;
 
     let adapter =
         PyTorchToBurnAdapter.chain(FloatCastAdapter::to(device.settings().float_dtype.into()));
@@ -72,7 +73,7 @@ pub fn import<M: Module>(
     let mut left_at_init = Vec::new();
     let mut missing = Vec::new();
     for (parameter, _) in result.missing {
-        match keys::init_reason(&parameter, target, mixer) {
+        match mapping.init_reason(&parameter) {
             Some(reason) => left_at_init.push(LeftAtInit { parameter, reason }),
             None => missing.push(parameter),
         }
@@ -101,7 +102,7 @@ pub fn import<M: Module>(
             .iter()
             .map(|path| {
                 let key = key_of(path);
-                let reason = keys::unused_reason(&key, config.family, mixer);
+                let reason = mapping.unused_reason(&key);
                 Unused { key, reason }
             })
             .collect(),
@@ -133,12 +134,12 @@ fn read_tensors(path: &Path) -> Result<Vec<PackTensor>> {
 fn cut_position_table(
     tensors: Vec<PackTensor>,
     config: &CheckpointConfig,
-    target: Target,
+    mapping: &Mapping,
     max_len: usize,
     weights: &Path,
 ) -> Result<(Vec<PackTensor>, PositionRows)> {
     let first = config.position_offset();
-    let path = keys::positions_path(target);
+    let path = mapping.positions_path();
     let rows = tensors
         .iter()
         .find(|tensor| tensor.name == path)

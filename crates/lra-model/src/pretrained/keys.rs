@@ -21,7 +21,8 @@
 //!
 //! LayerNorm `weight`/`bias` (or the older `gamma`/`beta`) become Burn's `gamma`/`beta`.
 
-use burn_store::KeyRemapper;
+use burn::module::Module;
+use burn_store::{KeyRemapper, ModuleSnapshot};
 
 use super::config::Family;
 
@@ -42,75 +43,177 @@ impl Target {
     }
 }
 
-/// The remapping patterns, applied in order to each key (`KeyRemapper` applies every pattern
-/// that matches, each to the result of the previous ones).
-pub fn patterns(family: Family, target: Target) -> Vec<(String, String)> {
-    let encoder = target.encoder_prefix();
-    let layer = r"^encoder\.layer\.(\d+)\.";
-    let block = format!("{encoder}blocks.${{1}}.");
-    let mut patterns = vec![
-        // A task model's keys carry the base model's prefix; the base model's own do not.
-        (format!(r"^{}\.", family.name()), String::new()),
-        (
-            r"^embeddings\.word_embeddings\.".into(),
-            format!("{encoder}tokens."),
-        ),
-        (
-            r"^embeddings\.position_embeddings\.".into(),
-            format!("{encoder}positions."),
-        ),
-        (
-            r"^embeddings\.token_type_embeddings\.".into(),
-            format!("{encoder}token_types."),
-        ),
-        (
-            r"^embeddings\.LayerNorm\.".into(),
-            format!("{encoder}embedding_norm."),
-        ),
-        (
-            format!(r"{layer}attention\.self\.(query|key|value)\."),
-            format!("{block}mixer.projection.${{2}}."),
-        ),
-        (
-            format!(r"{layer}attention\.output\.dense\."),
-            format!("{block}mixer.projection.output."),
-        ),
-        (
-            format!(r"{layer}attention\.output\.LayerNorm\."),
-            format!("{block}mixer_norm."),
-        ),
-        (
-            format!(r"{layer}intermediate\.dense\."),
-            format!("{block}ffn_in."),
-        ),
-        (
-            format!(r"{layer}output\.dense\."),
-            format!("{block}ffn_out."),
-        ),
-        (
-            format!(r"{layer}output\.LayerNorm\."),
-            format!("{block}ffn_norm."),
-        ),
-    ];
-    if target == Target::Classifier {
-        patterns.push((r"^pooler\.dense\.".into(), "head_in.".into()));
+/// How one checkpoint maps onto one model: the family (key prefix), what the parameters belong
+/// to, and where the mixer keeps its Q/K/V/output projections.
+#[derive(Clone, Debug)]
+pub struct Mapping {
+    pub family: Family,
+    pub target: Target,
+    /// The mixer's name, for the report.
+    pub mixer: &'static str,
+    /// Path of the mixer's `MultiHeadProjection` inside `mixer.` (`projection.` for every
+    /// `Attention<Core>`; deeper for a mixer wrapping a host attention), if it has one.
+    pub projection: Option<String>,
+}
+
+impl Mapping {
+    /// The mapping for `module` (built for `target`) with the mixer `mixer`: the projection's
+    /// place is read off the module's own parameter paths.
+    pub fn for_module<M: Module>(
+        module: &M,
+        family: Family,
+        target: Target,
+        mixer: &'static str,
+    ) -> Self {
+        let block = format!("{}blocks.0.mixer.", target.encoder_prefix());
+        let projection = module
+            .collect(None, None, true)
+            .into_iter()
+            .find_map(|tensor| {
+                let inner = tensor
+                    .name
+                    .strip_prefix(&block)?
+                    .strip_suffix("query.weight")?;
+                inner.ends_with("projection.").then(|| inner.to_string())
+            });
+        Self {
+            family,
+            target,
+            mixer,
+            projection,
+        }
     }
-    // Burn's LayerNorm names its parameters gamma and beta.
-    let norm = format!(r"^({encoder}(?:embedding_norm|blocks\.\d+\.(?:mixer_norm|ffn_norm)))\.");
-    patterns.push((format!("{norm}(?:weight|gamma)$"), "${1}.gamma".into()));
-    patterns.push((format!("{norm}(?:bias|beta)$"), "${1}.beta".into()));
-    patterns
-}
 
-/// The patterns as `burn-store`'s remapper.
-pub fn remapper(family: Family, target: Target) -> KeyRemapper {
-    KeyRemapper::from_patterns(patterns(family, target))
-        .expect("the key-mapping patterns are valid regular expressions")
-}
+    /// The remapping patterns, applied in order to each key (`KeyRemapper` applies every
+    /// pattern that matches, each to the result of the previous ones).
+    pub fn patterns(&self) -> Vec<(String, String)> {
+        let encoder = self.target.encoder_prefix();
+        let layer = r"^encoder\.layer\.(\d+)\.";
+        let block = format!("{encoder}blocks.${{1}}.");
+        let mut patterns = vec![
+            // A task model's keys carry the base model's prefix; the base model's own do not.
+            (format!(r"^{}\.", self.family.name()), String::new()),
+            (
+                r"^embeddings\.word_embeddings\.".into(),
+                format!("{encoder}tokens."),
+            ),
+            (
+                r"^embeddings\.position_embeddings\.".into(),
+                format!("{encoder}positions."),
+            ),
+            (
+                r"^embeddings\.token_type_embeddings\.".into(),
+                format!("{encoder}token_types."),
+            ),
+            (
+                r"^embeddings\.LayerNorm\.".into(),
+                format!("{encoder}embedding_norm."),
+            ),
+            (
+                format!(r"{layer}attention\.output\.LayerNorm\."),
+                format!("{block}mixer_norm."),
+            ),
+            (
+                format!(r"{layer}intermediate\.dense\."),
+                format!("{block}ffn_in."),
+            ),
+            (
+                format!(r"{layer}output\.dense\."),
+                format!("{block}ffn_out."),
+            ),
+            (
+                format!(r"{layer}output\.LayerNorm\."),
+                format!("{block}ffn_norm."),
+            ),
+        ];
+        if let Some(projection) = &self.projection {
+            patterns.push((
+                format!(r"{layer}attention\.self\.(query|key|value)\."),
+                format!("{block}mixer.{projection}${{2}}."),
+            ));
+            patterns.push((
+                format!(r"{layer}attention\.output\.dense\."),
+                format!("{block}mixer.{projection}output."),
+            ));
+        }
+        if self.target == Target::Classifier {
+            patterns.push((r"^pooler\.dense\.".into(), "head_in.".into()));
+        }
+        // Burn's LayerNorm names its parameters gamma and beta.
+        let norm = format!(
+            r"^({}(?:embedding_norm|blocks\.\d+\.(?:mixer_norm|ffn_norm)))\.",
+            encoder.replace('.', r"\.")
+        );
+        patterns.push((format!("{norm}(?:weight|gamma)$"), "${1}.gamma".into()));
+        patterns.push((format!("{norm}(?:bias|beta)$"), "${1}.beta".into()));
+        patterns
+    }
 
-/// Path of the position table parameter.
-pub fn positions_path(target: Target) -> String {
-    format!("{}positions.weight", target.encoder_prefix())
+    /// The patterns as `burn-store`'s remapper.
+    pub fn remapper(&self) -> KeyRemapper {
+        KeyRemapper::from_patterns(self.patterns())
+            .expect("the key-mapping patterns are valid regular expressions")
+    }
+
+    /// Path of the position table parameter.
+    pub fn positions_path(&self) -> String {
+        format!("{}positions.weight", self.target.encoder_prefix())
+    }
+
+    /// Why the checkpoint key `key` (as stored) found no parameter.
+    pub fn unused_reason(&self, key: &str) -> UnusedReason {
+        let key = key
+            .strip_prefix(self.family.name())
+            .and_then(|rest| rest.strip_prefix('.'))
+            .unwrap_or(key);
+        if key.starts_with("cls.") || key.starts_with("lm_head.") {
+            UnusedReason::PretrainingHead
+        } else if key.starts_with("classifier.") || key.starts_with("qa_outputs.") {
+            UnusedReason::FineTunedHead
+        } else if key.starts_with("pooler.") {
+            UnusedReason::PoolerNotUsed
+        } else if self.projection.is_none()
+            && key.starts_with("encoder.layer.")
+            && (key.contains(".attention.self.") || key.contains(".attention.output.dense."))
+        {
+            UnusedReason::NoAttentionProjections { mixer: self.mixer }
+        } else if key.ends_with("position_ids") {
+            UnusedReason::PositionIdBuffer
+        } else {
+            UnusedReason::NoParameter
+        }
+    }
+
+    /// Why a parameter of the model kept its init, when that is expected; `None` when the
+    /// checkpoint should have had a tensor for it (an error).
+    pub fn init_reason(&self, path: &str) -> Option<String> {
+        if self.target == Target::Classifier && path.starts_with("head_out.") {
+            return Some("the task's output layer: trained from scratch".into());
+        }
+        if self.target == Target::Classifier && path.starts_with("head_in.") {
+            return Some(
+                "the pooler: the checkpoint has none (a masked-LM checkpoint such as roberta-base)"
+                    .into(),
+            );
+        }
+        let in_mixer = path
+            .strip_prefix(self.target.encoder_prefix())
+            .and_then(|rest| rest.strip_prefix("blocks."))
+            .and_then(|rest| rest.split_once('.'))
+            .and_then(|(_, rest)| rest.strip_prefix("mixer."));
+        let is_projection = |inner: &str| {
+            self.projection
+                .as_deref()
+                .is_some_and(|projection| inner.starts_with(projection))
+        };
+        match in_mixer {
+            Some(inner) if !is_projection(inner) => Some(format!(
+                "added by the `{}` mixer; BERT/RoBERTa have no such parameter",
+                self.mixer
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// Why a checkpoint key was not loaded.
@@ -148,65 +251,27 @@ impl std::fmt::Display for UnusedReason {
     }
 }
 
-/// Why the checkpoint key `key` (as stored) found no parameter.
-pub fn unused_reason(key: &str, family: Family, mixer: &'static str) -> UnusedReason {
-    let key = key
-        .strip_prefix(family.name())
-        .and_then(|rest| rest.strip_prefix('.'))
-        .unwrap_or(key);
-    if key.starts_with("cls.") || key.starts_with("lm_head.") {
-        UnusedReason::PretrainingHead
-    } else if key.starts_with("classifier.") || key.starts_with("qa_outputs.") {
-        UnusedReason::FineTunedHead
-    } else if key.starts_with("pooler.") {
-        UnusedReason::PoolerNotUsed
-    } else if key.starts_with("encoder.layer.")
-        && (key.contains(".attention.self.") || key.contains(".attention.output.dense."))
-    {
-        UnusedReason::NoAttentionProjections { mixer }
-    } else if key.ends_with("position_ids") {
-        UnusedReason::PositionIdBuffer
-    } else {
-        UnusedReason::NoParameter
-    }
-}
-
-/// Why a parameter of the model kept its init, when that is expected; `None` when the
-/// checkpoint should have had a tensor for it (an error).
-pub fn init_reason(path: &str, target: Target, mixer: &'static str) -> Option<String> {
-    let encoder = target.encoder_prefix();
-    if target == Target::Classifier && path.starts_with("head_out.") {
-        return Some("the task's output layer: trained from scratch".into());
-    }
-    if target == Target::Classifier && path.starts_with("head_in.") {
-        return Some(
-            "the pooler: the checkpoint has none (a masked-LM checkpoint such as roberta-base)"
-                .into(),
-        );
-    }
-    let in_mixer = path
-        .strip_prefix(encoder)
-        .and_then(|rest| rest.strip_prefix("blocks."))
-        .and_then(|rest| rest.split_once('.'))
-        .is_some_and(|(_, rest)| {
-            rest.starts_with("mixer.") && !rest.starts_with("mixer.projection.")
-        });
-    in_mixer.then(|| format!("added by the `{mixer}` mixer; BERT/RoBERTa have no such parameter"))
-}
-
 #[cfg(test)]
 mod tests {
-    use burn::module::Module;
     use burn::tensor::Device;
-    use burn_store::ModuleSnapshot;
 
     use super::*;
     use crate::MixerKind;
     use crate::model_config::TaskShape;
     use crate::pretrained::config::CheckpointConfig;
 
-    fn remap(keys: &[&str], family: Family, target: Target) -> Vec<String> {
-        let patterns = remapper(family, target).to_regex_pairs();
+    /// The mapping of an `Attention<Core>` mixer.
+    fn attention(family: Family, target: Target) -> Mapping {
+        Mapping {
+            family,
+            target,
+            mixer: "softmax",
+            projection: Some("projection.".into()),
+        }
+    }
+
+    fn remap(keys: &[&str], mapping: &Mapping) -> Vec<String> {
+        let patterns = mapping.remapper().to_regex_pairs();
         keys.iter()
             .map(|key| {
                 patterns.iter().fold(key.to_string(), |name, (regex, to)| {
@@ -255,10 +320,16 @@ mod tests {
             // Unmapped: reported as unused.
             "cls.predictions.transform.dense.weight",
         ];
-        assert_eq!(remap(&keys, Family::Bert, Target::Classifier), expected);
+        assert_eq!(
+            remap(&keys, &attention(Family::Bert, Target::Classifier)),
+            expected
+        );
         // A base-model checkpoint (no prefix) maps the same way.
         let bare: Vec<&str> = keys.iter().map(|k| k.trim_start_matches("bert.")).collect();
-        assert_eq!(remap(&bare, Family::Bert, Target::Classifier), expected);
+        assert_eq!(
+            remap(&bare, &attention(Family::Bert, Target::Classifier)),
+            expected
+        );
     }
 
     #[test]
@@ -269,8 +340,9 @@ mod tests {
             "roberta.pooler.dense.bias",
             "lm_head.dense.weight",
         ];
+        let mapping = attention(Family::Roberta, Target::Encoder);
         assert_eq!(
-            remap(&keys, Family::Roberta, Target::Encoder),
+            remap(&keys, &mapping),
             [
                 "tokens.weight",
                 "blocks.1.ffn_norm.beta",
@@ -279,19 +351,25 @@ mod tests {
             ]
         );
         assert_eq!(
-            unused_reason("roberta.pooler.dense.bias", Family::Roberta, "softmax"),
+            mapping.unused_reason("roberta.pooler.dense.bias"),
             UnusedReason::PoolerNotUsed
         );
         assert_eq!(
-            unused_reason("lm_head.dense.weight", Family::Roberta, "softmax"),
+            mapping.unused_reason("lm_head.dense.weight"),
             UnusedReason::PretrainingHead
         );
+        let fno = Mapping {
+            mixer: "fno",
+            projection: None,
+            ..attention(Family::Bert, Target::Encoder)
+        };
+        let query = "bert.encoder.layer.0.attention.self.query.weight";
         assert_eq!(
-            unused_reason(
-                "bert.encoder.layer.0.attention.self.query.weight",
-                Family::Bert,
-                "fno"
-            ),
+            remap(&[query], &fno),
+            ["encoder.layer.0.attention.self.query.weight"]
+        );
+        assert_eq!(
+            fno.unused_reason(query),
             UnusedReason::NoAttentionProjections { mixer: "fno" }
         );
     }
@@ -336,7 +414,6 @@ mod tests {
         }))
         .collect();
         let keys: Vec<&str> = hf_keys.iter().map(String::as_str).collect();
-        let mapped = remap(&keys, Family::Bert, Target::Classifier);
         let device = Device::flex();
         let shape = TaskShape {
             vocab_size: 11,
@@ -353,6 +430,10 @@ mod tests {
                 .model_config()
                 .classifier(shape, kind.default_config())
                 .init(&device);
+            let mapping =
+                Mapping::for_module(&model, Family::Bert, Target::Classifier, kind.name());
+            assert_eq!(mapping.projection.as_deref(), Some("projection."), "{kind}");
+            let mapped = remap(&keys, &mapping);
             let paths: Vec<String> = model
                 .collect(None, None, true)
                 .into_iter()
@@ -364,35 +445,48 @@ mod tests {
                     "{kind}: {key} → {path} is not a parameter"
                 );
             }
-            let extras: Vec<&String> = paths
-                .iter()
-                .filter(|path| !mapped.contains(path) && !path.starts_with("head_out."))
-                .collect();
-            for path in extras {
+            for path in paths.iter().filter(|path| !mapped.contains(path)) {
                 assert!(
-                    init_reason(path, Target::Classifier, kind.name()).is_some(),
-                    "{kind}: {path} is neither mapped nor a mixer's own parameter"
+                    mapping.init_reason(path).is_some(),
+                    "{kind}: {path} is neither mapped nor expected to keep its init"
                 );
             }
             checked += 1;
         }
         assert!(checked >= 20, "only {checked} attention mixers");
-        assert!(model_has_no_projection_for_non_attention_mixer(
-            &device, &config, shape
-        ));
     }
 
-    fn model_has_no_projection_for_non_attention_mixer(
-        device: &Device,
-        config: &CheckpointConfig,
-        shape: TaskShape,
-    ) -> bool {
-        let fno = MixerKind::Fno.default_config();
-        let model = config.model_config().classifier(shape, fno).init(device);
-        !model
-            .collect(None, None, true)
-            .iter()
-            .any(|tensor| tensor.name.contains("mixer.projection."))
-            && model.num_params() > 0
+    /// A mixer wrapping a host attention (context pooling) takes the host's projections; one
+    /// without projections (FNO) takes none.
+    #[test]
+    fn the_projection_is_found_wherever_the_mixer_keeps_it() {
+        let config = CheckpointConfig::parse(
+            r#"{"model_type": "bert", "vocab_size": 11, "hidden_size": 8, "num_hidden_layers": 1,
+                "num_attention_heads": 2, "intermediate_size": 12, "max_position_embeddings": 16}"#,
+            "config.json".into(),
+        )
+        .unwrap();
+        let device = Device::flex();
+        let projection = |kind: MixerKind| {
+            let encoder = config
+                .model_config()
+                .classifier(
+                    TaskShape {
+                        vocab_size: 11,
+                        max_len: 16,
+                        outputs: 2,
+                        dual_encoder: false,
+                    },
+                    kind.default_config(),
+                )
+                .encoder
+                .init(&device);
+            Mapping::for_module(&encoder, Family::Bert, Target::Encoder, kind.name()).projection
+        };
+        assert_eq!(
+            projection(MixerKind::ContextPool).as_deref(),
+            Some("host.0.projection.")
+        );
+        assert_eq!(projection(MixerKind::Fno), None);
     }
 }
