@@ -321,6 +321,19 @@ fn bad_checkpoints_fail_naming_the_file_and_field() {
         stderr.contains("config.json") && stderr.contains("empty"),
         "{stderr}"
     );
+    // A config.json without weights next to it.
+    let no_weights = dir.path().join("no-weights");
+    std::fs::create_dir(&no_weights).unwrap();
+    std::fs::copy(
+        fixture("bert").join("config.json"),
+        no_weights.join("config.json"),
+    )
+    .unwrap();
+    let stderr = encode_fails(&no_weights, &inputs, &[]);
+    assert!(
+        stderr.contains("no-weights") && stderr.contains("model.safetensors or pytorch_model.bin"),
+        "{stderr}"
+    );
     // Longer than the position table.
     let stderr = encode_fails(&fixture("roberta"), &inputs, &["--max-len", "65"]);
     assert!(

@@ -141,10 +141,12 @@ impl CheckpointConfig {
                 format!("`{positions}` is not supported; expected `absolute`"),
             ));
         }
-        let required = |value: Option<usize>, name: &'static str| match value {
-            Some(0) => Err(field(name, "must be positive".into())),
-            Some(value) => Ok(value),
-            None => Err(field(name, "missing".into())),
+        let positive = |value: usize, name: &'static str| match value {
+            0 => Err(field(name, "must be positive".into())),
+            value => Ok(value),
+        };
+        let required = |value: Option<usize>, name: &'static str| {
+            positive(value.ok_or_else(|| field(name, "missing".into()))?, name)
         };
         let config = Self {
             family,
@@ -155,11 +157,11 @@ impl CheckpointConfig {
             intermediate_size: required(raw.intermediate_size, "intermediate_size")?,
             hidden_dropout_prob: raw.hidden_dropout_prob.unwrap_or(0.1),
             attention_probs_dropout_prob: raw.attention_probs_dropout_prob.unwrap_or(0.1),
-            max_position_embeddings: required(
-                Some(raw.max_position_embeddings.unwrap_or(512)),
+            max_position_embeddings: positive(
+                raw.max_position_embeddings.unwrap_or(512),
                 "max_position_embeddings",
             )?,
-            type_vocab_size: required(Some(raw.type_vocab_size.unwrap_or(2)), "type_vocab_size")?,
+            type_vocab_size: positive(raw.type_vocab_size.unwrap_or(2), "type_vocab_size")?,
             layer_norm_eps: raw.layer_norm_eps.unwrap_or(1e-12),
             pad_token_id: raw.pad_token_id.unwrap_or(match family {
                 Family::Bert => 0,
@@ -167,7 +169,10 @@ impl CheckpointConfig {
             }),
             path: path.clone(),
         };
-        if config.hidden_size % config.num_attention_heads != 0 {
+        if !config
+            .hidden_size
+            .is_multiple_of(config.num_attention_heads)
+        {
             return Err(field(
                 "num_attention_heads",
                 format!(
