@@ -256,6 +256,11 @@ impl Encoder {
         (self.dropout.forward(x), pad_mask)
     }
 
+    /// Whether the embedding takes token-type (segment) ids ([`Self::forward_typed`]).
+    pub fn has_token_types(&self) -> bool {
+        self.token_types.is_some()
+    }
+
     /// Number of blocks.
     pub fn n_layers(&self) -> usize {
         self.blocks.len()

@@ -13,6 +13,7 @@ pub mod init;
 pub mod mixer;
 pub mod model_config;
 pub mod ops;
+pub mod pretrained;
 
 pub use classifier::{Classifier, ClassifierConfig, HeadKind, Pooling};
 pub use encoder::{Encoder, EncoderConfig};

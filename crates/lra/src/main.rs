@@ -1,7 +1,7 @@
 //! The `lra` command line.
 
 use clap::{Parser, Subcommand};
-use lra::cmd::{approx, bench, data, list, run, sweep, table};
+use lra::cmd::{approx, bench, data, encode, list, run, sweep, table};
 use lra::train::Outcome;
 
 /// jemalloc, told never to return freed pages to the OS: glibc unmaps every large buffer (the
@@ -28,6 +28,7 @@ static JEMALLOC_CONF: &[u8; 36] = b"dirty_decay_ms:-1,muzzy_decay_ms:-1\0";
   lra table experiments/sweeps/lra-table1.toml
   lra data check retrieval --data path/to/lra_release
   lra data prepare text --data path/to/aclImdb
+  lra encode --init path/to/bert-base-uncased --input sentences.txt --out hidden.npy
   lra list"
 )]
 struct Cli {
@@ -47,6 +48,9 @@ enum Command {
     Data(data::DataCommand),
     /// Compare a mixer's attention core with exact softmax attention (error sweeps, .npy I/O).
     Approx(approx::ApproxArgs),
+    /// Last hidden states of a pretrained BERT/RoBERTa checkpoint (with any mixer) for the lines
+    /// of a text file, as .npy (to check the import against transformers).
+    Encode(encode::EncodeArgs),
     /// Time mixers or training steps; writes CSV.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -78,6 +82,7 @@ fn main() {
         Command::Data(command) => data::execute(command),
         Command::Bench(command) => bench::execute(command),
         Command::Approx(args) => approx::execute(&args),
+        Command::Encode(args) => encode::execute(&args).map(|report| print!("{report}")),
         Command::Sweep(args) => sweep::execute(&args).map(|_| ()),
         Command::Table(args) => table::execute(&args).map(|markdown| print!("{markdown}")),
     };

@@ -104,7 +104,20 @@ fn check_size_against_file<R: std::io::Read>(path: &Path, npy: &npyz::NpyFile<R>
 
 /// Writes a float32 `.npy` file atomically.
 pub fn write(path: &Path, array: &Array) -> Result<()> {
-    let shape: Vec<u64> = array.shape.iter().map(|&d| d as u64).collect();
+    write_values(path, &array.shape, &array.values)
+}
+
+/// Writes an int64 `.npy` file (e.g. token ids) of `shape` atomically.
+pub fn write_i64(path: &Path, shape: &[usize], values: &[i64]) -> Result<()> {
+    write_values(path, shape, values)
+}
+
+fn write_values<T: npyz::AutoSerialize + Copy>(
+    path: &Path,
+    shape: &[usize],
+    values: &[T],
+) -> Result<()> {
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
     let mut bytes = Cursor::new(Vec::new());
     {
         use npyz::WriterBuilder;
@@ -113,7 +126,7 @@ pub fn write(path: &Path, array: &Array) -> Result<()> {
             .shape(&shape)
             .writer(&mut bytes)
             .begin_nd()?;
-        writer.extend(array.values.iter().copied())?;
+        writer.extend(values.iter().copied())?;
         writer.finish()?;
     }
     atomic_write(path, &bytes.into_inner())

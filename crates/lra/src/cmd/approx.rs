@@ -116,7 +116,7 @@ pub fn execute(args: &ApproxArgs) -> Result<()> {
 }
 
 /// The mixer config table from `--set` pairs.
-fn mixer_table(overrides: &[String]) -> Result<toml::Table> {
+pub(crate) fn mixer_table(overrides: &[String]) -> Result<toml::Table> {
     let mut table = toml::Table::new();
     for assignment in overrides {
         let (key, value) = split_assignment(assignment)?;

@@ -3,6 +3,7 @@
 pub mod approx;
 pub mod bench;
 pub mod data;
+pub mod encode;
 pub mod list;
 pub mod run;
 pub mod sweep;
