@@ -29,6 +29,9 @@ pub struct TrainState {
     pub window: Window,
     /// Seconds spent in training steps (evaluation excluded).
     pub train_seconds: f64,
+    /// Batches skipped for a non-finite loss or gradient (`train.skip_nonfinite`).
+    #[serde(default)]
+    pub skipped_steps: usize,
 }
 
 /// Running sums between two evaluations.
@@ -129,6 +132,29 @@ fn swap_in(staging: &Path, dir: &Path) -> Result<()> {
     if previous.exists() {
         fs::remove_dir_all(&previous)
             .with_context(|| format!("cannot remove {}", previous.display()))?;
+    }
+    Ok(())
+}
+
+/// Tidies what a save killed midway left beside the checkpoint `dir`: the unfinished new folder
+/// goes; the previous one, moved aside just before the process died, moves back into place, or
+/// goes if the new one made it into place.
+pub fn remove_leftovers(dir: &Path) -> Result<()> {
+    let staging = sibling(dir, "new");
+    if staging.exists() {
+        fs::remove_dir_all(&staging)
+            .with_context(|| format!("cannot remove {}", staging.display()))?;
+    }
+    let previous = sibling(dir, "old");
+    if previous.exists() {
+        if dir.exists() {
+            fs::remove_dir_all(&previous)
+                .with_context(|| format!("cannot remove {}", previous.display()))?;
+        } else {
+            fs::rename(&previous, dir).with_context(|| {
+                format!("cannot move {} to {}", previous.display(), dir.display())
+            })?;
+        }
     }
     Ok(())
 }

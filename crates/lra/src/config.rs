@@ -82,6 +82,10 @@ pub struct TrainConfig {
     pub eval_every: usize,
     /// Validate on at most this many batches; 0 = the whole validation split.
     pub eval_batches: usize,
+    /// Batches with a non-finite loss or gradient norm that may be skipped (their update not
+    /// applied) before the run stops; 0 stops at the first.
+    #[serde(default)]
+    pub skip_nonfinite: usize,
 }
 
 impl TrainConfig {

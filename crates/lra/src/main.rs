@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 use lra::cmd::{approx, bench, data, encode, list, run, sweep, table};
+use lra::interrupt;
 use lra::train::Outcome;
 
 /// jemalloc, told never to return freed pages to the OS: glibc unmaps every large buffer (the
@@ -62,6 +63,10 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    if let Err(error) = interrupt::install() {
+        eprintln!("error: {error:#}");
+        std::process::exit(1);
+    }
     let result = match cli.command {
         Command::Run(args) => run::execute(&args).map(|(run, outcome)| match outcome {
             Outcome::Finished(summary) => {
@@ -74,6 +79,14 @@ fn main() {
                 "stopped at step {step}; continue with: lra run --resume {}",
                 run.path.display()
             ),
+            Outcome::Interrupted { step } => {
+                println!(
+                    "interrupted by a signal; checkpoint of step {step} written; continue with: \
+                     lra run --resume {}",
+                    run.path.display()
+                );
+                std::process::exit(interrupt::EXIT_INTERRUPTED);
+            }
         }),
         Command::List(args) => {
             print!("{}", list::render(args.format));
@@ -83,7 +96,11 @@ fn main() {
         Command::Bench(command) => bench::execute(command),
         Command::Approx(args) => approx::execute(&args),
         Command::Encode(args) => encode::execute(&args).map(|report| print!("{report}")),
-        Command::Sweep(args) => sweep::execute(&args).map(|_| ()),
+        Command::Sweep(args) => sweep::execute(&args).map(|_| {
+            if interrupt::requested() {
+                std::process::exit(interrupt::EXIT_INTERRUPTED);
+            }
+        }),
         Command::Table(args) => table::execute(&args).map(|markdown| print!("{markdown}")),
     };
     if let Err(error) = result {

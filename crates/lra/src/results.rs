@@ -56,8 +56,10 @@ impl<'de> Deserialize<'de> for MetricValues {
                 mut map: A,
             ) -> Result<MetricValues, A::Error> {
                 let mut values = Vec::new();
-                while let Some(entry) = map.next_entry::<String, f64>()? {
-                    values.push(entry);
+                // JSON has no NaN: serde_json writes a non-finite value (the loss of a diverged
+                // model) as null, which reads back as absent.
+                while let Some((name, value)) = map.next_entry::<String, Option<f64>>()? {
+                    values.extend(value.map(|value| (name, value)));
                 }
                 Ok(MetricValues(values))
             }
@@ -79,6 +81,8 @@ pub struct MetricsRow {
     /// Validation loss and metrics.
     pub val: MetricValues,
     pub tokens_per_second: f64,
+    /// Batches skipped so far for a non-finite loss or gradient (`train.skip_nonfinite`).
+    pub skipped_steps: usize,
 }
 
 impl MetricsRow {
@@ -105,6 +109,8 @@ impl MetricsRow {
         }
         names.push("tokens_per_second".into());
         cells.push(Cell::Value(self.tokens_per_second));
+        names.push("skipped_steps".into());
+        cells.push(Cell::Count(self.skipped_steps));
         (names, cells)
     }
 }
@@ -121,6 +127,8 @@ enum StoredRow {
         train_accuracy: Option<f64>,
         val: MetricValues,
         tokens_per_second: f64,
+        #[serde(default)]
+        skipped_steps: usize,
     },
     AccuracyOnly {
         step: usize,
@@ -143,6 +151,7 @@ impl From<StoredRow> for MetricsRow {
                 train_accuracy,
                 val,
                 tokens_per_second,
+                skipped_steps,
             } => Self {
                 step,
                 lr,
@@ -150,6 +159,7 @@ impl From<StoredRow> for MetricsRow {
                 train_accuracy,
                 val,
                 tokens_per_second,
+                skipped_steps,
             },
             StoredRow::AccuracyOnly {
                 step,
@@ -169,6 +179,7 @@ impl From<StoredRow> for MetricsRow {
                     ("accuracy".into(), val_accuracy),
                 ]),
                 tokens_per_second,
+                skipped_steps: 0,
             },
         }
     }
@@ -197,6 +208,7 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>> {
             train_accuracy: None,
             val: MetricValues::default(),
             tokens_per_second: 0.0,
+            skipped_steps: 0,
         };
         for (name, cell) in headers.iter().zip(record.iter()) {
             let value: f64 = cell.parse().with_context(|| {
@@ -212,6 +224,7 @@ pub fn read_metrics(path: &Path) -> Result<Vec<MetricsRow>> {
                 "train_loss" => row.train_loss = value,
                 "train_accuracy" => row.train_accuracy = Some(value),
                 "tokens_per_second" => row.tokens_per_second = value,
+                "skipped_steps" => row.skipped_steps = value as usize,
                 other => match other.strip_prefix("val_") {
                     Some(metric) => row.val.push(metric, value),
                     None => anyhow::bail!("{}: unknown column `{other}`", path.display()),
@@ -260,6 +273,9 @@ pub struct Summary {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub majority_class_accuracy: Option<f64>,
     pub train_seconds: f64,
+    /// Batches skipped for a non-finite loss or gradient (`train.skip_nonfinite`).
+    #[serde(default)]
+    pub skipped_steps: usize,
     /// Token positions (padding included) processed per second of training.
     pub tokens_per_second: f64,
     pub parameters: usize,
@@ -326,11 +342,32 @@ impl RunDir {
         self.summary().is_file()
     }
 
+    /// Removes what a killed process left half-written in the run folder: temporary files of
+    /// [`atomic_write`] (any process id) and of checkpoint saves. Only one process works in a
+    /// run folder at a time (a sweep cell is claimed first), so none of them is in use.
+    pub fn remove_leftovers(&self) -> Result<()> {
+        let entries = fs::read_dir(&self.path)
+            .with_context(|| format!("cannot list {}", self.path.display()))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') && name.contains(".tmp-") {
+                let path = entry.path();
+                fs::remove_file(&path)
+                    .with_context(|| format!("cannot remove {}", path.display()))?;
+            }
+        }
+        crate::checkpoint::remove_leftovers(&self.last_checkpoint())
+    }
+
     /// Rewrites `metrics.csv` from the full history: `step, lr, train_loss, [train_accuracy,]
-    /// val_loss, val_<metric>…, tokens_per_second`.
+    /// val_loss, val_<metric>…, tokens_per_second, skipped_steps`; no history, no file.
     pub fn write_metrics(&self, rows: &[MetricsRow]) -> Result<()> {
         let Some(first) = rows.first() else {
-            return Ok(());
+            return match fs::remove_file(self.metrics()) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error)
+                    .with_context(|| format!("cannot remove {}", self.metrics().display())),
+                _ => Ok(()),
+            };
         };
         let mut writer = csv::Writer::from_writer(Vec::new());
         writer.write_record(first.columns().0)?;
@@ -421,6 +458,7 @@ mod tests {
             train_accuracy: Some(0.5),
             val: MetricValues(vec![("loss".into(), 0.75), ("accuracy".into(), 0.625)]),
             tokens_per_second: 1e-7,
+            skipped_steps: 0,
         }
     }
 
@@ -434,8 +472,8 @@ mod tests {
         let text = fs::read_to_string(run.metrics()).unwrap();
         assert_eq!(
             text,
-            "step,lr,train_loss,train_accuracy,val_loss,val_accuracy,tokens_per_second\n\
-             250,0.001,1.25,0.5,0.75,0.625,1e-7\n"
+            "step,lr,train_loss,train_accuracy,val_loss,val_accuracy,tokens_per_second,skipped_steps\n\
+             250,0.001,1.25,0.5,0.75,0.625,1e-7,0\n"
         );
         assert_eq!(read_metrics(&run.metrics()).unwrap(), vec![row()]);
     }

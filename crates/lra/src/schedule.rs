@@ -41,6 +41,7 @@ mod tests {
             grad_clip: 0.0,
             eval_every: 10,
             eval_batches: 0,
+            skip_nonfinite: 0,
         }
     }
 

@@ -397,6 +397,7 @@ impl SweepFile {
             format!("#SBATCH --mem={}", s.mem),
             format!("#SBATCH --time={}", s.time),
             format!("#SBATCH --output={}/%A_%a.out", logs.display()),
+            "#SBATCH --requeue".to_string(),
         ];
         if !s.partition.is_empty() {
             lines.push(format!("#SBATCH --partition={}", s.partition));
@@ -412,14 +413,31 @@ impl SweepFile {
             shell_quote(&workdir.display().to_string())
         ));
         lines.push(format!(
-            "exec {} sweep {} --shard \"${{SLURM_ARRAY_TASK_ID}}/{shards}\" --device {} --quiet",
+            "{} sweep {} --shard \"${{SLURM_ARRAY_TASK_ID}}/{shards}\" --device {} --quiet &",
             shell_quote(&lra.display().to_string()),
             shell_quote(&sweep_file.display().to_string()),
             shell_quote(&s.device)
         ));
+        lines.extend(REQUEUE_ON_INTERRUPT.lines().map(String::from));
         lines.join("\n") + "\n"
     }
 }
+
+/// The job script's tail: on SIGTERM (preemption, the time limit) or SIGINT, the shell passes the
+/// signal on to `lra`, which checkpoints at the next step boundary and exits with
+/// [`EXIT_INTERRUPTED`](crate::interrupt::EXIT_INTERRUPTED); the array task is then re-queued, and
+/// its next start resumes the interrupted cell.
+const REQUEUE_ON_INTERRUPT: &str = r#"worker=$!
+trap 'kill -TERM "$worker" 2>/dev/null || true' TERM INT
+# A trapped signal ends the first wait early; the second one returns lra's own exit status.
+wait "$worker" || true
+status=0
+wait "$worker" || status=$?
+if [[ $status -eq 75 ]]; then
+    echo "lra checkpointed on a signal; re-queueing job $SLURM_JOB_ID" >&2
+    scontrol requeue "$SLURM_JOB_ID"
+fi
+exit "$status""#;
 
 /// Resolves a cell's experiment config (preset, row settings, seed).
 pub fn cell_config(cell: &Cell) -> Result<ExperimentConfig> {
@@ -557,7 +575,14 @@ mod tests {
         assert!(script.contains("#SBATCH --array=0-2%2\n"), "{script}");
         assert!(script.contains("#SBATCH --partition=gpu\n"));
         assert!(script.contains(
-            "exec /opt/lra sweep experiments/sweeps/x.toml --shard \"${SLURM_ARRAY_TASK_ID}/3\""
+            "/opt/lra sweep experiments/sweeps/x.toml --shard \"${SLURM_ARRAY_TASK_ID}/3\""
         ));
+        // Preempted: lra exits with 75 after its checkpoint, and the task goes back in the queue.
+        assert!(script.contains("#SBATCH --requeue\n"));
+        assert!(script.contains(&format!(
+            "if [[ $status -eq {} ]]",
+            crate::interrupt::EXIT_INTERRUPTED
+        )));
+        assert!(script.contains("scontrol requeue \"$SLURM_JOB_ID\""));
     }
 }

@@ -8,10 +8,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
@@ -22,6 +22,7 @@ use lra_model::Classifier;
 use crate::batches::{Batch, TrainOrder, make_batch};
 use crate::checkpoint::{self, TrainState, Window};
 use crate::config::{ExperimentConfig, TrainConfig};
+use crate::interrupt;
 use crate::metrics::{Metric, Outcomes};
 use crate::objective::{Objective, Predictions, Targets};
 use crate::results::{
@@ -51,6 +52,8 @@ pub enum Outcome {
     Finished(Box<Summary>),
     /// Stopped at `--stop-at-step` with a checkpoint; resume to continue.
     Stopped { step: usize },
+    /// Stopped by SIGTERM/SIGINT at a step boundary with a checkpoint; resume to continue.
+    Interrupted { step: usize },
 }
 
 /// A split's mean loss and every prediction next to its gold answer.
@@ -99,6 +102,24 @@ pub struct StepReport {
     pub loss: f64,
     /// Correct predictions in the batch (classification).
     pub correct: usize,
+    /// What was not finite, when the update was therefore not applied.
+    pub non_finite: Option<NonFinite>,
+}
+
+/// A training step's value that is NaN or infinite.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NonFinite {
+    Loss(f64),
+    GradientNorm(f64),
+}
+
+impl std::fmt::Display for NonFinite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NonFinite::Loss(value) => write!(f, "the training loss is {value}"),
+            NonFinite::GradientNorm(value) => write!(f, "the gradient norm is {value}"),
+        }
+    }
 }
 
 /// Trains (or resumes) the run in `run` to completion or to `options.stop_at_step`.
@@ -139,20 +160,32 @@ pub fn train(
     let mut model = classifier.init(&device);
     let mut optim = optimizer(t);
     let mut state = TrainState::default();
+    run.remove_leftovers()?;
+    // The step of the last checkpoint on disk, named when a non-finite step stops the run.
+    let mut checkpointed = None;
     if let Some(found) = checkpoint::find(&run.last_checkpoint())? {
         model = found.restore_model(model)?;
         optim = found.restore_optimizer(optim)?;
         state = found.state;
+        checkpointed = Some(state.step);
     }
+    // The checkpoint's history is the truth: a process killed between writing metrics.csv and
+    // the checkpoint left rows of steps that this one redoes.
+    run.write_metrics(&state.history)?;
     let selection = task.selection_metric();
     let mut order = TrainOrder::new(config.seed, data.train.len());
     let progress = progress_bar(t.steps, state.step, options.quiet);
 
     while state.step < t.steps {
-        if options.stop_at_step.is_some_and(|stop| state.step >= stop) {
+        let interrupted = interrupt::requested();
+        if interrupted || options.stop_at_step.is_some_and(|stop| state.step >= stop) {
             checkpoint::save(&run.last_checkpoint(), &model, &optim, &state)?;
             progress.abandon();
-            return Ok(Outcome::Stopped { step: state.step });
+            return Ok(if interrupted {
+                Outcome::Interrupted { step: state.step }
+            } else {
+                Outcome::Stopped { step: state.step }
+            });
         }
         let started = Instant::now();
         // Dropout draws from the device RNG: seeding it per step makes a resumed run identical.
@@ -164,22 +197,47 @@ pub fn train(
         (model, report) = train_step(model, &mut optim, batch, objective, lr);
         let seconds = started.elapsed().as_secs_f64();
 
+        if let Some(fault) = report.non_finite {
+            if state.skipped_steps >= t.skip_nonfinite {
+                progress.abandon();
+                bail!(non_finite_error(
+                    fault,
+                    state.step + 1,
+                    checkpointed,
+                    t,
+                    run
+                ));
+            }
+            state.skipped_steps += 1;
+            if !options.quiet {
+                progress.suspend(|| {
+                    eprintln!(
+                        "step {:>6}: {fault}; update skipped ({} of train.skip_nonfinite = {})",
+                        state.step + 1,
+                        state.skipped_steps,
+                        t.skip_nonfinite
+                    )
+                });
+            }
+        }
         state.step += 1;
         state.train_seconds += seconds;
-        record_step(
-            &mut state.window,
-            report.loss,
-            report.correct,
-            t.batch_size,
-            config.task.max_len * data.docs_per_example(),
-            seconds,
-        );
+        if report.non_finite.is_none() {
+            record_step(
+                &mut state.window,
+                report.loss,
+                report.correct,
+                t.batch_size,
+                config.task.max_len * data.docs_per_example(),
+                seconds,
+            );
+        }
         progress.set_position(state.step as u64);
         progress.set_message(window_message(&state.window, objective));
 
         if state.step % t.eval_every == 0 || state.step == t.steps {
             let val = evaluate(&model, &data.val, "val", config, &device, t.eval_batches)?;
-            let row = metrics_row(&state.window, objective, lr, val.values(task), state.step);
+            let row = metrics_row(&state, objective, lr, val.values(task));
             let value = val.value(selection);
             if state.history.is_empty() || value > state.best_value {
                 state.best_value = value;
@@ -202,9 +260,14 @@ pub fn train(
             state.window = Window::default();
             run.write_metrics(&state.history)?;
             checkpoint::save(&run.last_checkpoint(), &model, &optim, &state)?;
+            checkpointed = Some(state.step);
         }
     }
     progress.finish_and_clear();
+    if interrupt::requested() {
+        // The last step's checkpoint is on disk; the final evaluation is redone on resume.
+        return Ok(Outcome::Interrupted { step: state.step });
+    }
 
     let best = model
         .try_load_file(run.best_model())
@@ -261,6 +324,7 @@ pub fn train(
         metrics,
         predictions: finals.predicted,
         train_seconds: state.train_seconds,
+        skipped_steps: state.skipped_steps,
         tokens_per_second: (state.step
             * t.batch_size
             * config.task.max_len
@@ -419,14 +483,75 @@ pub fn train_step(
         Outcomes::Scores { .. } => 0,
     };
     let loss_value = loss.clone().into_scalar::<f32>() as f64;
+    let mut report = StepReport {
+        loss: loss_value,
+        correct,
+        non_finite: None,
+    };
+    // A non-finite step leaves the model and the optimiser's moments as they were.
+    if !loss_value.is_finite() {
+        report.non_finite = Some(NonFinite::Loss(loss_value));
+        return (model, report);
+    }
     let grads = GradientsParams::from_grads(loss.backward(), &model);
-    let model = optim.step(lr, model, grads);
-    (
-        model,
-        StepReport {
-            loss: loss_value,
-            correct,
-        },
+    let norm = gradient_norm(&model, &grads);
+    if !norm.is_finite() {
+        report.non_finite = Some(NonFinite::GradientNorm(norm));
+        return (model, report);
+    }
+    (optim.step(lr, model, grads), report)
+}
+
+/// The global L2 norm of the gradients (in f32, as clipping computes it: a norm beyond f32's
+/// range is infinite).
+fn gradient_norm(model: &Classifier, grads: &GradientsParams) -> f64 {
+    struct SquaredSum<'a> {
+        grads: &'a GradientsParams,
+        sum: Option<Tensor<1>>,
+    }
+    impl ModuleVisitor for SquaredSum<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(grad) = self.grads.get::<D>(param.id) {
+                let squares = (grad.clone() * grad).sum();
+                self.sum = Some(match self.sum.take() {
+                    Some(sum) => sum + squares,
+                    None => squares,
+                });
+            }
+        }
+    }
+    let mut visitor = SquaredSum { grads, sum: None };
+    model.visit(&mut visitor);
+    visitor
+        .sum
+        .map_or(0.0, |sum| sum.sqrt().into_scalar::<f32>() as f64)
+}
+
+/// The error that stops a run at a non-finite step: the step, what was not finite, and how to
+/// continue from the last good checkpoint (left as it was).
+fn non_finite_error(
+    fault: NonFinite,
+    step: usize,
+    checkpointed: Option<usize>,
+    t: &TrainConfig,
+    run: &RunDir,
+) -> String {
+    let skipped = match t.skip_nonfinite {
+        0 => String::new(),
+        n => format!(" after {n} such batch(es) skipped (train.skip_nonfinite = {n})"),
+    };
+    let good = match checkpointed {
+        Some(at) => format!(
+            "the checkpoint of step {at} is the last good state and was left as it was; lower \
+             train.lr in {} and continue with `lra run --resume {}`",
+            run.config().display(),
+            run.path.display()
+        ),
+        None => "no checkpoint was written yet; lower train.lr and start again".to_string(),
+    };
+    format!(
+        "step {step}: {fault}{skipped}; the run stopped without saving it: {good}, or set \
+         train.skip_nonfinite = N to skip up to N such batches"
     )
 }
 
@@ -468,21 +593,17 @@ fn record_step(
     window.seconds += seconds;
 }
 
-fn metrics_row(
-    window: &Window,
-    objective: Objective,
-    lr: f64,
-    val: MetricValues,
-    step: usize,
-) -> MetricsRow {
+fn metrics_row(state: &TrainState, objective: Objective, lr: f64, val: MetricValues) -> MetricsRow {
+    let window = &state.window;
     MetricsRow {
-        step,
+        step: state.step,
         lr,
         train_loss: window.loss_sum / window.batches.max(1) as f64,
         train_accuracy: matches!(objective, Objective::Classification { .. })
             .then(|| window.correct as f64 / window.examples.max(1) as f64),
         val,
         tokens_per_second: window.tokens as f64 / window.seconds.max(f64::MIN_POSITIVE),
+        skipped_steps: state.skipped_steps,
     }
 }
 

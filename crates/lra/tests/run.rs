@@ -38,7 +38,9 @@ fn tiny_args(root: &Path, steps: usize, overrides: &[&str]) -> RunArgs {
 fn finished(outcome: Outcome) -> Summary {
     match outcome {
         Outcome::Finished(summary) => *summary,
-        Outcome::Stopped { step } => panic!("run stopped at {step} instead of finishing"),
+        Outcome::Stopped { step } | Outcome::Interrupted { step } => {
+            panic!("run stopped at {step} instead of finishing")
+        }
     }
 }
 

@@ -46,7 +46,9 @@ fn finishes(args: &RunArgs) -> lra::results::Summary {
     let (_, outcome) = execute(args).unwrap();
     match outcome {
         Outcome::Finished(summary) => *summary,
-        Outcome::Stopped { step } => panic!("stopped at step {step}"),
+        Outcome::Stopped { step } | Outcome::Interrupted { step } => {
+            panic!("stopped at step {step}")
+        }
     }
 }
 

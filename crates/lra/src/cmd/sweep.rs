@@ -15,7 +15,7 @@ use crate::config::{self, ExperimentConfig};
 use crate::results::{RunDir, atomic_write};
 use crate::sweep::{Cell, CellStatus, Shard, SweepFile, cell_config};
 use crate::train::{Outcome, RunOptions, train};
-use crate::{device, task};
+use crate::{device, interrupt, task};
 
 /// Options of `lra sweep`.
 #[derive(Debug, Args)]
@@ -61,6 +61,8 @@ pub struct SweepReport {
     pub failed: Vec<usize>,
     /// Cells that had failed before and were not retried.
     pub skipped_failed: Vec<usize>,
+    /// The cell checkpointed and left on SIGTERM/SIGINT; the worker took no further cell.
+    pub interrupted: Vec<usize>,
 }
 
 /// Runs `lra sweep`.
@@ -176,6 +178,9 @@ fn run_cells(
     while !pending.is_empty() {
         let mut held_elsewhere = Vec::new();
         for &i in &pending {
+            if interrupt::requested() {
+                return worker.finish();
+            }
             if !worker.visit(&cells[i], &configs[i])? {
                 held_elsewhere.push(i);
             }
@@ -234,6 +239,7 @@ impl Worker<'_> {
                 match outcome {
                     Outcome::Finished(_) => self.report.finished.push(cell.index),
                     Outcome::Stopped { .. } => self.report.stopped.push(cell.index),
+                    Outcome::Interrupted { .. } => self.report.interrupted.push(cell.index),
                 }
             }
             Err(error) => self.record_failure(cell, &error),
@@ -313,13 +319,18 @@ impl Worker<'_> {
         let report = self.report;
         eprintln!(
             "sweep: {} finished, {} stopped, {} already finished (skipped), {} resumed, {} failed, \
-             {} failed earlier (skipped)",
+             {} failed earlier (skipped){}",
             report.finished.len(),
             report.stopped.len(),
             report.skipped.len(),
             report.resumed.len(),
             self.failures.len(),
             report.skipped_failed.len(),
+            if interrupt::requested() {
+                "; interrupted by a signal (checkpoints written; run the sweep again to continue)"
+            } else {
+                ""
+            }
         );
         if !report.skipped_failed.is_empty() && !self.args.quiet {
             eprintln!(

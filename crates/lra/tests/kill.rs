@@ -1,0 +1,437 @@
+//! Killed anywhere, nothing lost, on the real binary: `lra run` killed with SIGKILL at seeded
+//! pseudo-random instants (spread over start-up, training, evaluation, checkpoint and summary
+//! writing) and resumed each time ends exactly like an uninterrupted run, with every file of its
+//! folder readable and no temporary file left; SIGTERM and SIGINT checkpoint at the next step
+//! boundary and exit with status 75, and the run resumes from there to the same end.
+//!
+//! `LRA_KILL_SEED=N` replays another set of instants (the seed is printed).
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use burn::module::Module;
+use lra::interrupt::EXIT_INTERRUPTED;
+use lra::results::{MetricsRow, Summary};
+
+const STEPS: usize = 40;
+/// SIGKILLs per run, one in each of as many equal slices of the uninterrupted run's timeline up
+/// to its last checkpoint (start-up, training, evaluations, checkpoints)…
+const KILLS: usize = 12;
+/// …and these more in its final evaluation and summary writing.
+const FINAL_KILLS: usize = 3;
+const DEFAULT_SEED: u64 = 17;
+
+/// `lra run` arguments of a very small ListOps run of [`STEPS`] steps, evaluated and
+/// checkpointed every 4 steps, its data in `data` (generated on first use), its folder under `out`.
+fn run_args(data: &Path, out: &Path) -> Vec<String> {
+    let mut args: Vec<String> = ["run", "--preset", "tiny", "--steps"]
+        .map(String::from)
+        .to_vec();
+    args.push(STEPS.to_string());
+    for set in [
+        "task.generate.train=256",
+        "task.generate.val=64",
+        "task.generate.test=64",
+        "task.max_len=32",
+        "task.generate.max_len=32",
+        "model.d_model=16",
+        "model.d_ffn=32",
+        "model.head_hidden=16",
+        "train.batch_size=16",
+        "train.eval_every=4",
+    ] {
+        args.extend(["--set".into(), set.into()]);
+    }
+    args.extend([
+        "--data".into(),
+        data.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+    ]);
+    args
+}
+
+fn lra(args: &[String]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lra"));
+    command.args(args);
+    command
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The run folders under `out` (those that got as far as their config.toml).
+fn run_folders(out: &Path) -> Vec<PathBuf> {
+    let parent = out.join("listops/softmax");
+    let mut runs: Vec<PathBuf> = std::fs::read_dir(&parent)
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    runs.retain(|run| run.join("config.toml").is_file());
+    runs.sort();
+    runs
+}
+
+/// SplitMix64: a few reproducible draws in [0, 1) without depending on a RNG crate's API.
+struct Draws(u64);
+
+impl Draws {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (z ^ (z >> 31)) as f64 / 2f64.powi(64)
+    }
+}
+
+/// When an uninterrupted run reached its phases, from the start of the process.
+struct Timeline {
+    /// Data loaded, training about to start (`run …` line).
+    started: Duration,
+    /// Last step's evaluation and checkpoint done (last `step …` line).
+    trained: Duration,
+    /// Summary written, process ended.
+    ended: Duration,
+}
+
+impl Timeline {
+    /// Where a run that has a checkpoint of `step` stands on this timeline.
+    fn position_of_checkpoint(&self, step: usize) -> Duration {
+        self.started + (self.trained - self.started).mul_f64(step as f64 / STEPS as f64)
+    }
+}
+
+/// Runs `args` to the end (stderr not quiet, so phases can be timed) and times its phases.
+fn timed_run(args: &[String]) -> Timeline {
+    let begun = Instant::now();
+    let mut child = lra(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (sender, lines) = mpsc::channel();
+    let reader = BufReader::new(child.stderr.take().unwrap());
+    let pump = std::thread::spawn(move || {
+        for line in reader.lines() {
+            let _ = sender.send((begun.elapsed(), line.unwrap()));
+        }
+    });
+    let status = child.wait().unwrap();
+    let ended = begun.elapsed();
+    pump.join().unwrap();
+    let lines: Vec<(Duration, String)> = lines.into_iter().collect();
+    assert!(status.success(), "{lines:?}");
+    let at = |prefix: &str| {
+        lines
+            .iter()
+            .rev()
+            .find(|(_, line)| line.starts_with(prefix))
+            .map(|(at, _)| *at)
+            .unwrap_or_else(|| panic!("no `{prefix}` line in {lines:?}"))
+    };
+    Timeline {
+        started: at("run "),
+        trained: at("step "),
+        ended,
+    }
+}
+
+/// The step of the checkpoint a resumed run would continue from (0: none yet).
+fn checkpoint_step(run: Option<&PathBuf>) -> usize {
+    run.and_then(|run| {
+        lra::checkpoint::find(&run.join("checkpoint"))
+            .ok()
+            .flatten()
+    })
+    .map_or(0, |checkpoint| checkpoint.state.step)
+}
+
+/// Waits up to `limit` for `child`; kills it (SIGKILL) if it is still running then. Whether it
+/// was killed.
+fn kill_after(child: &mut Child, limit: Duration) -> bool {
+    let begun = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if begun.elapsed() >= limit {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// `summary.json` as JSON, without what differs between two runs of the same config: timing,
+/// the folder.
+fn comparable_summary(run: &Path) -> serde_json::Value {
+    let text = std::fs::read(run.join("summary.json")).unwrap();
+    let typed: Summary = serde_json::from_slice(&text).unwrap();
+    assert_eq!(typed.steps, STEPS);
+    let mut json: serde_json::Value = serde_json::from_slice(&text).unwrap();
+    let fields = json.as_object_mut().unwrap();
+    for timing in ["train_seconds", "tokens_per_second", "run_dir"] {
+        fields.remove(timing).expect("summary field");
+    }
+    json
+}
+
+/// `metrics.csv` without its timing column.
+fn comparable_metrics(run: &Path) -> Vec<MetricsRow> {
+    let mut rows = lra::results::read_metrics(&run.join("metrics.csv")).unwrap();
+    for row in &mut rows {
+        row.tokens_per_second = 0.0;
+    }
+    rows
+}
+
+/// Every file of a finished run folder is there and reads back: the config, the metrics, the
+/// summary, the checkpoint (checksums, state, model and optimiser) and the best model; nothing
+/// else is left (no temporary file, no half-swapped checkpoint folder).
+fn assert_complete_and_readable(run: &Path) {
+    let names: BTreeSet<String> = std::fs::read_dir(run)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let expected = [
+        "best_model.bpk",
+        "checkpoint",
+        "config.toml",
+        "metrics.csv",
+        "summary.json",
+    ];
+    assert_eq!(
+        names,
+        expected.map(String::from).into(),
+        "{}",
+        run.display()
+    );
+    let checkpoint_files: BTreeSet<String> = std::fs::read_dir(run.join("checkpoint"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        checkpoint_files,
+        ["checksums.json", "model.bpk", "optimizer.bpk", "state.json"]
+            .map(String::from)
+            .into()
+    );
+
+    let config = lra::config::load_file(&run.join("config.toml")).unwrap();
+    let data = lra::task::load(&config.task, true).unwrap();
+    let objective = config.task.task().unwrap().objective();
+    let device = lra::device::parse("cpu").unwrap();
+    let model = || {
+        config
+            .classifier(data.vocab_size, objective.outputs())
+            .unwrap()
+            .init(&device.clone().autodiff())
+    };
+    let checkpoint = lra::checkpoint::find(&run.join("checkpoint"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(checkpoint.state.step, STEPS);
+    checkpoint.restore_model(model()).unwrap();
+    checkpoint
+        .restore_optimizer(lra::train::optimizer(&config.train))
+        .unwrap();
+    model().try_load_file(run.join("best_model.bpk")).unwrap();
+    let rows = lra::results::read_metrics(&run.join("metrics.csv")).unwrap();
+    assert_eq!(checkpoint.state.history, rows);
+}
+
+#[test]
+fn a_run_killed_at_random_instants_and_resumed_ends_like_an_uninterrupted_one() {
+    let seed = std::env::var("LRA_KILL_SEED")
+        .ok()
+        .map(|s| s.parse::<u64>().expect("LRA_KILL_SEED is a number"))
+        .unwrap_or(DEFAULT_SEED);
+    println!("LRA_KILL_SEED={seed}");
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+
+    // The reference run (which generates the data, so it is timed on a second one).
+    let reference_out = root.path().join("reference");
+    let reference_args = run_args(&data, &reference_out);
+    let generated = lra(&reference_args).arg("--quiet").output().unwrap();
+    assert!(generated.status.success(), "{}", stderr(&generated));
+    let reference = run_folders(&reference_out)[0].clone();
+    let timeline = timed_run(&run_args(&data, &root.path().join("timed")));
+    println!(
+        "uninterrupted: start-up {:?}, training {:?}, final evaluation {:?}",
+        timeline.started,
+        timeline.trained - timeline.started,
+        timeline.ended - timeline.trained
+    );
+
+    let out = root.path().join("killed");
+    let fresh = run_args(&data, &out);
+    let mut draws = Draws(seed);
+    let mut kills = Vec::new();
+    let mut finished = false;
+    let final_phase = timeline.ended - timeline.trained;
+    let mut targets: Vec<Duration> = (0..KILLS)
+        .map(|slice| {
+            timeline
+                .trained
+                .mul_f64((slice as f64 + draws.next()) / KILLS as f64)
+        })
+        .collect();
+    targets.extend((0..FINAL_KILLS).map(|_| timeline.trained + final_phase.mul_f64(draws.next())));
+    for target in targets {
+        // The instant `target` of the uninterrupted timeline, reached from the checkpoint the
+        // resumed run starts from (each process first loads the data again).
+        let runs = run_folders(&out);
+        let from = checkpoint_step(runs.first());
+        let reached = timeline.position_of_checkpoint(from);
+        let delay = if target > reached {
+            timeline.started + (target - reached)
+        } else {
+            timeline.started.mul_f64(draws.next())
+        };
+        let mut command = match runs.first() {
+            Some(run) => lra(&["run".into(), "--resume".into(), run.display().to_string()]),
+            None => lra(&fresh),
+        };
+        let mut child = command
+            .arg("--quiet")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        if !kill_after(&mut child, delay) {
+            finished = true;
+            break;
+        }
+        kills.push((from, delay));
+    }
+    println!(
+        "killed {} times: (resumed from step, killed after) {kills:?}",
+        kills.len()
+    );
+    assert!(
+        kills.len() >= 10,
+        "only {} kills landed: {kills:?}",
+        kills.len()
+    );
+    let runs = run_folders(&out);
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let run = &runs[0];
+    if !finished {
+        let last = lra(&["run".into(), "--resume".into(), run.display().to_string()])
+            .arg("--quiet")
+            .output()
+            .unwrap();
+        assert!(last.status.success(), "{}", stderr(&last));
+    }
+    // Folders a kill left before their config.toml was written hold nothing.
+    for entry in std::fs::read_dir(out.join("listops/softmax")).unwrap() {
+        let path = entry.unwrap().path();
+        if &path != run {
+            assert_eq!(std::fs::read_dir(&path).unwrap().count(), 0, "{path:?}");
+        }
+    }
+
+    assert_complete_and_readable(run);
+    assert_eq!(comparable_metrics(run), comparable_metrics(&reference));
+    assert_eq!(comparable_summary(run), comparable_summary(&reference));
+}
+
+/// Starts `args`, waits until its checkpoint has passed step 6, then sends `signal` (by the
+/// `kill` command); returns the output.
+fn signal_midway(args: &[String], run_parent: &Path, signal: &str) -> Output {
+    let child = lra(args)
+        .arg("--quiet")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let begun = Instant::now();
+    while checkpoint_step(run_folders(run_parent).first()) < 6 {
+        assert!(
+            begun.elapsed() < Duration::from_secs(120),
+            "no checkpoint came"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn sigterm_and_sigint_checkpoint_exit_75_and_the_run_resumes_to_the_same_end() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let reference_out = root.path().join("reference");
+    let done = lra(&run_args(&data, &reference_out))
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    assert!(done.status.success(), "{}", stderr(&done));
+    let reference = run_folders(&reference_out)[0].clone();
+
+    let out = root.path().join("signalled");
+    let terminated = signal_midway(&run_args(&data, &out), &out, "-TERM");
+    assert_eq!(
+        terminated.status.code(),
+        Some(EXIT_INTERRUPTED),
+        "{}",
+        stderr(&terminated)
+    );
+    let run = run_folders(&out)[0].clone();
+    let step = checkpoint_step(Some(&run));
+    let said = String::from_utf8_lossy(&terminated.stdout).into_owned();
+    assert!(
+        said.contains(&format!("checkpoint of step {step} written")) && step < STEPS,
+        "{said}"
+    );
+    assert!(!run.join("summary.json").exists());
+
+    // Ctrl-C on the resumed run, then a resume to the end.
+    let resume: Vec<String> = ["run", "--resume", &run.display().to_string()]
+        .map(String::from)
+        .to_vec();
+    let child = lra(&resume)
+        .arg("--quiet")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let begun = Instant::now();
+    while checkpoint_step(Some(&run)) <= step {
+        assert!(
+            begun.elapsed() < Duration::from_secs(120),
+            "no checkpoint came"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let interrupted = child.wait_with_output().unwrap();
+    let finished_already = interrupted.status.success();
+    assert!(
+        finished_already || interrupted.status.code() == Some(EXIT_INTERRUPTED),
+        "{}",
+        stderr(&interrupted)
+    );
+    if !finished_already {
+        let last = lra(&resume).arg("--quiet").output().unwrap();
+        assert!(last.status.success(), "{}", stderr(&last));
+    }
+    assert_complete_and_readable(&run);
+    assert_eq!(comparable_metrics(&run), comparable_metrics(&reference));
+    assert_eq!(comparable_summary(&run), comparable_summary(&reference));
+}
