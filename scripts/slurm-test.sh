@@ -3,7 +3,8 @@
 # installs Debian's slurm-wlm and munge if missing, starts munged + slurmctld + slurmd on
 # localhost with a throw-away config, submits the generated job array for a tiny two-row sweep,
 # waits for it, checks that every cell's summary.json arrived and that `lra table` reads them,
-# and stops the daemons it started.
+# then preempts a longer job (SIGTERM) and checks that it re-queued itself and finished, and stops
+# the daemons it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -125,3 +126,21 @@ echo "$table"
 rows=$(grep -cE '^\| (Transformer|Linear Transformer) \| [0-9]' <<<"$table")
 [[ "$rows" == 2 ]] || { echo "lra table did not read both runs"; exit 1; }
 echo "slurm sweep test passed"
+
+# Preemption: a longer one-cell sweep is signalled as Slurm does at preemption or the time limit
+# (SIGTERM to the job's shell and its processes) once its first checkpoint is there; lra
+# checkpoints at the next step and exits with 75, the script re-queues the task, and its next
+# start finishes the cell.
+sed -e "s|out = \"$work/out\"|out = \"$work/preempt\"|" -e 's|"train.steps=20"|"train.steps=400"|' \
+    -e '/^\[\[row\]\]$/,$d' "$work/sweep.toml" >"$work/preempt.toml"
+printf '[[row]]\nname = "Transformer"\nattention = "softmax"\n' >>"$work/preempt.toml"
+script=$("$lra" sweep "$work/preempt.toml" --slurm)
+job=$(sbatch --parsable "$script")
+cell="$work/preempt/listops/transformer/s0"
+for _ in $(seq 600); do [[ -f "$cell/checkpoint/state.json" ]] && break; sleep 0.1; done
+[[ -f "$cell/checkpoint/state.json" ]] || { echo "no checkpoint before preemption"; cat "$work"/preempt/slurm/*.out; exit 1; }
+scancel --signal=TERM --full "$job"
+for _ in $(seq 300); do [[ -s "$cell/summary.json" ]] && break; sleep 1; done
+[[ -s "$cell/summary.json" ]] || { echo "the preempted cell never finished"; scontrol show job "$job"; cat "$work"/preempt/slurm/*.out "$work"/*.log; exit 1; }
+scontrol show job "$job" | grep -q 'Restarts=1' || { echo "the preempted task was not re-queued"; scontrol show job "$job"; exit 1; }
+echo "slurm preemption test passed"

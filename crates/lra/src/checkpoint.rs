@@ -19,8 +19,9 @@ use crate::results::MetricsRow;
 pub struct TrainState {
     /// Optimisation steps done.
     pub step: usize,
-    /// Best validation value of the task's selection metric so far.
-    #[serde(alias = "best_val_accuracy")]
+    /// Best validation value of the task's selection metric so far (NaN, written as null, when
+    /// the first evaluation's was).
+    #[serde(alias = "best_val_accuracy", deserialize_with = "nan_if_null")]
     pub best_value: f64,
     pub best_step: usize,
     /// Evaluation history so far.
@@ -32,6 +33,11 @@ pub struct TrainState {
     /// Batches skipped for a non-finite loss or gradient (`train.skip_nonfinite`).
     #[serde(default)]
     pub skipped_steps: usize,
+}
+
+/// JSON has no NaN: serde_json writes it as null.
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
 }
 
 /// Running sums between two evaluations.
@@ -285,6 +291,17 @@ fn sibling(dir: &Path, suffix: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nan_best_value_survives_the_state_file() {
+        let state = TrainState {
+            best_value: f64::NAN,
+            ..TrainState::default()
+        };
+        let json = serde_json::to_vec(&state).unwrap();
+        let read: TrainState = serde_json::from_slice(&json).unwrap();
+        assert!(read.best_value.is_nan());
+    }
 
     #[test]
     fn a_checkpoint_from_before_checksums_is_refused_naming_its_format() {

@@ -57,9 +57,9 @@ impl<'de> Deserialize<'de> for MetricValues {
             ) -> Result<MetricValues, A::Error> {
                 let mut values = Vec::new();
                 // JSON has no NaN: serde_json writes a non-finite value (the loss of a diverged
-                // model) as null, which reads back as absent.
+                // model) as null, which reads back as NaN.
                 while let Some((name, value)) = map.next_entry::<String, Option<f64>>()? {
-                    values.extend(value.map(|value| (name, value)));
+                    values.push((name, value.unwrap_or(f64::NAN)));
                 }
                 Ok(MetricValues(values))
             }
@@ -494,6 +494,16 @@ mod tests {
         let json = serde_json::to_string(&values).unwrap();
         assert_eq!(json, r#"{"loss":0.75,"accuracy":0.625}"#);
         assert_eq!(serde_json::from_str::<MetricValues>(&json).unwrap(), values);
+    }
+
+    #[test]
+    fn a_nan_metric_survives_json_as_null() {
+        let values = MetricValues(vec![("loss".into(), f64::NAN), ("accuracy".into(), 0.5)]);
+        let json = serde_json::to_string(&values).unwrap();
+        assert_eq!(json, r#"{"loss":null,"accuracy":0.5}"#);
+        let read = serde_json::from_str::<MetricValues>(&json).unwrap();
+        assert!(read.get("loss").unwrap().is_nan());
+        assert_eq!(read.get("accuracy"), Some(0.5));
     }
 
     #[test]

@@ -193,25 +193,23 @@ fn comparable_metrics(run: &Path) -> Vec<MetricsRow> {
 
 /// Every file of a finished run folder is there and reads back: the config, the metrics, the
 /// summary, the checkpoint (checksums, state, model and optimiser) and the best model; nothing
-/// else is left (no temporary file, no half-swapped checkpoint folder).
-fn assert_complete_and_readable(run: &Path) {
+/// else is left (no temporary file, no half-swapped checkpoint folder) but the files in `also`.
+fn assert_complete_and_readable(run: &Path, also: &[&str]) {
     let names: BTreeSet<String> = std::fs::read_dir(run)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
-    let expected = [
+    let mut expected: BTreeSet<String> = [
         "best_model.bpk",
         "checkpoint",
         "config.toml",
         "metrics.csv",
         "summary.json",
-    ];
-    assert_eq!(
-        names,
-        expected.map(String::from).into(),
-        "{}",
-        run.display()
-    );
+    ]
+    .map(String::from)
+    .into();
+    expected.extend(also.iter().map(|name| name.to_string()));
+    assert_eq!(names, expected, "{}", run.display());
     let checkpoint_files: BTreeSet<String> = std::fs::read_dir(run.join("checkpoint"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -330,15 +328,19 @@ fn a_run_killed_at_random_instants_and_resumed_ends_like_an_uninterrupted_one() 
             .unwrap();
         assert!(last.status.success(), "{}", stderr(&last));
     }
-    // Folders a kill left before their config.toml was written hold nothing.
+    // A folder a kill left before its config.toml was in place holds nothing a run would trust
+    // (at most that file's temporary copy), and is never resumed.
     for entry in std::fs::read_dir(out.join("listops/softmax")).unwrap() {
         let path = entry.unwrap().path();
         if &path != run {
-            assert_eq!(std::fs::read_dir(&path).unwrap().count(), 0, "{path:?}");
+            for file in std::fs::read_dir(&path).unwrap() {
+                let name = file.unwrap().file_name().to_string_lossy().into_owned();
+                assert!(name.starts_with(".config.toml.tmp-"), "{path:?}: {name}");
+            }
         }
     }
 
-    assert_complete_and_readable(run);
+    assert_complete_and_readable(run, &[]);
     assert_eq!(comparable_metrics(run), comparable_metrics(&reference));
     assert_eq!(comparable_summary(run), comparable_summary(&reference));
 }
@@ -431,7 +433,111 @@ fn sigterm_and_sigint_checkpoint_exit_75_and_the_run_resumes_to_the_same_end() {
         let last = lra(&resume).arg("--quiet").output().unwrap();
         assert!(last.status.success(), "{}", stderr(&last));
     }
-    assert_complete_and_readable(&run);
+    assert_complete_and_readable(&run, &[]);
     assert_eq!(comparable_metrics(&run), comparable_metrics(&reference));
     assert_eq!(comparable_summary(&run), comparable_summary(&reference));
+}
+
+/// The job script `lra sweep --slurm` writes, run as Slurm would run an array task (with a
+/// stand-in `scontrol` that records its arguments): SIGTERM to the job's shell reaches `lra`,
+/// which checkpoints and exits with 75, and the script re-queues the task; its next start
+/// finishes the cell.
+#[test]
+fn the_slurm_script_requeues_a_preempted_task_and_its_next_start_finishes_the_cell() {
+    let root = tempfile::tempdir().unwrap();
+    let quoted = |p: &Path| toml::Value::String(p.display().to_string()).to_string();
+    let sets: Vec<String> = run_args(&root.path().join("data"), root.path())
+        .windows(2)
+        .filter(|pair| pair[0] == "--set")
+        .map(|pair| format!("{:?}", pair[1]))
+        .collect();
+    let file = root.path().join("sweep.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "preset = \"tiny\"\ntasks = [\"listops\"]\nseeds = [0]\nout = {}\n\
+             set = [{}, \"task.data_dir={}\", \"train.steps={STEPS}\"]\n\
+             [[row]]\nname = \"Transformer\"\nattention = \"softmax\"\n",
+            quoted(&root.path().join("out")),
+            sets.join(", "),
+            root.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let written = Command::new(env!("CARGO_BIN_EXE_lra"))
+        .args(["sweep", &file.display().to_string(), "--slurm"])
+        .current_dir(root.path())
+        .output()
+        .unwrap();
+    assert!(written.status.success(), "{}", stderr(&written));
+    let script = String::from_utf8(written.stdout)
+        .unwrap()
+        .trim()
+        .to_string();
+
+    let bin = root.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let requeues = root.path().join("scontrol.log");
+    let scontrol = bin.join("scontrol");
+    std::fs::write(
+        &scontrol,
+        format!("#!/bin/sh\necho \"$@\" >> {}\n", requeues.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&scontrol, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let task = || {
+        Command::new("bash")
+            .arg(&script)
+            .env("SLURM_ARRAY_TASK_ID", "0")
+            .env("SLURM_JOB_ID", "4242")
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+
+    let cell = root.path().join("out/listops/transformer/s0");
+    let shell = task();
+    let begun = Instant::now();
+    while checkpoint_step(Some(&cell)) < 6 {
+        assert!(
+            begun.elapsed() < Duration::from_secs(120),
+            "no checkpoint came"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // Only the job's shell is signalled: it passes the signal on.
+    let sent = Command::new("kill")
+        .args(["-TERM", &shell.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let preempted = shell.wait_with_output().unwrap();
+    assert_eq!(
+        preempted.status.code(),
+        Some(EXIT_INTERRUPTED),
+        "{}",
+        stderr(&preempted)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&requeues).unwrap(),
+        "requeue 4242\n"
+    );
+    let step = checkpoint_step(Some(&cell));
+    assert!((6..STEPS).contains(&step), "checkpoint of step {step}");
+    assert!(!cell.join("summary.json").exists());
+
+    let requeued = task().wait_with_output().unwrap();
+    assert!(requeued.status.success(), "{}", stderr(&requeued));
+    assert_complete_and_readable(&cell, &[".claim.lock"]);
+    assert_eq!(
+        std::fs::read_to_string(&requeues).unwrap(),
+        "requeue 4242\n",
+        "a finished task is not re-queued"
+    );
 }
