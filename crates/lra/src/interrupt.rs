@@ -25,8 +25,9 @@ fn flag() -> &'static Arc<AtomicBool> {
     REQUESTED.get_or_init(|| Arc::new(AtomicBool::new(false)))
 }
 
-/// Installs the handlers (once per process; later calls do nothing new). Without it (the
-/// library used from tests), signals keep their default action.
+/// Installs the handlers (once per process; later calls do nothing new); `lra run` and `lra
+/// sweep` do. Without it (other commands, the library used from tests), signals keep their
+/// default action.
 pub fn install() -> Result<()> {
     static INSTALLED: OnceLock<()> = OnceLock::new();
     if INSTALLED.get().is_some() {

@@ -63,7 +63,10 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    if let Err(error) = interrupt::install() {
+    // Training checkpoints on SIGTERM/SIGINT; every other command keeps their default action.
+    if matches!(cli.command, Command::Run(_) | Command::Sweep(_))
+        && let Err(error) = interrupt::install()
+    {
         eprintln!("error: {error:#}");
         std::process::exit(1);
     }
