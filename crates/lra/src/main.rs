@@ -1,7 +1,7 @@
 //! The `lra` command line.
 
 use clap::{Parser, Subcommand};
-use lra::cmd::{approx, bench, data, encode, list, run, sweep, table};
+use lra::cmd::{approx, bench, data, encode, list, run, submit, sweep, table};
 use lra::train::Outcome;
 
 /// jemalloc, told never to return freed pages to the OS: glibc unmaps every large buffer (the
@@ -58,6 +58,8 @@ enum Command {
     Sweep(sweep::SweepArgs),
     /// Accuracy table of a sweep (or of all runs) next to the published numbers.
     Table(table::TableArgs),
+    /// GLUE server upload zip from the best finished run of every GLUE task.
+    Submit(submit::SubmitArgs),
 }
 
 fn main() {
@@ -85,6 +87,9 @@ fn main() {
         Command::Encode(args) => encode::execute(&args).map(|report| print!("{report}")),
         Command::Sweep(args) => sweep::execute(&args).map(|_| ()),
         Command::Table(args) => table::execute(&args).map(|markdown| print!("{markdown}")),
+        Command::Submit(args) => {
+            submit::execute(&args).map(|files| println!("{}", files.join("\n")))
+        }
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

@@ -25,8 +25,8 @@ use crate::config::{ExperimentConfig, TrainConfig};
 use crate::metrics::{Metric, Outcomes};
 use crate::objective::{Objective, Predictions, Targets};
 use crate::results::{
-    MetricValues, MetricsRow, RunDir, SCHEMA_VERSION, Summary, git_commit, sync_folder_of,
-    temp_path,
+    MetricValues, MetricsRow, RunDir, SCHEMA_VERSION, Summary, atomic_write, git_commit,
+    sync_folder_of, temp_path,
 };
 use crate::schedule::learning_rate;
 use crate::task::Task;
@@ -143,6 +143,8 @@ pub fn train(
         model = found.restore_model(model)?;
         optim = found.restore_optimizer(optim)?;
         state = found.state;
+    } else if let Some(init) = &config.init {
+        import_pretrained(&mut model, init, config, run, options.quiet, &device)?;
     }
     let selection = task.selection_metric();
     let mut order = TrainOrder::new(config.seed, data.train.len());
@@ -273,6 +275,36 @@ pub fn train(
     };
     run.write_summary(&summary)?;
     Ok(Outcome::Finished(Box::new(summary)))
+}
+
+/// Loads the checkpoint `init` into a freshly built model and writes what was loaded, left at
+/// its init and left unused to `import_report.txt` in the run folder.
+fn import_pretrained(
+    model: &mut Classifier,
+    init: &std::path::Path,
+    config: &ExperimentConfig,
+    run: &RunDir,
+    quiet: bool,
+    device: &Device,
+) -> Result<()> {
+    let checkpoint = lra_model::pretrained::Checkpoint::open(init)?;
+    let report =
+        checkpoint.load_into(model, &config.mixer_config()?, config.task.max_len, device)?;
+    atomic_write(
+        &run.path.join("import_report.txt"),
+        report.to_string().as_bytes(),
+    )?;
+    if !quiet {
+        eprintln!(
+            "loaded {} tensors of {} ({} parameters left at init, {} checkpoint tensors unused: \
+             see import_report.txt)",
+            report.loaded.len(),
+            init.display(),
+            report.left_at_init.len(),
+            report.unused.len()
+        );
+    }
+    Ok(())
 }
 
 /// What the best model did on the splits after validation.

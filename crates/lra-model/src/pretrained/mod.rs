@@ -110,6 +110,28 @@ impl Checkpoint {
         Ok((model, report))
     }
 
+    /// Loads the checkpoint's weights into `model`, a classifier built (with `mixer` in every
+    /// block, for up to `max_len` tokens) from [`Self::model_config`] with possibly other
+    /// dropout or head sizes: the training loop builds its model from the experiment config and
+    /// then imports, so `--set model.dropout=…` applies to a pretrained model too.
+    pub fn load_into(
+        &self,
+        model: &mut Classifier,
+        mixer: &MixerConfig,
+        max_len: usize,
+        device: &Device,
+    ) -> Result<ImportReport> {
+        import::import(
+            model,
+            &self.weights,
+            &self.config,
+            Target::Classifier,
+            mixer.kind().name(),
+            max_len,
+            device,
+        )
+    }
+
     /// The encoder alone (no pooler: the checkpoint's is reported unused), as
     /// [`Self::classifier`] builds it.
     pub fn encoder(

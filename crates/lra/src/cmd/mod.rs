@@ -6,5 +6,6 @@ pub mod data;
 pub mod encode;
 pub mod list;
 pub mod run;
+pub mod submit;
 pub mod sweep;
 pub mod table;
