@@ -264,6 +264,11 @@ impl Encoder {
         self.token_types.is_some()
     }
 
+    /// The token embedding matrix `[vocab, d_model]` (a tied output layer's weights).
+    pub fn token_embedding(&self) -> Tensor<2> {
+        self.tokens.weight.val()
+    }
+
     /// Number of blocks.
     pub fn n_layers(&self) -> usize {
         self.blocks.len()

@@ -51,6 +51,7 @@ pub use report::{ImportReport, LeftAtInit, Loaded, PositionRows, Unused};
 
 use crate::classifier::{Classifier, ClassifierConfig};
 use crate::encoder::Encoder;
+use crate::masked_lm::{MaskedLm, MaskedLmConfig};
 use crate::mixer::MixerConfig;
 use crate::model_config::{ModelConfig, TaskShape};
 use keys::Target;
@@ -130,6 +131,31 @@ impl Checkpoint {
             max_len,
             device,
         )
+    }
+
+    /// The masked LM (encoder + the checkpoint's MLM head, its decoder tied to the word
+    /// embeddings) for sequences of up to `max_len` tokens, with `mixer` in every block. A
+    /// checkpoint without an MLM head (a fine-tuned classifier) is an error naming the missing
+    /// parameters.
+    pub fn masked_lm(
+        &self,
+        mixer: MixerConfig,
+        max_len: usize,
+        device: &Device,
+    ) -> Result<(MaskedLm, ImportReport)> {
+        let encoder = self.classifier_config(mixer, 1, max_len)?.encoder;
+        let mixer_name = encoder.mixer.kind().name();
+        let mut model = MaskedLmConfig { encoder }.init(device);
+        let report = import::import(
+            &mut model,
+            &self.weights,
+            &self.config,
+            Target::MaskedLm,
+            mixer_name,
+            max_len,
+            device,
+        )?;
+        Ok((model, report))
     }
 
     /// The encoder alone (no pooler: the checkpoint's is reported unused), as
