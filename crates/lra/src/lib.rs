@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod cmd;
 pub mod config;
 pub mod device;
+pub mod masking;
 pub mod memory;
 pub mod metrics;
 pub mod npy;
