@@ -86,3 +86,47 @@ fn roberta_lm_head_reproduces_transformers_logits() {
         "{unused:?}"
     );
 }
+
+/// Logits of `mlm` on a fixed batch of fixture ids.
+fn logits(mlm: &lra_model::MaskedLm, device: &Device) -> Vec<f32> {
+    let ids: Vec<i64> = (0..2 * 12).map(|i| 5 + (i * 7) % 60).collect();
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [2, 12]), device);
+    let pad = Tensor::<2, Bool>::from_data(TensorData::new(vec![false; 24], [2, 12]), device);
+    mlm.forward(tokens, None, pad)
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn an_exported_masked_lm_imports_back_to_the_same_model_with_its_mixer_extras() {
+    for (model, mixer) in [
+        ("bert", "softmax"),
+        ("roberta", "softmax"),
+        ("bert", "nystrom"),
+    ] {
+        let device = Device::flex();
+        device.seed(1);
+        let kind: MixerKind = mixer.parse().unwrap();
+        let mixer_config = kind
+            .parse_config(&toml::toml! { landmarks = 4 })
+            .unwrap_or_else(|_| kind.default_config());
+        let checkpoint = Checkpoint::open(&fixture(model)).unwrap();
+        let (mlm, _) = checkpoint
+            .masked_lm(mixer_config.clone(), 16, &device)
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        checkpoint.export(&mlm, 16, dir.path()).unwrap();
+
+        device.seed(2); // a different init for anything the export failed to carry
+        let exported = Checkpoint::open(dir.path()).unwrap();
+        assert_eq!(exported.max_len(), 16);
+        let (again, report) = exported.masked_lm(mixer_config, 16, &device).unwrap();
+        assert!(report.left_at_init.is_empty(), "{model}/{mixer}: {report}");
+        assert_eq!(
+            logits(&mlm, &device),
+            logits(&again, &device),
+            "{model}/{mixer}"
+        );
+    }
+}

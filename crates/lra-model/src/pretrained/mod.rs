@@ -36,6 +36,7 @@
 
 mod config;
 mod error;
+mod export;
 mod import;
 mod keys;
 mod report;
