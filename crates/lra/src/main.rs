@@ -1,7 +1,7 @@
 //! The `lra` command line.
 
 use clap::{Parser, Subcommand};
-use lra::cmd::{approx, bench, data, encode, list, run, submit, sweep, table};
+use lra::cmd::{approx, bench, data, encode, list, pretrain, run, submit, sweep, table};
 use lra::train::Outcome;
 
 /// jemalloc, told never to return freed pages to the OS: glibc unmaps every large buffer (the
@@ -51,6 +51,9 @@ enum Command {
     /// Last hidden states of a pretrained BERT/RoBERTa checkpoint (with any mixer) for the lines
     /// of a text file, as .npy (to check the import against transformers).
     Encode(encode::EncodeArgs),
+    /// Masked-LM (continued) pretraining of a BERT/RoBERTa checkpoint with any attention, on a
+    /// text corpus; writes a checkpoint `lra run --init` fine-tunes.
+    Pretrain(pretrain::PretrainArgs),
     /// Time mixers or training steps; writes CSV.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -84,6 +87,9 @@ fn main() {
         Command::Data(command) => data::execute(command),
         Command::Bench(command) => bench::execute(command),
         Command::Approx(args) => approx::execute(&args),
+        Command::Pretrain(args) => pretrain::execute(&args).map(|run| {
+            println!("{}", run.checkpoint.display());
+        }),
         Command::Encode(args) => encode::execute(&args).map(|report| print!("{report}")),
         Command::Sweep(args) => sweep::execute(&args).map(|_| ()),
         Command::Table(args) => table::execute(&args).map(|markdown| print!("{markdown}")),

@@ -567,7 +567,7 @@ fn save_model_atomically(model: &Classifier, path: &std::path::Path) -> Result<(
 }
 
 /// A distinct, reproducible RNG seed for each (run seed, step).
-fn step_seed(seed: u64, step: usize) -> u64 {
+pub fn step_seed(seed: u64, step: usize) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (step as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)
 }
 
