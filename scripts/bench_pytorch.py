@@ -9,6 +9,8 @@ pooling with padding, ReLU MLP head; AdamW. Not a project dependency: run it fro
     python scripts/bench_pytorch.py step --threads 2
     python scripts/bench_pytorch.py mixers --seq-len 512,1024,2048,4096 --threads 2
     python scripts/bench_pytorch.py sdpa --batch 1 --heads 4 --head-dim 64 --threads 2   # vs `lra bench attention`
+    python scripts/bench_pytorch.py glue --config experiments/bench/bert-base/config.json --threads 2
+        # transformers' BertForSequenceClassification, vs `lra bench step --preset glue/sst2 --init DIR`
 """
 import argparse
 import math
@@ -118,9 +120,38 @@ def bench_sdpa(args):
         print(f"sdpa_fwd_bwd_pytorch,sdpa,{n},{args.batch},{args.heads},{args.head_dim},cpu,{median:.2f},{best:.2f}")
 
 
+def bench_glue(args):
+    # One fine-tuning step of transformers' BERT (eager attention, as the reference implementation)
+    # with the shape of `--config`: batch 32, length 128, AdamW, as the glue/<task> presets.
+    from transformers import BertConfig, BertForSequenceClassification
+
+    config = BertConfig.from_json_file(args.config)
+    config.num_labels = 2
+    config._attn_implementation = "eager"
+    model = BertForSequenceClassification(config).train()
+    optim = torch.optim.AdamW(model.parameters(), lr=2e-5, eps=1e-8, weight_decay=0.0)
+    batch, n = args.batch, args.seq_len
+    tokens = torch.randint(1, config.vocab_size, (batch, n))
+    lengths = torch.randint(n // 4, n, (batch, 1))
+    attention_mask = (torch.arange(n)[None, :] < lengths).long()
+    labels = torch.arange(batch) % 2
+
+    def step():
+        optim.zero_grad(set_to_none=True)
+        loss = model(input_ids=tokens, attention_mask=attention_mask, labels=labels).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optim.step()
+
+    median, best = timed(args.repeats, step)
+    print(f"bench,attention,seq_len,batch,d_model,device,median_ms,min_ms")
+    print(f"glue_step_transformers,eager,{n},{batch},{config.hidden_size},cpu,{median:.1f},{best:.1f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["step", "mixers", "sdpa"])
+    parser.add_argument("what", choices=["step", "mixers", "sdpa", "glue"])
+    parser.add_argument("--config", help="glue only: a BERT config.json")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
@@ -133,6 +164,9 @@ def main():
     if args.what == "step":
         args.seq_len = (args.seq_len or [2000])[0]
         bench_step(args)
+    elif args.what == "glue":
+        args.seq_len = (args.seq_len or [128])[0]
+        bench_glue(args)
     elif args.what == "sdpa":
         args.seq_len = args.seq_len or [1024, 2048, 4096, 8192, 16384]
         bench_sdpa(args)

@@ -19,6 +19,10 @@ Under `crates/lra/tests/fixtures/pretrained/`:
   alone (no padding), tokenized by `AutoTokenizer.from_pretrained(folder)(a, b,
   truncation="longest_first", max_length=MAX_LEN)`, zero past each example's end;
   `<model>/expected_ids.npy`: int64 `[examples, seq]`, the ids, 0 past each example's end.
+* `<model>/expected_mlm_logits.npy`: float32 `[MLM_EXAMPLES, seq, vocab]`, the masked-LM logits
+  of the pretraining model loaded from the folder (`BertForPreTraining.prediction_logits` /
+  `RobertaForMaskedLM.logits`, eval mode) on the first `MLM_EXAMPLES` examples, zero past each
+  example's end (the decoder is tied to the word embeddings, as in the hub's checkpoints).
 
 Weights are drawn from fixed seeds; every parameter (LayerNorm gains and biases included) is
 redrawn at a scale where a parameter loaded into the wrong place, or not at all, changes the
@@ -43,6 +47,8 @@ ROOT = REPO / "crates/lra/tests/fixtures/pretrained"
 
 # The length `lra encode --max-len` is given in the tests.
 MAX_LEN = 24
+# Examples whose masked-LM logits are kept (the arrays are vocabulary-wide).
+MLM_EXAMPLES = 3
 
 INPUTS = [
     "The cat sat on the mat.",
@@ -82,7 +88,7 @@ def copy_tokenizer(name, folder):
         shutil.copyfile(file, folder / file.name)
 
 
-def write_reference(folder, base_model_class):
+def write_reference(folder, base_model_class, mlm_class, mlm_logits):
     (folder / "inputs.txt").write_text("".join(line + "\n" for line in INPUTS), encoding="utf-8")
     tokenizer = AutoTokenizer.from_pretrained(folder)
     model = base_model_class.from_pretrained(folder).eval()
@@ -103,6 +109,15 @@ def write_reference(folder, base_model_class):
         ids_array[i, : len(row)] = row
     np.save(folder / "expected_hidden.npy", hidden_array)
     np.save(folder / "expected_ids.npy", ids_array)
+    mlm = mlm_class.from_pretrained(folder).eval()
+    logits = []
+    with torch.no_grad():
+        for row in ids[:MLM_EXAMPLES]:
+            logits.append(mlm_logits(mlm(input_ids=torch.tensor(row)[None]))[0].numpy())
+    logits_array = np.zeros((MLM_EXAMPLES, seq, logits[0].shape[-1]), dtype=np.float32)
+    for i, rows in enumerate(logits):
+        logits_array[i, : len(rows)] = rows
+    np.save(folder / "expected_mlm_logits.npy", logits_array)
     print(folder.name, "ids per example:", [len(row) for row in ids])
 
 
@@ -117,7 +132,7 @@ def make_bert():
     model = BertForPreTraining(config)
     redraw(model, seed=1)
     model.save_pretrained(folder)  # model.safetensors
-    write_reference(folder, BertModel)
+    write_reference(folder, BertModel, BertForPreTraining, lambda out: out.prediction_logits)
 
 
 def make_roberta():
@@ -132,7 +147,7 @@ def make_roberta():
     model = RobertaForMaskedLM(config)
     redraw(model, seed=2)
     model.save_pretrained(folder, safe_serialization=False)  # pytorch_model.bin
-    write_reference(folder, RobertaModel)
+    write_reference(folder, RobertaModel, RobertaForMaskedLM, lambda out: out.logits)
 
 
 if __name__ == "__main__":

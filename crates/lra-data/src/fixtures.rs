@@ -131,3 +131,55 @@ pub fn write_aan(root: &Path) -> PathBuf {
 pub fn committed_fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
+
+/// A learnable SST-2 in the official `glue_data/SST-2/` layout under `root` (header lines,
+/// `sentence<TAB>label`; test `index<TAB>sentence`): short sentences of words in the committed
+/// `bert-uncased` fixture tokenizer's vocabulary, positive (1) exactly when they contain "dog" and
+/// negative when they contain "cat" instead, so a small model can beat the majority class.
+/// Deterministic; returns the `glue_data/` folder.
+pub fn write_keyword_sst2(root: &Path, train: usize, dev: usize, test: usize) -> PathBuf {
+    const FILLER: [&str; 10] = [
+        "the", "a", "sat", "on", "mat", "ran", "play", "hello", "world", "paris",
+    ];
+    let dir = root.join("glue_data");
+    let task_dir = dir.join("SST-2");
+    fs::create_dir_all(&task_dir).expect("create SST-2 fixture folder");
+    // A small linear congruential generator: fixtures must not depend on a crate's RNG stream.
+    let mut state: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move |bound: usize| {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        ((state >> 33) as usize) % bound
+    };
+    let mut sentence = |label: usize| {
+        let len = 3 + next(5);
+        let key = next(len + 1);
+        let mut words: Vec<&str> = (0..len).map(|_| FILLER[next(FILLER.len())]).collect();
+        words.insert(key, if label == 1 { "dog" } else { "cat" });
+        words.join(" ")
+    };
+    let mut labelled = String::from("sentence\tlabel\n");
+    let mut dev_text = labelled.clone();
+    for i in 0..train + dev {
+        let label = usize::from(i % 5 < 2); // 40 % positive: the majority class is 0
+        let line = format!("{} \t{label}\n", sentence(label));
+        if i < train {
+            labelled.push_str(&line);
+        } else {
+            dev_text.push_str(&line);
+        }
+    }
+    let mut test_text = String::from("index\tsentence\n");
+    for i in 0..test {
+        test_text.push_str(&format!("{i}\t{}\n", sentence(i % 2)));
+    }
+    for (file, text) in [
+        ("train.tsv", labelled),
+        ("dev.tsv", dev_text),
+        ("test.tsv", test_text),
+    ] {
+        fs::write(task_dir.join(file), text).expect("write SST-2 fixture");
+    }
+    dir
+}

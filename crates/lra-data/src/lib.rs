@@ -5,6 +5,7 @@
 //! crates' job.
 
 pub mod cache;
+pub mod corpus;
 pub mod error;
 pub mod example;
 pub mod fixtures;

@@ -170,6 +170,12 @@ impl PretrainedTokenizer {
         })
     }
 
+    /// The ids of `text` alone, without special tokens or truncation (corpus text for
+    /// pretraining, packed into sequences afterwards).
+    pub fn text_ids(&self, text: &str) -> Result<Vec<u32>> {
+        Ok(self.encode_text(text, 0)?.get_ids().to_vec())
+    }
+
     /// One text without special tokens, with the type id `encode((a, b))` gives its sequence.
     fn encode_text(&self, text: &str, type_id: u32) -> Result<Encoding> {
         // `encode_fast`: the same ids without tracking offsets, which nothing here needs.

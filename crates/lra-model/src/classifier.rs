@@ -259,6 +259,7 @@ mod tests {
                 positions: true,
                 dropout: 0.1,
                 attention_dropout: 0.1,
+                ffn_inner_dropout: true,
                 cls_token: false,
                 token_types: 0,
                 embedding_norm: false,

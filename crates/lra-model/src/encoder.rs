@@ -53,6 +53,8 @@ pub struct EncoderConfig {
     pub dropout: f64,
     /// Dropout inside the mixer (attention probabilities).
     pub attention_dropout: f64,
+    /// Dropout also on the FFN's hidden activations (the LRA models; BERT has none there).
+    pub ffn_inner_dropout: bool,
     /// Prepend a learned CLS vector (JAX LRA `classifier_pool = "CLS"`).
     pub cls_token: bool,
     /// Token-type (segment) ids the embedding distinguishes (BERT: 2); 0 = no token types.
@@ -132,6 +134,7 @@ impl EncoderConfig {
             ffn_out: ffn(LinearConfig::new(self.d_ffn, self.d_model).init(device)),
             activation: Gelu::new(),
             dropout: DropoutConfig::new(self.dropout).init(),
+            inner_dropout: self.ffn_inner_dropout,
             post_norm: self.norm == NormPlacement::Post,
         }
     }
@@ -261,6 +264,11 @@ impl Encoder {
         self.token_types.is_some()
     }
 
+    /// The token embedding matrix `[vocab, d_model]` (a tied output layer's weights).
+    pub fn token_embedding(&self) -> Tensor<2> {
+        self.tokens.weight.val()
+    }
+
     /// Number of blocks.
     pub fn n_layers(&self) -> usize {
         self.blocks.len()
@@ -278,6 +286,7 @@ struct Block {
     ffn_out: Option<Linear>,
     activation: Gelu,
     dropout: Dropout,
+    inner_dropout: bool,
     post_norm: bool,
 }
 
@@ -301,10 +310,11 @@ impl Block {
             } else {
                 norm.forward(x.clone())
             };
-            let hidden = self.activation.forward(ffn_in.forward(input));
-            let update = self
-                .dropout
-                .forward(ffn_out.forward(self.dropout.forward(hidden)));
+            let mut hidden = self.activation.forward(ffn_in.forward(input));
+            if self.inner_dropout {
+                hidden = self.dropout.forward(hidden);
+            }
+            let update = self.dropout.forward(ffn_out.forward(hidden));
             x = self.residual(x, update, norm);
         }
         (x, mixed.carry)
@@ -349,6 +359,7 @@ mod tests {
             positions,
             dropout: 0.0,
             attention_dropout: 0.0,
+            ffn_inner_dropout: true,
             cls_token: false,
             token_types: 0,
             embedding_norm: false,

@@ -10,6 +10,7 @@ pub mod classifier;
 pub mod encoder;
 pub mod error;
 pub mod init;
+pub mod masked_lm;
 pub mod mixer;
 pub mod model_config;
 pub mod ops;
@@ -19,6 +20,7 @@ pub use classifier::{Classifier, ClassifierConfig, HeadKind, Pooling};
 pub use encoder::{Encoder, EncoderConfig};
 pub use error::ConfigError;
 pub use init::init_now;
+pub use masked_lm::{MaskedLm, MaskedLmConfig};
 pub use mixer::{
     AttentionCore, Caps, Mixer, MixerConfig, MixerDims, MixerInput, MixerKind, MixerOutput,
     TokenMixer,

@@ -25,6 +25,10 @@ pub struct ModelConfig {
     /// The head: `mlp` (default, the LRA heads) or `pooler` (BERT's dense + tanh, dropout, linear).
     #[serde(default)]
     pub head: HeadKind,
+    /// Dropout on the FFN's hidden activations too. Default: true (the LRA models); false for
+    /// BERT/RoBERTa, whose FFN drops out its output only.
+    #[serde(default = "enabled")]
+    pub ffn_inner_dropout: bool,
     /// Feed-forward sublayer in each block. Default: true (false: the LRA S4 model).
     #[serde(default = "enabled")]
     pub ffn: bool,
@@ -93,6 +97,7 @@ impl ModelConfig {
                 positions: self.positions,
                 dropout: self.dropout,
                 attention_dropout: self.attention_dropout,
+                ffn_inner_dropout: self.ffn_inner_dropout,
                 cls_token: self.pooling == Pooling::Cls,
                 token_types: self.token_types,
                 embedding_norm: self.embedding_norm,

@@ -25,6 +25,11 @@ pub struct ExperimentConfig {
     pub seed: u64,
     /// Token mixer name (see `lra list`).
     pub attention: String,
+    /// A pretrained checkpoint folder (Hugging Face BERT or RoBERTa, as `save_pretrained` writes
+    /// it) the model starts from: its `config.json` gives `[model]`, its weights the encoder (the
+    /// mixer's Q/K/V/output projections included), its tokenizer the task's texts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<PathBuf>,
     /// Settings of the chosen mixer; missing keys take the mixer's defaults.
     #[serde(default)]
     pub mixer: toml::Table,
@@ -78,7 +83,7 @@ pub struct TrainConfig {
     pub eps: f64,
     /// Clip the global gradient norm to this value; 0 disables clipping.
     pub grad_clip: f64,
-    /// Validate (and checkpoint) every this many steps.
+    /// Validate (and checkpoint) every this many steps; 0: once per epoch.
     pub eval_every: usize,
     /// Validate on at most this many batches; 0 = the whole validation split.
     pub eval_batches: usize,
@@ -90,12 +95,16 @@ pub struct TrainConfig {
 
 impl TrainConfig {
     /// The schedule for a training split of `examples` examples: `steps`, or when it is 0,
-    /// `⌈epochs · examples / batch_size⌉`.
+    /// `⌈epochs · examples / batch_size⌉`; `eval_every` 0 becomes one epoch's steps.
     pub fn for_examples(&self, examples: usize) -> TrainConfig {
         let mut resolved = self.clone();
+        let epoch = examples.div_ceil(self.batch_size).max(1);
         if let (0, Some(epochs)) = (self.steps, self.epochs) {
             let steps = (epochs * examples as f64 / self.batch_size as f64).ceil();
             resolved.steps = (steps as usize).max(1);
+        }
+        if self.eval_every == 0 {
+            resolved.eval_every = epoch;
         }
         resolved
     }
@@ -123,7 +132,8 @@ impl ExperimentConfig {
         Self::from_table(value).with_context(|| format!("{origin}: invalid experiment config"))
     }
 
-    fn from_table(table: toml::Table) -> Result<Self> {
+    fn from_table(mut table: toml::Table) -> Result<Self> {
+        fill_from_checkpoint(&mut table)?;
         let mut config: Self = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| anyhow!("`{}`: {}", e.path(), e.inner().message()))?;
         config.task.settings = config
@@ -163,6 +173,20 @@ impl ExperimentConfig {
         toml::to_string_pretty(self).expect("experiment configs serialise to TOML")
     }
 
+    /// The config starting from the checkpoint in `init`: its `[model]` is the checkpoint's and
+    /// a task that tokenizes uses the checkpoint's tokenizer (`--init`).
+    pub fn from_checkpoint(mut self, init: &Path) -> Result<Self> {
+        self.model = checkpoint_model(init)?;
+        self.init = Some(init.to_path_buf());
+        if self.task.task()?.input() == InputLayout::Tokenized {
+            let tokenizer = init.display().to_string();
+            self.task
+                .settings
+                .insert("tokenizer".into(), tokenizer.into());
+        }
+        Ok(self)
+    }
+
     /// Replaces the `[mixer]` table by the parsed mixer config with every default filled in.
     pub fn resolved(mut self) -> Result<Self> {
         self.mixer = self.mixer_config()?.to_table();
@@ -185,7 +209,6 @@ impl ExperimentConfig {
             ("model.d_ffn", self.model.d_ffn),
             ("model.head_hidden", self.model.head_hidden),
             ("train.batch_size", self.train.batch_size),
-            ("train.eval_every", self.train.eval_every),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -247,6 +270,43 @@ impl ExperimentConfig {
     }
 }
 
+/// With `init = DIR`: the `[model]` section, when absent, is the checkpoint's, and a task that
+/// tokenizes (GLUE) takes the checkpoint's tokenizer unless `task.tokenizer` names another.
+fn fill_from_checkpoint(table: &mut toml::Table) -> Result<()> {
+    let Some(init) = table
+        .get("init")
+        .and_then(|v| v.as_str())
+        .map(PathBuf::from)
+    else {
+        return Ok(());
+    };
+    if !table.contains_key("model") {
+        let model = checkpoint_model(&init)?;
+        let model = toml::Value::try_from(model).expect("model configs serialise to TOML");
+        table.insert("model".into(), model);
+    }
+    let tokenizes = table
+        .get("task")
+        .and_then(|t| t.get("name"))
+        .and_then(|n| n.as_str())
+        .and_then(|name| task::find(name).ok())
+        .is_some_and(|task| task.input() == InputLayout::Tokenized);
+    if let Some(toml::Value::Table(task)) = table.get_mut("task")
+        && tokenizes
+        && !task.contains_key("tokenizer")
+    {
+        task.insert("tokenizer".into(), init.display().to_string().into());
+    }
+    Ok(())
+}
+
+/// The encoder configuration of the checkpoint in `dir` (its `config.json`).
+pub fn checkpoint_model(dir: &Path) -> Result<ModelConfig> {
+    let config = lra_model::pretrained::CheckpointConfig::read(dir)
+        .with_context(|| format!("--init {}", dir.display()))?;
+    Ok(config.model_config())
+}
+
 /// The registered mixer called `name`, or an error suggesting the closest name.
 pub fn mixer_kind(name: &str) -> Result<MixerKind> {
     name.parse::<MixerKind>()
@@ -267,6 +327,8 @@ pub struct Request {
     pub attention: Option<String>,
     /// `key=value` overrides.
     pub overrides: Vec<String>,
+    /// A pretrained checkpoint to start from (`init`): it replaces the preset's `[model]`.
+    pub init: Option<PathBuf>,
     /// Shorthands for `train.steps`, `seed` and `task.data_dir`.
     pub steps: Option<usize>,
     pub seed: Option<u64>,
@@ -297,6 +359,10 @@ pub fn resolve(request: &Request) -> Result<ExperimentConfig> {
             list_presets().join(", ")
         );
     }
+    let base = match &request.init {
+        Some(init) => base.from_checkpoint(init)?,
+        None => base,
+    };
     let mut overrides = request.overrides.clone();
     if let Some(attention) = &request.attention {
         mixer_kind(attention)?;

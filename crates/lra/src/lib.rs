@@ -7,6 +7,7 @@ pub mod cmd;
 pub mod config;
 pub mod device;
 pub mod interrupt;
+pub mod masking;
 pub mod memory;
 pub mod metrics;
 pub mod npy;

@@ -1,7 +1,7 @@
 //! The `lra` command line.
 
 use clap::{Parser, Subcommand};
-use lra::cmd::{approx, bench, data, encode, list, run, sweep, table};
+use lra::cmd::{approx, bench, data, encode, list, pretrain, run, submit, sweep, table};
 use lra::interrupt;
 use lra::train::Outcome;
 
@@ -52,6 +52,9 @@ enum Command {
     /// Last hidden states of a pretrained BERT/RoBERTa checkpoint (with any mixer) for the lines
     /// of a text file, as .npy (to check the import against transformers).
     Encode(encode::EncodeArgs),
+    /// Masked-LM (continued) pretraining of a BERT/RoBERTa checkpoint with any attention, on a
+    /// text corpus; writes a checkpoint `lra run --init` fine-tunes.
+    Pretrain(pretrain::PretrainArgs),
     /// Time mixers or training steps; writes CSV.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -59,6 +62,8 @@ enum Command {
     Sweep(sweep::SweepArgs),
     /// Accuracy table of a sweep (or of all runs) next to the published numbers.
     Table(table::TableArgs),
+    /// GLUE server upload zip from the best finished run of every GLUE task.
+    Submit(submit::SubmitArgs),
 }
 
 fn main() {
@@ -98,6 +103,9 @@ fn main() {
         Command::Data(command) => data::execute(command),
         Command::Bench(command) => bench::execute(command),
         Command::Approx(args) => approx::execute(&args),
+        Command::Pretrain(args) => pretrain::execute(&args).map(|run| {
+            println!("{}", run.checkpoint.display());
+        }),
         Command::Encode(args) => encode::execute(&args).map(|report| print!("{report}")),
         Command::Sweep(args) => sweep::execute(&args).map(|_| {
             if interrupt::requested() {
@@ -105,6 +113,9 @@ fn main() {
             }
         }),
         Command::Table(args) => table::execute(&args).map(|markdown| print!("{markdown}")),
+        Command::Submit(args) => {
+            submit::execute(&args).map(|files| println!("{}", files.join("\n")))
+        }
     };
     if let Err(error) = result {
         eprintln!("error: {error:#}");

@@ -31,6 +31,9 @@ pub struct SweepFile {
     /// Overrides applied to every cell (`--set` syntax), before the row's own.
     #[serde(default)]
     pub set: Vec<String>,
+    /// A pretrained checkpoint every cell starts from, as `lra run --init` (GLUE sweeps).
+    #[serde(default)]
+    pub init: Option<PathBuf>,
     /// Overrides for every row on one task only (`task_set.text = ["train.batch_size=16"]`).
     #[serde(default)]
     pub task_set: std::collections::BTreeMap<String, Vec<String>>,
@@ -121,6 +124,8 @@ pub struct Cell {
     pub task: String,
     pub seed: u64,
     pub preset: String,
+    /// The pretrained checkpoint the cell starts from, if any.
+    pub init: Option<PathBuf>,
     /// Everything applied on top of the preset, in order.
     pub overrides: Vec<String>,
     /// Fixed run folder: `<out>/<task>/<row slug>/s<seed>`.
@@ -358,6 +363,7 @@ impl SweepFile {
                         task: task.clone(),
                         seed,
                         preset: self.preset.replace("{task}", task),
+                        init: self.init.clone(),
                         overrides,
                         dir: self
                             .out()
@@ -444,7 +450,10 @@ pub fn cell_config(cell: &Cell) -> Result<ExperimentConfig> {
     let mut overrides = cell.overrides.clone();
     overrides.push(format!("attention=\"{}\"", cell.attention));
     overrides.push(format!("seed={}", cell.seed));
-    let base = config::load_preset(&cell.preset)?;
+    let mut base = config::load_preset(&cell.preset)?;
+    if let Some(init) = &cell.init {
+        base = base.from_checkpoint(init)?;
+    }
     if base.task.name != cell.task {
         bail!(
             "preset `{}` is for task {}, not {}",

@@ -1,7 +1,8 @@
 //! Score tables: run summaries collected into rows (methods) × columns (tasks) with the mean
-//! over seeds of each task's selection metric, next to published numbers
-//! (`experiments/published/lra.csv`) and the difference; the average column is taken as the
-//! published table defines its own (`experiments/published/averages.csv`).
+//! over seeds of each task's selection metric on the split the task reports (test for LRA, dev
+//! for GLUE), next to published numbers (`experiments/published/lra.csv`, `glue.csv`) and the
+//! difference; the average column is taken as the published table defines its own
+//! (`experiments/published/averages.csv`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -19,25 +20,35 @@ pub enum Published {
     Fail,
 }
 
-/// `experiments/published/lra.csv`: one row per (source table, method).
+/// The published-numbers files (`lra.csv`, `glue.csv`): one row per (source table, method).
 #[derive(Clone, Debug, Default)]
 pub struct PublishedNumbers {
     /// (source, method, task) → value.
     values: BTreeMap<(String, String, String), Published>,
 }
 
-/// Task columns of the published-numbers file, in the LRA paper's order.
-pub const PUBLISHED_TASKS: [&str; 6] = [
-    "listops",
-    "text",
-    "retrieval",
-    "image",
-    "pathfinder",
-    "pathx",
-];
+/// Columns of a published-numbers file that are not tasks.
+const NOT_TASKS: [&str; 4] = ["source", "method", "avg", "notes"];
 
 impl PublishedNumbers {
-    /// Reads the published-numbers CSV (`source,method,<tasks…>,avg,notes`).
+    /// Reads every registered task's published-numbers file (`lra.csv`, `glue.csv`).
+    pub fn load_all() -> Result<Self> {
+        let mut files: Vec<&str> = task::TASKS
+            .iter()
+            .filter_map(|t| t.published().map(|p| p.file))
+            .collect();
+        files.dedup();
+        let mut numbers = Self::default();
+        for file in files {
+            numbers
+                .values
+                .extend(Self::load(&published_file(file))?.values);
+        }
+        Ok(numbers)
+    }
+
+    /// Reads one published-numbers CSV (`source,method,<tasks…>,avg,notes`): every column other
+    /// than those four is a task, named as the task registry names it.
     pub fn load(path: &Path) -> Result<Self> {
         let mut reader = csv::Reader::from_path(path)
             .with_context(|| format!("cannot read published numbers {}", path.display()))?;
@@ -49,10 +60,12 @@ impl PublishedNumbers {
                 .ok_or_else(|| anyhow!("{}: no `{name}` column", path.display()))
         };
         let (source_col, method_col) = (column("source")?, column("method")?);
-        let task_cols = PUBLISHED_TASKS
+        let task_cols: Vec<(&str, usize)> = headers
             .iter()
-            .map(|t| Ok((*t, column(t)?)))
-            .collect::<Result<Vec<_>>>()?;
+            .enumerate()
+            .filter(|(_, name)| !NOT_TASKS.contains(name))
+            .map(|(col, name)| (name, col))
+            .collect();
         let mut values = BTreeMap::new();
         for (line, record) in reader.records().enumerate() {
             let record =
@@ -92,11 +105,6 @@ impl PublishedNumbers {
     pub fn has_source(&self, source: &str) -> bool {
         self.values.keys().any(|(s, _, _)| s == source)
     }
-}
-
-/// The repository's published-numbers file.
-pub fn published_path() -> PathBuf {
-    published_file("lra.csv")
 }
 
 /// A file under `experiments/published/`: in the working directory, else in the repository.
@@ -203,13 +211,13 @@ pub struct TableCsvRow {
 }
 
 impl Table {
-    /// Adds a finished run's test score (the task's selection metric, in %) to (row, task);
-    /// a summary without that metric adds nothing.
+    /// Adds a finished run's score (the task's selection metric on the split it reports, in %)
+    /// to (row, task); a summary without that metric adds nothing.
     pub fn add(&mut self, row: &str, task: &str, summary: &Summary) {
-        let metric = task::find(task)
-            .map(|t| t.selection_metric().name())
-            .unwrap_or("accuracy");
-        if let Some(value) = summary.metric("test", metric) {
+        let (split, metric) = task::find(task)
+            .map(|t| (t.reported_split(), t.selection_metric().name()))
+            .unwrap_or(("test", "accuracy"));
+        if let Some(value) = summary.metric(split, metric) {
             self.scores
                 .entry((row.to_string(), task.to_string()))
                 .or_default()
@@ -240,12 +248,13 @@ impl Table {
         let mut out = String::new();
         if let Some(source) = &self.published_source {
             out.push_str(&format!(
-                "Test score (%, each task's selection metric), mean ± std over seeds; \
-                 `ours / {source} (ours − published)`.\n\n"
+                "Score (%, each task's selection metric on the split it reports: test for LRA, \
+                 dev for GLUE), mean ± std over seeds; `ours / {source} (ours − published)`.\n\n"
             ));
         } else {
             out.push_str(
-                "Test score (%, each task's selection metric), mean ± std over seeds.\n\n",
+                "Score (%, each task's selection metric on the split it reports: test for LRA, \
+                 dev for GLUE), mean ± std over seeds.\n\n",
             );
         }
         out.push_str(&format!("| method | {} | avg |\n", self.tasks.join(" | ")));
@@ -361,6 +370,15 @@ pub fn read_summary(path: &Path) -> Result<Summary> {
 mod tests {
     use super::*;
 
+    const LRA_TASKS: [&str; 6] = [
+        "listops",
+        "text",
+        "retrieval",
+        "image",
+        "pathfinder",
+        "pathx",
+    ];
+
     #[test]
     fn cells_show_mean_std_published_and_difference() {
         assert_eq!(
@@ -378,12 +396,12 @@ mod tests {
     fn published_table(source: &str) -> (Table, PublishedNumbers) {
         let table = Table {
             rows: vec!["Transformer".into(), "BigBird".into(), "S4".into()],
-            tasks: PUBLISHED_TASKS.iter().map(|t| t.to_string()).collect(),
+            tasks: LRA_TASKS.iter().map(|t| t.to_string()).collect(),
             published_source: Some(source.into()),
             average: average_rule(&published_file("averages.csv"), source).unwrap(),
             ..Table::default()
         };
-        (table, PublishedNumbers::load(&published_path()).unwrap())
+        (table, PublishedNumbers::load_all().unwrap())
     }
 
     #[test]
@@ -406,10 +424,7 @@ mod tests {
     #[test]
     fn our_average_covers_the_same_tasks_as_the_papers() {
         let (mut table, numbers) = published_table("LRA-Table1");
-        for (task, score) in PUBLISHED_TASKS
-            .iter()
-            .zip([40.0, 60.0, 60.0, 40.0, 70.0, 50.0])
-        {
+        for (task, score) in LRA_TASKS.iter().zip([40.0, 60.0, 60.0, 40.0, 70.0, 50.0]) {
             table.scores.insert(
                 ("Transformer".into(), task.to_string()),
                 Scores(vec![score]),

@@ -26,8 +26,8 @@ use crate::interrupt;
 use crate::metrics::{Metric, Outcomes};
 use crate::objective::{Objective, Predictions, Targets};
 use crate::results::{
-    MetricValues, MetricsRow, RunDir, SCHEMA_VERSION, Summary, git_commit, sync_folder_of,
-    temp_path,
+    MetricValues, MetricsRow, RunDir, SCHEMA_VERSION, Summary, atomic_write, git_commit,
+    sync_folder_of, temp_path,
 };
 use crate::schedule::learning_rate;
 use crate::task::Task;
@@ -168,6 +168,8 @@ pub fn train(
         optim = found.restore_optimizer(optim)?;
         state = found.state;
         checkpointed = Some(state.step);
+    } else if let Some(init) = &config.init {
+        import_pretrained(&mut model, init, config, run, options.quiet, &device)?;
     }
     // The checkpoint's history is the truth: a process killed between writing metrics.csv and
     // the checkpoint left rows of steps that this one redoes.
@@ -337,6 +339,36 @@ pub fn train(
     };
     run.write_summary(&summary)?;
     Ok(Outcome::Finished(Box::new(summary)))
+}
+
+/// Loads the checkpoint `init` into a freshly built model and writes what was loaded, left at
+/// its init and left unused to `import_report.txt` in the run folder.
+fn import_pretrained(
+    model: &mut Classifier,
+    init: &std::path::Path,
+    config: &ExperimentConfig,
+    run: &RunDir,
+    quiet: bool,
+    device: &Device,
+) -> Result<()> {
+    let checkpoint = lra_model::pretrained::Checkpoint::open(init)?;
+    let report =
+        checkpoint.load_into(model, &config.mixer_config()?, config.task.max_len, device)?;
+    atomic_write(
+        &run.path.join("import_report.txt"),
+        report.to_string().as_bytes(),
+    )?;
+    if !quiet {
+        eprintln!(
+            "loaded {} tensors of {} ({} parameters left at init, {} checkpoint tensors unused: \
+             see import_report.txt)",
+            report.loaded.len(),
+            init.display(),
+            report.left_at_init.len(),
+            report.unused.len()
+        );
+    }
+    Ok(())
 }
 
 /// What the best model did on the splits after validation.
@@ -656,7 +688,7 @@ fn save_model_atomically(model: &Classifier, path: &std::path::Path) -> Result<(
 }
 
 /// A distinct, reproducible RNG seed for each (run seed, step).
-fn step_seed(seed: u64, step: usize) -> u64 {
+pub fn step_seed(seed: u64, step: usize) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (step as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)
 }
 

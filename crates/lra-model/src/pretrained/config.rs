@@ -245,6 +245,7 @@ impl CheckpointConfig {
             pooling: Pooling::First,
             head_hidden: self.hidden_size,
             head: HeadKind::Pooler,
+            ffn_inner_dropout: false,
             ffn: true,
             norm: NormPlacement::Post,
             positions: true,

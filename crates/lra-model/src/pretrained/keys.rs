@@ -18,6 +18,9 @@
 //! | `encoder.layer.N.output.dense` | `encoder.blocks.N.ffn_out` |
 //! | `encoder.layer.N.output.LayerNorm` | `encoder.blocks.N.ffn_norm` |
 //! | `pooler.dense` | `head_in` (the pooler head's dense layer) |
+//! | `cls.predictions.transform.dense` / `lm_head.dense` | `head.dense` (masked LM) |
+//! | `cls.predictions.transform.LayerNorm` / `lm_head.layer_norm` | `head.norm` (masked LM) |
+//! | `cls.predictions.bias` / `lm_head.bias` | `head.bias` (masked LM; the decoder is tied to `encoder.tokens`) |
 //!
 //! LayerNorm `weight`/`bias` (or the older `gamma`/`beta`) become Burn's `gamma`/`beta`.
 
@@ -26,18 +29,20 @@ use burn_store::{KeyRemapper, ModuleSnapshot};
 
 use super::config::Family;
 
-/// What the mapped parameters belong to: the classifier (encoder + pooler head) or the encoder
-/// alone (its paths have no `encoder.` prefix, and the pooler is not used).
+/// What the mapped parameters belong to: the classifier (encoder + pooler head), the encoder
+/// alone (its paths have no `encoder.` prefix, and the pooler is not used), or the masked LM
+/// (encoder + the pretraining checkpoint's MLM head).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
     Classifier,
     Encoder,
+    MaskedLm,
 }
 
 impl Target {
     fn encoder_prefix(self) -> &'static str {
         match self {
-            Target::Classifier => "encoder.",
+            Target::Classifier | Target::MaskedLm => "encoder.",
             Target::Encoder => "",
         }
     }
@@ -139,6 +144,25 @@ impl Mapping {
         if self.target == Target::Classifier {
             patterns.push((r"^pooler\.dense\.".into(), "head_in.".into()));
         }
+        if self.target == Target::MaskedLm {
+            let head = [
+                (r"^cls\.predictions\.transform\.dense\.", "head.dense."),
+                (r"^cls\.predictions\.transform\.LayerNorm\.", "head.norm."),
+                (r"^cls\.predictions\.bias$", "head.bias"),
+                (r"^lm_head\.dense\.", "head.dense."),
+                (r"^lm_head\.layer_norm\.", "head.norm."),
+                (r"^lm_head\.bias$", "head.bias"),
+            ];
+            patterns.extend(head.map(|(from, to)| (from.to_string(), to.to_string())));
+            patterns.push((
+                r"^head\.norm\.(?:weight|gamma)$".into(),
+                "head.norm.gamma".into(),
+            ));
+            patterns.push((
+                r"^head\.norm\.(?:bias|beta)$".into(),
+                "head.norm.beta".into(),
+            ));
+        }
         // Burn's LayerNorm names its parameters gamma and beta.
         let norm = format!(
             r"^({}(?:embedding_norm|blocks\.\d+\.(?:mixer_norm|ffn_norm)))\.",
@@ -166,7 +190,13 @@ impl Mapping {
             .strip_prefix(self.family.name())
             .and_then(|rest| rest.strip_prefix('.'))
             .unwrap_or(key);
-        if key.starts_with("cls.") || key.starts_with("lm_head.") {
+        let tied = key == "cls.predictions.decoder.weight"
+            || key == "cls.predictions.decoder.bias"
+            || key == "lm_head.decoder.weight"
+            || key == "lm_head.decoder.bias";
+        if self.target == Target::MaskedLm && tied {
+            UnusedReason::TiedDecoder
+        } else if key.starts_with("cls.") || key.starts_with("lm_head.") {
             UnusedReason::PretrainingHead
         } else if key.starts_with("classifier.") || key.starts_with("qa_outputs.") {
             UnusedReason::FineTunedHead
@@ -221,6 +251,8 @@ impl Mapping {
 pub enum UnusedReason {
     /// Masked-LM / next-sentence heads of a pretraining checkpoint.
     PretrainingHead,
+    /// The MLM decoder, tied to the word embeddings (loaded through them).
+    TiedDecoder,
     /// The classifier of a checkpoint fine-tuned on some task.
     FineTunedHead,
     /// The pooler of a checkpoint loaded as an encoder without head.
@@ -237,6 +269,9 @@ impl std::fmt::Display for UnusedReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::PretrainingHead => f.write_str("pretraining head (masked LM / next sentence)"),
+            Self::TiedDecoder => {
+                f.write_str("the MLM decoder, tied to the word embeddings (loaded through them)")
+            }
             Self::FineTunedHead => {
                 f.write_str("a fine-tuned task head; this model's head starts from its init")
             }

@@ -36,6 +36,7 @@
 
 mod config;
 mod error;
+mod export;
 mod import;
 mod keys;
 mod report;
@@ -51,6 +52,7 @@ pub use report::{ImportReport, LeftAtInit, Loaded, PositionRows, Unused};
 
 use crate::classifier::{Classifier, ClassifierConfig};
 use crate::encoder::Encoder;
+use crate::masked_lm::{MaskedLm, MaskedLmConfig};
 use crate::mixer::MixerConfig;
 use crate::model_config::{ModelConfig, TaskShape};
 use keys::Target;
@@ -103,6 +105,53 @@ impl Checkpoint {
             &self.weights,
             &self.config,
             Target::Classifier,
+            mixer_name,
+            max_len,
+            device,
+        )?;
+        Ok((model, report))
+    }
+
+    /// Loads the checkpoint's weights into `model`, a classifier built (with `mixer` in every
+    /// block, for up to `max_len` tokens) from [`Self::model_config`] with possibly other
+    /// dropout or head sizes: the training loop builds its model from the experiment config and
+    /// then imports, so `--set model.dropout=…` applies to a pretrained model too.
+    pub fn load_into(
+        &self,
+        model: &mut Classifier,
+        mixer: &MixerConfig,
+        max_len: usize,
+        device: &Device,
+    ) -> Result<ImportReport> {
+        import::import(
+            model,
+            &self.weights,
+            &self.config,
+            Target::Classifier,
+            mixer.kind().name(),
+            max_len,
+            device,
+        )
+    }
+
+    /// The masked LM (encoder + the checkpoint's MLM head, its decoder tied to the word
+    /// embeddings) for sequences of up to `max_len` tokens, with `mixer` in every block. A
+    /// checkpoint without an MLM head (a fine-tuned classifier) is an error naming the missing
+    /// parameters.
+    pub fn masked_lm(
+        &self,
+        mixer: MixerConfig,
+        max_len: usize,
+        device: &Device,
+    ) -> Result<(MaskedLm, ImportReport)> {
+        let encoder = self.classifier_config(mixer, 1, max_len)?.encoder;
+        let mixer_name = encoder.mixer.kind().name();
+        let mut model = MaskedLmConfig { encoder }.init(device);
+        let report = import::import(
+            &mut model,
+            &self.weights,
+            &self.config,
+            Target::MaskedLm,
             mixer_name,
             max_len,
             device,

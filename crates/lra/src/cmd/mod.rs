@@ -5,6 +5,8 @@ pub mod bench;
 pub mod data;
 pub mod encode;
 pub mod list;
+pub mod pretrain;
 pub mod run;
+pub mod submit;
 pub mod sweep;
 pub mod table;

@@ -27,6 +27,10 @@ pub struct RunArgs {
     /// Experiment config file (TOML), instead of a preset.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
+    /// Start from a pretrained Hugging Face BERT/RoBERTa checkpoint folder (`init`): its
+    /// config.json replaces the preset's [model], its weights and tokenizer are used.
+    #[arg(long, value_name = "DIR")]
+    pub init: Option<PathBuf>,
     /// Override any config field, e.g. `--set model.d_model=128 --set mixer.block_size=64`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
@@ -107,6 +111,7 @@ pub fn resolve(args: &RunArgs) -> Result<ExperimentConfig> {
         task: args.task.clone(),
         attention: args.attention.clone(),
         overrides: args.overrides.clone(),
+        init: args.init.clone(),
         steps: args.steps,
         seed: args.seed,
         data: args.data.clone(),
@@ -175,6 +180,7 @@ fn resume_dir(dir: &Path, args: &RunArgs) -> Result<(ExperimentConfig, RunDir)> 
         || args.preset.is_some()
         || args.config.is_some()
         || !args.overrides.is_empty()
+        || args.init.is_some()
         || args.steps.is_some()
         || args.seed.is_some()
         || args.data.is_some();

@@ -9,8 +9,7 @@ use clap::Args;
 use crate::results::atomic_write;
 use crate::sweep::SweepFile;
 use crate::table::{
-    PUBLISHED_TASKS, PublishedNumbers, Table, average_rule, find_summaries, published_file,
-    published_path, read_summary,
+    PublishedNumbers, Table, average_rule, find_summaries, published_file, read_summary,
 };
 
 /// Options of `lra table`.
@@ -22,8 +21,8 @@ pub struct TableArgs {
     /// Folder searched for `summary.json` files when no sweep file is given.
     #[arg(long, default_value = "results/runs", conflicts_with = "sweep")]
     pub runs: PathBuf,
-    /// Published table to compare with (`source` column of experiments/published/lra.csv, e.g.
-    /// `LRA-Table1`); default: the sweep file's `published`.
+    /// Published table to compare with (`source` column of experiments/published/lra.csv or
+    /// glue.csv, e.g. `LRA-Table1`); default: the sweep file's `published`.
     #[arg(long)]
     pub published: Option<String>,
     /// Markdown output (the CSV goes next to it); default: table.md in the sweep's or runs' folder.
@@ -33,7 +32,7 @@ pub struct TableArgs {
 
 /// Runs `lra table`; returns the Markdown it wrote.
 pub fn execute(args: &TableArgs) -> Result<String> {
-    let numbers = PublishedNumbers::load(&published_path())?;
+    let numbers = PublishedNumbers::load_all()?;
     let (mut table, default_out) = match &args.sweep {
         Some(file) => from_sweep(file)?,
         None => (from_runs(&args.runs)?, args.runs.join("table.md")),
@@ -45,8 +44,8 @@ pub fn execute(args: &TableArgs) -> Result<String> {
         && !numbers.has_source(source)
     {
         bail!(
-            "no published table `{source}` in {}; see its `source` column",
-            published_path().display()
+            "no published table `{source}` in experiments/published/ (lra.csv, glue.csv); see \
+             their `source` column"
         );
     }
     if let Some(source) = &table.published_source {
@@ -104,10 +103,11 @@ fn from_runs(root: &Path) -> Result<Table> {
         }
         table.add(&summary.attention, &summary.task, summary);
     }
+    // The registry's order: LRA as in its paper, then GLUE.
     let order = |t: &String| {
-        PUBLISHED_TASKS
+        crate::task::TASKS
             .iter()
-            .position(|p| p == t)
+            .position(|task| task.name() == t)
             .unwrap_or(usize::MAX)
     };
     table.tasks.sort_by_key(order);

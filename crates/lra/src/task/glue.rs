@@ -182,6 +182,11 @@ impl Task for Glue {
             column: self.name(),
         })
     }
+    /// The dev set: GLUE's test answers are withheld, and the efficient-attention papers report
+    /// dev scores.
+    fn reported_split(&self) -> &'static str {
+        "val"
+    }
     /// Hugging Face `run_glue`'s recipe.
     fn default_preset(&self) -> String {
         format!("glue/{}", self.name())

@@ -101,6 +101,11 @@ pub trait Task: Sync {
     }
     /// Where the task's published numbers are.
     fn published(&self) -> Option<PublishedColumn>;
+    /// The split whose scores tables report: `test`, or `val` where the benchmark withholds test
+    /// answers and papers report the dev set (GLUE).
+    fn reported_split(&self) -> &'static str {
+        "test"
+    }
     /// The preset `lra run --task NAME` starts from.
     fn default_preset(&self) -> String {
         format!("lra-pytorch/{}", self.name())

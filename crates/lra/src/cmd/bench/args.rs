@@ -142,6 +142,11 @@ pub struct StepArgs {
     /// Config overrides, as for `lra run`.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+    /// A checkpoint folder whose `config.json` gives the model (as `lra run --init`); only the
+    /// shape matters, so a folder with just `config.json` will do
+    /// (`experiments/bench/bert-base/`).
+    #[arg(long, value_name = "DIR")]
+    pub init: Option<PathBuf>,
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
     #[arg(long, default_value = "cpu")]

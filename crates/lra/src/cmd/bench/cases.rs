@@ -168,6 +168,7 @@ pub(super) fn bench_step(args: &StepArgs) -> Result<BenchRow> {
         preset: Some(args.preset.clone()),
         attention: args.attention.clone(),
         overrides: args.overrides.clone(),
+        init: args.init.clone(),
         ..Request::default()
     })?;
     let row = time_model(&config, &args.device, args.repeats, Mode::Train)?;
@@ -283,7 +284,11 @@ fn time_model(
     let base = device::parse(device_name)?;
     let task = config.task.task()?;
     let objective = task.objective();
-    let vocab_size = task.vocab_size(&config.task.settings)?;
+    // A checkpoint's vocabulary where the model comes from one (its tokenizer need not be there).
+    let vocab_size = match &config.init {
+        Some(init) => lra_model::pretrained::CheckpointConfig::read(init)?.vocab_size,
+        None => task.vocab_size(&config.task.settings)?,
+    };
     let documents = task.input().documents();
     let model_config = config.classifier(vocab_size, objective.outputs())?;
     let timing = if mode == Mode::Forward {

@@ -1,0 +1,90 @@
+//! The masked-language-model head on the encoder (BERT's `cls.predictions`, RoBERTa's `lm_head`):
+//! `logits = LayerNorm(gelu(dense(h))) · Eᵀ + b`, the decoder tied to the word embeddings `E`.
+//! The model MLM pretraining trains and that pretrained checkpoints' heads import into.
+
+use burn::module::{Module, Param};
+use burn::nn::{Gelu, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::{Bool, Device, Int, Tensor};
+
+use crate::encoder::{Encoder, EncoderConfig};
+
+/// Builds a [`MaskedLm`].
+#[derive(Clone, Debug)]
+pub struct MaskedLmConfig {
+    /// The encoder; it must not prepend a learned CLS vector (every output is a token's).
+    pub encoder: EncoderConfig,
+}
+
+impl MaskedLmConfig {
+    /// Initialises the model, drawing every parameter now from the device RNG (the output bias
+    /// starts at zero, as transformers' does).
+    pub fn init(&self, device: &Device) -> MaskedLm {
+        let d_model = self.encoder.d_model;
+        crate::init_now(MaskedLm {
+            encoder: self.encoder.init(device),
+            head: MlmHead {
+                dense: LinearConfig::new(d_model, d_model).init(device),
+                activation: Gelu::new(),
+                norm: LayerNormConfig::new(d_model)
+                    .with_epsilon(self.encoder.layer_norm_eps)
+                    .init(device),
+                bias: Param::from_tensor(Tensor::zeros([self.encoder.vocab_size], device)),
+            },
+        })
+    }
+}
+
+/// The transform and output bias of the MLM head; the decoder matrix is the encoder's.
+#[derive(Module, Debug)]
+pub struct MlmHead {
+    dense: Linear,
+    activation: Gelu,
+    norm: LayerNorm,
+    bias: Param<Tensor<1>>,
+}
+
+/// Encoder + masked-LM head.
+#[derive(Module, Debug)]
+pub struct MaskedLm {
+    encoder: Encoder,
+    head: MlmHead,
+}
+
+impl MaskedLm {
+    /// The encoder (to fine-tune it, or inspect it).
+    pub fn encoder(&self) -> &Encoder {
+        &self.encoder
+    }
+
+    /// The encoder alone, the head dropped.
+    pub fn into_encoder(self) -> Encoder {
+        self.encoder
+    }
+
+    /// Vocabulary logits of every position.
+    ///
+    /// # Shapes
+    /// - `tokens`, `types`, `pad_mask`: `[batch, seq]` (`true` = padding)
+    /// - output: `[batch, seq, vocab]`
+    pub fn forward(
+        &self,
+        tokens: Tensor<2, Int>,
+        types: Option<Tensor<2, Int>>,
+        pad_mask: Tensor<2, Bool>,
+    ) -> Tensor<3> {
+        let hidden = self.encoder.forward_typed(tokens, types, pad_mask).hidden;
+        let [batch, seq, d_model] = hidden.dims();
+        let transformed = self.head.norm.forward(
+            self.head
+                .activation
+                .forward(self.head.dense.forward(hidden)),
+        );
+        let embeddings = self.encoder.token_embedding(); // [vocab, d]
+        let vocab = embeddings.dims()[0];
+        let logits = transformed
+            .reshape([batch * seq, d_model])
+            .matmul(embeddings.transpose())
+            .add(self.head.bias.val().unsqueeze::<2>());
+        logits.reshape([batch, seq, vocab])
+    }
+}
