@@ -182,7 +182,11 @@ pub fn execute(args: &PretrainArgs) -> Result<PretrainRun> {
             &device,
         );
         let loss = mlm_loss(&model, &batch);
-        loss_sum += loss.clone().into_scalar::<f32>() as f64;
+        let value = loss.clone().into_scalar::<f32>() as f64;
+        if !value.is_finite() {
+            bail!("step {step}: the MLM loss is {value}; lower --lr (nothing was updated)");
+        }
+        loss_sum += value;
         losses += 1;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let lr = learning_rate(&schedule, step);
