@@ -108,10 +108,7 @@ impl PretrainedTokenizer {
         let vocab_txt = folder.join("vocab.txt");
         let (vocab_json, merges) = (folder.join("vocab.json"), folder.join("merges.txt"));
         let (mut tokenizer, source) = if json.is_file() {
-            (
-                Tokenizer::from_file(&json).map_err(file_error(&json))?,
-                json,
-            )
+            (load_tokenizer_json(&json)?, json)
         } else if vocab_txt.is_file() {
             (bert_wordpiece(folder, &vocab_txt)?, vocab_txt)
         } else if vocab_json.is_file() && merges.is_file() {
@@ -225,6 +222,26 @@ impl PretrainedTokenizer {
     /// The file the tokenizer was built from.
     pub fn source(&self) -> &Path {
         &self.source
+    }
+}
+
+/// `Tokenizer::from_file`, whose deserialiser panics on some malformed files (an `unwrap` in
+/// `tokenizers` 0.22's decoder parsing, found by the fuzz tests): the panic becomes an error.
+fn load_tokenizer_json(path: &Path) -> Result<Tokenizer> {
+    let loaded = std::panic::catch_unwind(|| Tokenizer::from_file(path));
+    match loaded {
+        Ok(result) => result.map_err(file_error(path)),
+        Err(payload) => Err(DataError::File {
+            path: path.to_path_buf(),
+            message: format!(
+                "not a valid tokenizer.json ({})",
+                payload
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| payload.downcast_ref::<&str>().copied())
+                    .unwrap_or("the tokenizers library gave up on it")
+            ),
+        }),
     }
 }
 

@@ -217,3 +217,65 @@ fn checkpoint_reader_rejects_every_changed_file() {
 fn checkpoint_reader_never_panics_behind_a_valid_checksum() {
     fuzz_checkpoint("checkpoint-resigned", 15, true);
 }
+
+/// A copy of the tiny BERT checkpoint fixture in a scratch folder.
+fn bert_copy() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = scratch();
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pretrained/bert");
+    let copy = dir.path().join("bert");
+    fs::create_dir_all(&copy).unwrap();
+    for entry in fs::read_dir(&source).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), copy.join(entry.file_name())).unwrap();
+    }
+    (dir, copy)
+}
+
+#[test]
+fn checkpoint_config_weights_and_tokenizer_readers_never_panic() {
+    use lra_data::tokenizer::PretrainedTokenizer;
+    use lra_model::MixerKind;
+    use lra_model::pretrained::Checkpoint;
+
+    let (_dir, folder) = bert_copy();
+    let device = burn::tensor::Device::flex();
+    let originals: Vec<(&str, Vec<u8>)> = ["config.json", "model.safetensors", "tokenizer.json"]
+        .iter()
+        .map(|name| (*name, fs::read(folder.join(name)).unwrap()))
+        .collect();
+    for (seed, (name, original)) in (20..).zip(&originals) {
+        let path = folder.join(name);
+        fuzz::run(name, seed, vec![original.clone()], |input| {
+            fs::write(&path, input).unwrap();
+            let verdict = match *name {
+                "tokenizer.json" => named(
+                    PretrainedTokenizer::from_checkpoint(&folder).map_err(anyhow::Error::from),
+                    &path,
+                ),
+                _ => {
+                    let loaded = Checkpoint::open(&folder).and_then(|checkpoint| {
+                        checkpoint.masked_lm(MixerKind::Softmax.default_config(), 16, &device)
+                    });
+                    named(loaded.map_err(anyhow::Error::from), &path)
+                }
+            };
+            fs::write(&path, original).unwrap();
+            verdict
+        });
+    }
+}
+
+#[test]
+fn corpus_reader_never_panics() {
+    let dir = scratch();
+    let path = dir.path().join("corpus.jsonl");
+    let sample =
+        b"{\"text\": \"the cat sat\"}\n{\"text\": \"caf\\u00e9 d\\u00e9j\\u00e0 vu\", \"id\": 2}\n";
+    fuzz::run("corpus-jsonl", 23, vec![sample.to_vec()], |input| {
+        fs::write(&path, input).unwrap();
+        named(
+            lra_data::corpus::read_documents(&path).map_err(anyhow::Error::from),
+            &path,
+        )
+    });
+}
