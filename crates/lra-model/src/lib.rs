@@ -7,6 +7,7 @@
 //! `mixer/common/`. The conformance suite in `tests/conformance.rs` then covers it.
 
 pub mod classifier;
+pub mod device;
 pub mod encoder;
 pub mod error;
 pub mod init;
@@ -15,6 +16,7 @@ pub mod model_config;
 pub mod ops;
 
 pub use classifier::{Classifier, ClassifierConfig, HeadKind, Pooling};
+pub use device::DeviceError;
 pub use encoder::{Encoder, EncoderConfig};
 pub use error::ConfigError;
 pub use init::init_now;

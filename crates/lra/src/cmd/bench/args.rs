@@ -69,6 +69,7 @@ pub struct MixerArgs {
     /// Timed repetitions after one warm-up; the median is reported.
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
+    /// Compute device, as for `lra run --device` (cpu, wgpu[:N], vulkan[:N], cuda[:N], tch).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// CSV output (Markdown and SVG charts are written next to it).
@@ -106,6 +107,7 @@ pub struct AttentionArgs {
     /// Timed repetitions after one warm-up; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
+    /// Compute device, as for `lra run --device` (cpu, wgpu[:N], vulkan[:N], cuda[:N], tch).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// CSV output (Markdown and SVG charts are written next to it).
@@ -144,6 +146,7 @@ pub struct StepArgs {
     pub overrides: Vec<String>,
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
+    /// Compute device, as for `lra run --device` (cpu, wgpu[:N], vulkan[:N], cuda[:N], tch).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     #[arg(long, default_value = "results/bench/step.csv")]
@@ -166,6 +169,7 @@ pub struct EfficiencyArgs {
     pub mode: Option<Mode>,
     #[arg(long)]
     pub repeats: Option<usize>,
+    /// Compute device, as for `lra run --device` (cpu, wgpu[:N], vulkan[:N], cuda[:N], tch).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     #[arg(long, default_value = "results/bench/efficiency.csv")]
