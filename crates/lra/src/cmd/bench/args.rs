@@ -122,6 +122,9 @@ pub enum AttentionOp {
     Flash,
     /// `ops::softmax_attention`: the `[n, n]` weights materialised.
     Softmax,
+    /// `mixer::reference::softmax_attention`, composed from Burn ops (autodiff keeps the `[n, n]`
+    /// scores): what the `flash` and `softmax` mixers run on devices without those kernels.
+    Reference,
 }
 
 impl AttentionOp {
@@ -129,6 +132,7 @@ impl AttentionOp {
         match self {
             AttentionOp::Flash => "flash",
             AttentionOp::Softmax => "softmax",
+            AttentionOp::Reference => "reference",
         }
     }
 }
