@@ -11,6 +11,10 @@ pooling with padding, ReLU MLP head; AdamW. Not a project dependency: run it fro
     python scripts/bench_pytorch.py sdpa --batch 1 --heads 4 --head-dim 64 --threads 2   # vs `lra bench attention`
     python scripts/bench_pytorch.py glue --config experiments/bench/bert-base/config.json --threads 2
         # transformers' BertForSequenceClassification, vs `lra bench step --preset glue/sst2 --init DIR`
+    python scripts/bench_pytorch.py step --device cuda   # on a GPU (scripts/gpu-check.sh)
+
+On `--device cuda` every timing waits for the GPU (`torch.cuda.synchronize`), and the peak GPU memory
+of the timed calls is printed as `peak_mib` (on the CPU that column is empty).
 """
 import argparse
 import math
@@ -62,31 +66,42 @@ class Classifier(nn.Module):
         self.head = nn.Sequential(nn.Linear(d_model, head_hidden), nn.ReLU(), nn.Linear(head_hidden, classes))
 
     def forward(self, tokens, pad_mask):
-        x = self.drop(self.tok(tokens) + self.pos(torch.arange(tokens.shape[1])))
+        x = self.drop(self.tok(tokens) + self.pos(torch.arange(tokens.shape[1], device=tokens.device)))
         for block in self.blocks:
             x = block(x, pad_mask)
         return self.head(self.norm(x).mean(dim=1))
 
 
-def timed(repeats, fn):
+def timed(repeats, fn, device):
+    """(median ms, min ms, peak MiB or "") of `repeats` calls after one warm-up call."""
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
     fn()
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        sync()
         times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times), min(times)
+    peak = f"{torch.cuda.max_memory_allocated(device) / 2**20:.1f}" if device.type == "cuda" else ""
+    return statistics.median(times), min(times), peak
 
 
 def bench_step(args):
     # lra-pytorch/listops: dim 64, 2 layers, 2 heads, FFN 128, length 2000, batch 32.
     batch, n, vocab, classes = args.batch, args.seq_len, 16, 10
-    model = Classifier(vocab, n, 64, 2, 2, 128, 128, classes, 0.1)
+    dev = args.device
+    model = Classifier(vocab, n, 64, 2, 2, 128, 128, classes, 0.1).to(dev)
     optim = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    tokens = torch.randint(1, vocab, (batch, n))
-    lengths = torch.randint(n // 4, n, (batch, 1))
-    pad_mask = torch.arange(n)[None, :] >= lengths
-    labels = torch.arange(batch) % classes
+    tokens = torch.randint(1, vocab, (batch, n), device=dev)
+    lengths = torch.randint(n // 4, n, (batch, 1), device=dev)
+    pad_mask = torch.arange(n, device=dev)[None, :] >= lengths
+    labels = torch.arange(batch, device=dev) % classes
 
     def step():
         optim.zero_grad(set_to_none=True)
@@ -94,30 +109,33 @@ def bench_step(args):
         loss.backward()
         optim.step()
 
-    median, best = timed(args.repeats, step)
-    print(f"bench,attention,seq_len,batch,d_model,device,median_ms,min_ms")
-    print(f"train_step_pytorch,softmax,{n},{batch},64,cpu,{median:.1f},{best:.1f}")
+    median, best, peak = timed(args.repeats, step, dev)
+    print(f"bench,attention,seq_len,batch,d_model,device,median_ms,min_ms,peak_mib")
+    print(f"train_step_pytorch,softmax,{n},{batch},64,{dev.type},{median:.1f},{best:.1f},{peak}")
 
 
 def bench_mixers(args):
-    print(f"bench,attention,seq_len,batch,d_model,device,median_ms,min_ms")
+    dev = args.device
+    print(f"bench,attention,seq_len,batch,d_model,device,median_ms,min_ms,peak_mib")
     for n in args.seq_len:
-        attn = NaiveAttention(64, 2, 0.0)
-        x = torch.randn(1, n, 64, requires_grad=True)
-        pad = torch.zeros(1, n, dtype=torch.bool)
-        median, best = timed(args.repeats, lambda: attn(x, pad).sum().backward())
-        print(f"mixer_fwd_bwd_pytorch,softmax,{n},1,64,cpu,{median:.2f},{best:.2f}")
+        attn = NaiveAttention(64, 2, 0.0).to(dev)
+        x = torch.randn(1, n, 64, device=dev, requires_grad=True)
+        pad = torch.zeros(1, n, dtype=torch.bool, device=dev)
+        median, best, peak = timed(args.repeats, lambda: attn(x, pad).sum().backward(), dev)
+        print(f"mixer_fwd_bwd_pytorch,softmax,{n},1,64,{dev.type},{median:.2f},{best:.2f},{peak}")
 
 
 def bench_sdpa(args):
     # torch.nn.functional.scaled_dot_product_attention fwd+bwd on [batch, heads, n, head_dim]
     # (PyTorch's fused CPU kernel: flash-style tiles), the reference for `ops::flash_attention`.
-    print(f"bench,attention,seq_len,batch,heads,head_dim,device,median_ms,min_ms")
+    dev = args.device
+    print(f"bench,attention,seq_len,batch,heads,head_dim,device,median_ms,min_ms,peak_mib")
     for n in args.seq_len:
-        q, k, v = (torch.randn(args.batch, args.heads, n, args.head_dim, requires_grad=True) for _ in range(3))
+        shape = (args.batch, args.heads, n, args.head_dim)
+        q, k, v = (torch.randn(shape, device=dev, requires_grad=True) for _ in range(3))
         fwd_bwd = lambda: nn.functional.scaled_dot_product_attention(q, k, v).sum().backward()
-        median, best = timed(args.repeats, fwd_bwd)
-        print(f"sdpa_fwd_bwd_pytorch,sdpa,{n},{args.batch},{args.heads},{args.head_dim},cpu,{median:.2f},{best:.2f}")
+        median, best, peak = timed(args.repeats, fwd_bwd, dev)
+        print(f"sdpa_fwd_bwd_pytorch,sdpa,{n},{args.batch},{args.heads},{args.head_dim},{dev.type},{median:.2f},{best:.2f},{peak}")
 
 
 def bench_glue(args):
@@ -128,13 +146,14 @@ def bench_glue(args):
     config = BertConfig.from_json_file(args.config)
     config.num_labels = 2
     config._attn_implementation = "eager"
-    model = BertForSequenceClassification(config).train()
+    dev = args.device
+    model = BertForSequenceClassification(config).train().to(dev)
     optim = torch.optim.AdamW(model.parameters(), lr=2e-5, eps=1e-8, weight_decay=0.0)
     batch, n = args.batch, args.seq_len
-    tokens = torch.randint(1, config.vocab_size, (batch, n))
-    lengths = torch.randint(n // 4, n, (batch, 1))
-    attention_mask = (torch.arange(n)[None, :] < lengths).long()
-    labels = torch.arange(batch) % 2
+    tokens = torch.randint(1, config.vocab_size, (batch, n), device=dev)
+    lengths = torch.randint(n // 4, n, (batch, 1), device=dev)
+    attention_mask = (torch.arange(n, device=dev)[None, :] < lengths).long()
+    labels = torch.arange(batch, device=dev) % 2
 
     def step():
         optim.zero_grad(set_to_none=True)
@@ -143,9 +162,9 @@ def bench_glue(args):
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optim.step()
 
-    median, best = timed(args.repeats, step)
-    print(f"bench,attention,seq_len,batch,d_model,device,median_ms,min_ms")
-    print(f"glue_step_transformers,eager,{n},{batch},{config.hidden_size},cpu,{median:.1f},{best:.1f}")
+    median, best, peak = timed(args.repeats, step, dev)
+    print(f"bench,attention,seq_len,batch,d_model,device,median_ms,min_ms,peak_mib")
+    print(f"glue_step_transformers,eager,{n},{batch},{config.hidden_size},{dev.type},{median:.1f},{best:.1f},{peak}")
 
 
 def main():
@@ -158,6 +177,7 @@ def main():
     parser.add_argument("--heads", type=int, default=4, help="sdpa only")
     parser.add_argument("--head-dim", type=int, default=64, help="sdpa only")
     parser.add_argument("--seq-len", type=lambda s: [int(v) for v in s.split(",")], default=None)
+    parser.add_argument("--device", type=torch.device, default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

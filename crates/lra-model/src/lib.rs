@@ -7,6 +7,7 @@
 //! `mixer/common/`. The conformance suite in `tests/conformance.rs` then covers it.
 
 pub mod classifier;
+pub mod device;
 pub mod encoder;
 pub mod error;
 pub mod init;
@@ -17,6 +18,7 @@ pub mod ops;
 pub mod pretrained;
 
 pub use classifier::{Classifier, ClassifierConfig, HeadKind, Pooling};
+pub use device::DeviceError;
 pub use encoder::{Encoder, EncoderConfig};
 pub use error::ConfigError;
 pub use init::init_now;

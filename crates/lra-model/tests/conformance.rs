@@ -5,11 +5,17 @@
 //! checkpoint file into a mixer built from another seed (parameters and fixed non-trained state
 //! such as random blocks, features and sketches must all come back).
 //! Inputs come from each mixer's default config and caps, never from a per-name special case.
+//!
+//! The device is `LRA_TEST_DEVICE` (a `--device` name, default `cpu`), e.g.
+//! `LRA_TEST_DEVICE=vulkan cargo test --release -p lra-model --features vulkan --test conformance`;
+//! bounds are looser off the CPU (`testing::tolerance`).
 
 use burn::module::{Module, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::tensor::{Bool, Device, Tensor, Tolerance};
-use lra_model::mixer::common::testing::{gaussian, pad_mask as padded_after};
+use lra_model::mixer::common::testing::{
+    device as test_device, gaussian, pad_mask as padded_after, tolerance,
+};
 use lra_model::mixer::reference::softmax_attention;
 use lra_model::{Mixer, MixerDims, MixerInput, MixerKind, TokenMixer};
 
@@ -74,7 +80,7 @@ fn assert_close<const D: usize>(kind: MixerKind, what: &str, a: Tensor<D>, b: Te
 
 #[test]
 fn output_has_the_input_shape_and_is_finite() {
-    let device = Device::flex();
+    let device = test_device();
     for kind in kinds_under_test() {
         let mixer = build(kind, 1, &device);
         let out = run(&mixer, random_input(2, &device), pad_mask(&device));
@@ -92,7 +98,7 @@ fn output_has_the_input_shape_and_is_finite() {
 
 #[test]
 fn padded_positions_do_not_change_real_outputs() {
-    let device = Device::flex();
+    let device = test_device();
     for kind in kinds_under_test() {
         if !kind.default_config().caps().honours_padding {
             continue;
@@ -109,13 +115,14 @@ fn padded_positions_do_not_change_real_outputs() {
         let x_garbage = x.clone().mask_where(pad3, garbage);
         let a = run(&mixer, x, mask.clone()).narrow(1, 0, REAL);
         let b = run(&mixer, x_garbage, mask).narrow(1, 0, REAL);
-        assert_close(kind, "outputs at real positions", a, b, 1e-5);
+        let tol = tolerance(&device, 1e-5);
+        assert_close(kind, "outputs at real positions", a, b, tol);
     }
 }
 
 #[test]
 fn gradient_reaches_every_parameter_and_the_input() {
-    let device = Device::flex().autodiff();
+    let device = test_device().autodiff();
     for kind in kinds_under_test() {
         let mixer = build(kind, 1, &device);
         let x = random_input(2, &device).require_grad();
@@ -172,7 +179,7 @@ impl ModuleVisitor for GradientCheck<'_> {
 
 #[test]
 fn same_seed_gives_the_same_output() {
-    let device = Device::flex();
+    let device = test_device();
     for kind in kinds_under_test() {
         let a = run(
             &build(kind, 7, &device),
@@ -184,7 +191,7 @@ fn same_seed_gives_the_same_output() {
             random_input(2, &device),
             pad_mask(&device),
         );
-        assert_close(kind, "same seed", a.clone(), b, 0.0);
+        assert_close(kind, "same seed", a.clone(), b, tolerance(&device, 0.0));
         let c = run(
             &build(kind, 8, &device),
             random_input(2, &device),
@@ -197,7 +204,7 @@ fn same_seed_gives_the_same_output() {
 
 #[test]
 fn each_batch_row_equals_running_it_alone() {
-    let device = Device::flex();
+    let device = test_device();
     for kind in kinds_under_test() {
         let mixer = build(kind, 1, &device);
         let x = random_input(2, &device);
@@ -214,7 +221,7 @@ fn each_batch_row_equals_running_it_alone() {
                 &format!("row {row}"),
                 together.clone().narrow(0, row, 1),
                 alone,
-                1e-5,
+                tolerance(&device, 1e-5),
             );
         }
     }
@@ -222,7 +229,7 @@ fn each_batch_row_equals_running_it_alone() {
 
 #[test]
 fn exact_mixers_equal_softmax_attention() {
-    let device = Device::flex();
+    let device = test_device();
     for kind in kinds_under_test() {
         let config = kind.default_config();
         if !config.caps().exact_softmax {
@@ -237,15 +244,16 @@ fn exact_mixers_equal_softmax_attention() {
         let mask = Some(pad_mask(&device));
         let expected = softmax_attention(q.clone(), k.clone(), v.clone(), mask.clone());
         let actual = core.attend(q, k, v, mask);
-        actual
-            .to_data()
-            .assert_approx_eq::<f32>(&expected.to_data(), Tolerance::absolute(1e-5));
+        actual.to_data().assert_approx_eq::<f32>(
+            &expected.to_data(),
+            Tolerance::absolute(tolerance(&device, 1e-5)),
+        );
     }
 }
 
 #[test]
 fn caps_say_whether_there_is_an_attention_core() {
-    let device = Device::flex();
+    let device = test_device();
     for kind in kinds_under_test() {
         let has_core = build(kind, 1, &device).attention_core().is_some();
         assert_eq!(
@@ -274,7 +282,7 @@ fn config_round_trips_through_toml_text() {
 
 #[test]
 fn checkpoint_restores_the_mixer_into_one_built_from_another_seed() {
-    let device = Device::flex();
+    let device = test_device();
     for kind in kinds_under_test() {
         let saved = build(kind, 1, &device);
         let other = build(kind, 2, &device);
@@ -294,6 +302,7 @@ fn checkpoint_restores_the_mixer_into_one_built_from_another_seed() {
             .unwrap_or_else(|e| panic!("{kind}: cannot load its own checkpoint: {e:?}"));
         let restored = run(&loaded, x, pad_mask(&device));
         std::fs::remove_file(&path).expect("remove the checkpoint");
-        assert_close(kind, "output after save/load", expected, restored, 0.0);
+        let tol = tolerance(&device, 0.0);
+        assert_close(kind, "output after save/load", expected, restored, tol);
     }
 }

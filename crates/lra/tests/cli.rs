@@ -130,6 +130,35 @@ fn bad_input_fails_cleanly_and_writes_no_run_folder() {
     );
 }
 
+/// A GPU that is not there is an error naming the device, not a panic at the first tensor: an
+/// eighth discrete GPU, and any Vulkan device when the loader is pointed at no driver.
+#[cfg(feature = "vulkan")]
+#[test]
+fn an_absent_vulkan_device_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |device: &str, driver: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_lra"));
+        command.args(["run", "--preset", "tiny", "--device", device]);
+        if let Some(driver) = driver {
+            command
+                .env("VK_ICD_FILENAMES", driver)
+                .env("VK_DRIVER_FILES", driver);
+        }
+        command.current_dir(dir.path()).output().unwrap()
+    };
+    let cases = [
+        (run("vulkan:7", None), "device `vulkan:7` cannot be opened"),
+        (run("vulkan", Some("/nonexistent/icd.json")), "libvulkan1"),
+    ];
+    for (out, expected) in cases {
+        let message = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{message}");
+        assert!(message.contains(expected), "`{expected}` not in: {message}");
+        assert!(!message.contains("panicked"), "{message}");
+    }
+    assert!(!dir.path().join("results").exists());
+}
+
 #[test]
 fn malformed_data_file_is_reported_with_its_line() {
     let dir = tempfile::tempdir().unwrap();

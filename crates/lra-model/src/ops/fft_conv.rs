@@ -92,6 +92,7 @@ mod tests {
     use burn::tensor::{Device, Distribution, TensorData, Tolerance};
 
     use super::*;
+    use crate::mixer::common::testing;
 
     fn random<const D: usize>(device: &Device, seed: u64, shape: [usize; D]) -> Tensor<D> {
         device.seed(seed);
@@ -116,7 +117,7 @@ mod tests {
 
     #[test]
     fn causal_fft_conv_equals_direct_convolution() {
-        let device = Device::flex();
+        let device = testing::device();
         // 100 is not a power of two: the FFT length (256) is larger than 2n.
         for seq in [64, 100] {
             let u = random(&device, 1, [2, 3, seq]);
@@ -131,7 +132,7 @@ mod tests {
 
     #[test]
     fn bidirectional_fft_conv_equals_direct_convolution() {
-        let device = Device::flex();
+        let device = testing::device();
         for seq in [64, 100] {
             let u = random(&device, 3, [2, 3, seq]);
             let k_fwd = random(&device, 4, [3, seq]);

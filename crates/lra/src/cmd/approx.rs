@@ -72,6 +72,7 @@ pub struct ApproxArgs {
     /// (default `results/approx/<attention>-n<seq_len>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Compute device, as for `lra run --device` (cpu, wgpu[:N], vulkan[:N], cuda[:N], tch).
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }

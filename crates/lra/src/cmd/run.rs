@@ -50,7 +50,8 @@ pub struct RunArgs {
     /// same config under --out.
     #[arg(long, value_name = "RUN_DIR", num_args = 0..=1)]
     pub resume: Option<Option<PathBuf>>,
-    /// Compute device: cpu (default), or wgpu / cuda[:N] / tch when built with those features.
+    /// Compute device: cpu (default), wgpu[:N], vulkan[:N], cuda[:N] or tch[:cpu|cuda:N]; the GPU
+    /// backends need the cargo feature of the same name (README, "GPU backends").
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Checkpoint and exit once this many steps are done (continue later with --resume).

@@ -5,6 +5,52 @@ use burn::tensor::{Bool, Device, Distribution, Tensor, TensorData, Tolerance};
 
 use crate::mixer::{MixerInput, TokenMixer};
 
+/// The environment variable that names the device of the device-generic tests.
+pub const TEST_DEVICE_VARIABLE: &str = "LRA_TEST_DEVICE";
+
+/// The device the device-generic tests (conformance suite, ops' exactness tests) run on: the
+/// `--device` name in `LRA_TEST_DEVICE` (e.g. `vulkan`; it needs that cargo feature), else the CPU.
+///
+/// # Panics
+/// When the named device cannot be opened: the test run asked for it, so it must not pass on
+/// another.
+pub fn device() -> Device {
+    let name = std::env::var(TEST_DEVICE_VARIABLE).unwrap_or_else(|_| "cpu".to_string());
+    crate::device::parse(&name).unwrap_or_else(|error| panic!("{TEST_DEVICE_VARIABLE}: {error}"))
+}
+
+/// The test [`device`] when the op under test has a kernel there (`supported`); otherwise `None`,
+/// after printing that `test` is skipped and why (the mixers use the composed reference there).
+pub fn device_with_kernel(supported: fn(&Device) -> bool, test: &str) -> Option<Device> {
+    let device = device();
+    if supported(&device) {
+        return Some(device);
+    }
+    eprintln!(
+        "skipped {test}: the op has no kernel on {device:?}; mixers fall back to the reference"
+    );
+    None
+}
+
+/// Whether `device` is the embedded CPU backend.
+pub fn is_cpu(device: &Device) -> bool {
+    device.clone().inner() == Device::flex()
+}
+
+/// Bound of a comparison whose CPU bound is `cpu`. GPU kernels sum in other orders (tiled,
+/// autotuned per shape) and lavapipe's `exp` is not the CPU's, so values equal up to f32 rounding
+/// differ by more there; the CPU bounds stay as strict as they were.
+pub fn tolerance(device: &Device, cpu: f32) -> f32 {
+    if is_cpu(device) {
+        cpu
+    } else {
+        cpu.max(GPU_TOLERANCE)
+    }
+}
+
+/// Relative bound of f32 results that agree up to summation order on a GPU backend.
+const GPU_TOLERANCE: f32 = 1e-4;
+
 /// `shape` of independent N(0, 1) draws under device seed `seed`.
 pub fn gaussian<const D: usize>(device: &Device, seed: u64, shape: [usize; D]) -> Tensor<D> {
     normal(device, seed, shape, 1.0)

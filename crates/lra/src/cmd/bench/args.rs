@@ -69,6 +69,7 @@ pub struct MixerArgs {
     /// Timed repetitions after one warm-up; the median is reported.
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
+    /// Compute device, as for `lra run --device` (cpu, wgpu[:N], vulkan[:N], cuda[:N], tch).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// CSV output (Markdown and SVG charts are written next to it).
@@ -106,6 +107,7 @@ pub struct AttentionArgs {
     /// Timed repetitions after one warm-up; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
+    /// Compute device, as for `lra run --device` (cpu, wgpu[:N], vulkan[:N], cuda[:N], tch).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// CSV output (Markdown and SVG charts are written next to it).
@@ -120,6 +122,9 @@ pub enum AttentionOp {
     Flash,
     /// `ops::softmax_attention`: the `[n, n]` weights materialised.
     Softmax,
+    /// `mixer::reference::softmax_attention`, composed from Burn ops (autodiff keeps the `[n, n]`
+    /// scores): what the `flash` and `softmax` mixers run on devices without those kernels.
+    Reference,
 }
 
 impl AttentionOp {
@@ -127,6 +132,7 @@ impl AttentionOp {
         match self {
             AttentionOp::Flash => "flash",
             AttentionOp::Softmax => "softmax",
+            AttentionOp::Reference => "reference",
         }
     }
 }
@@ -149,6 +155,7 @@ pub struct StepArgs {
     pub init: Option<PathBuf>,
     #[arg(long, default_value_t = 5)]
     pub repeats: usize,
+    /// Compute device, as for `lra run --device` (cpu, wgpu[:N], vulkan[:N], cuda[:N], tch).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     #[arg(long, default_value = "results/bench/step.csv")]
@@ -171,6 +178,7 @@ pub struct EfficiencyArgs {
     pub mode: Option<Mode>,
     #[arg(long)]
     pub repeats: Option<usize>,
+    /// Compute device, as for `lra run --device` (cpu, wgpu[:N], vulkan[:N], cuda[:N], tch).
     #[arg(long, default_value = "cpu")]
     pub device: String,
     #[arg(long, default_value = "results/bench/efficiency.csv")]

@@ -3,6 +3,7 @@
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use lra_model::mixer::reference::attention_probs;
 use lra_model::ops::{flash_attention, softmax_attention};
 use lra_model::{MixerDims, MixerInput, MixerKind, TokenMixer};
 
@@ -23,6 +24,22 @@ impl AttentionOp {
         match self {
             AttentionOp::Flash => flash_attention::flash_attention(q, k, v, key_bias, 0.0, 0),
             AttentionOp::Softmax => softmax_attention::softmax_attention(q, k, v, key_bias, 0.0, 0),
+            // Also scales the scores by 1/√d (the fused ops leave that to the caller): one more
+            // elementwise pass, the mixers' cost on those devices.
+            AttentionOp::Reference => {
+                let [batch, keys] = key_bias.dims();
+                let probs = attention_probs(q, k, Some(key_bias.reshape([batch, 1, 1, keys])));
+                probs.matmul(v)
+            }
+        }
+    }
+
+    /// Whether the op runs on `device` (the fused ops have CPU kernels only).
+    fn runs_on(self, device: &Device) -> bool {
+        match self {
+            AttentionOp::Flash => flash_attention::is_supported(device),
+            AttentionOp::Softmax => softmax_attention::is_supported(device),
+            AttentionOp::Reference => true,
         }
     }
 }
@@ -104,9 +121,11 @@ pub(super) fn bench_mixers(args: &MixerArgs) -> Result<Vec<BenchRow>> {
 
 pub(super) fn bench_attention(args: &AttentionArgs) -> Result<Vec<BenchRow>> {
     let base = device::parse(&args.device)?;
-    if !flash_attention::is_supported(&base) || !softmax_attention::is_supported(&base) {
+    if let Some(op) = args.op.iter().find(|op| !op.runs_on(&base)) {
         bail!(
-            "`lra bench attention` times the fused CPU kernels; device `{}` has none (time the mixers with `lra bench mixers`)",
+            "`--op {}` is a fused CPU kernel, which device `{}` lacks; the mixers run the composed \
+             reference there, which `--op reference` times",
+            op.name(),
             args.device
         );
     }

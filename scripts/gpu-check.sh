@@ -1,0 +1,217 @@
+#!/usr/bin/env bash
+# The harness on a GPU through Burn's Vulkan backend (README, "GPU backends"): build here, run on a
+# GPU machine that has only the binaries, the repository files and the Vulkan loader.
+#
+#   scripts/gpu-check.sh build                  # here: target/gpu-check/{lra,conformance}
+#   scripts/gpu-check.sh run [--quick] [--device NAME] [--out DIR]   # on the GPU machine
+#   scripts/gpu-check.sh ci                     # .ci/run: the same on Mesa's software driver, 20 steps
+#
+# `run` writes under --out (default results/bench/gpu/): machine.txt (GPU, driver, commit),
+# conformance.log (the whole suite on --device), tiny-summary.json (the tiny ListOps preset),
+# attention.csv (`lra bench attention`), step.csv (`lra bench step --preset lra-pytorch/listops`),
+# efficiency.csv (`lra bench efficiency`), pytorch-step.csv and pytorch-sdpa.csv
+# (scripts/bench_pytorch.py eager and scaled_dot_product_attention, same shapes, on CUDA when torch
+# sees it) and summary.md (lra step time / PyTorch eager step time). --quick uses tiny sizes and
+# writes to target/gpu-check/quick/ unless --out is given: it checks this script on the software
+# driver, its numbers mean nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bundle=target/gpu-check
+# Own target folder: the feature build neither invalidates nor overwrites the CPU build in target/.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/vulkan}"
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+
+die() {
+    echo "gpu-check: $*" >&2
+    exit 1
+}
+
+# Debian packages, installed if missing (as scripts/slurm-test.sh does for Slurm).
+install_packages() {
+    local missing=()
+    for package in "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" ||
+            missing+=("$package")
+    done
+    ((${#missing[@]})) || return 0
+    command -v apt-get >/dev/null || die "install ${missing[*]} (no apt-get here)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq "${missing[@]}" >/dev/null 2>&1 ||
+        { apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null; }
+}
+
+# `lra` and the conformance test executable of a `--features vulkan` build, copied to $bundle.
+build() {
+    local artifacts
+    artifacts=$(cargo test --release --workspace --features lra/vulkan --no-run \
+        --message-format=json-render-diagnostics | python3 -c '
+import json, sys
+for line in sys.stdin:
+    message = json.loads(line)
+    if message.get("reason") == "compiler-artifact" and message.get("executable"):
+        name = message["target"]["name"]
+        if name in ("lra", "conformance"):
+            print(name, message["executable"])
+')
+    mkdir -p "$bundle"
+    for name in lra conformance; do
+        local path
+        path=$(awk -v name="$name" '$1 == name { print $2 }' <<<"$artifacts" | tail -1)
+        [[ -n "$path" ]] || die "the build produced no $name executable"
+        cp "$path" "$bundle/$name.tmp" && mv "$bundle/$name.tmp" "$bundle/$name"
+    done
+    git rev-parse HEAD >"$bundle/commit" 2>/dev/null || echo unknown >"$bundle/commit"
+    echo "gpu-check: built $bundle/lra and $bundle/conformance ($(du -sh "$bundle" | cut -f1))"
+}
+
+# The whole conformance suite on $device; its log goes to $1.
+conformance() {
+    echo "gpu-check: conformance suite on $device"
+    LRA_TEST_DEVICE=$device "$bundle/conformance" --test-threads 1 2>&1 | tee "$1"
+}
+
+# A tiny ListOps run on $device; $1: steps (empty: the preset's), $2: where its summary goes.
+tiny_run() {
+    local runs="$bundle/runs"
+    local steps=()
+    [[ -z "$1" ]] || steps=(--steps "$1")
+    echo "gpu-check: tiny ListOps run on $device ${1:+($1 steps)}"
+    "$bundle/lra" run --preset tiny --device "$device" "${steps[@]}" --out "$runs" --quiet
+    local summary
+    summary=$(ls -t "$runs"/listops/softmax/*/summary.json | head -1)
+    python3 -c '
+import json, math, sys
+summary = json.load(open(sys.argv[1]))
+assert math.isfinite(summary["test_loss"]), f"test loss {summary['test_loss']}"
+assert not sys.argv[2] or summary["steps"] == int(sys.argv[2]), f"{summary['steps']} steps"
+print(f"gpu-check: tiny run: {summary['steps']} steps, test loss {summary['test_loss']:.3f}, "
+      f"test accuracy {summary.get('test_accuracy')}")
+' "$summary" "$1"
+    cp "$summary" "$2"
+}
+
+run() {
+    device=vulkan
+    local quick=0 out=""
+    while (($#)); do
+        case $1 in
+        --quick) quick=1 ;;
+        --device) device=$2 && shift ;;
+        --out) out=$2 && shift ;;
+        *) die "unknown option $1 (see the header of $0)" ;;
+        esac
+        shift
+    done
+    [[ -x "$bundle/lra" && -x "$bundle/conformance" ]] || die "no $bundle/lra: run \`$0 build\` first"
+    ((quick)) && out=${out:-$bundle/quick} || out=${out:-results/bench/gpu}
+    mkdir -p "$out"
+    # Sizes: the issue's goals (ListOps step, attention 1K-16K, the efficiency table) or, with
+    # --quick, the smallest that exercise every step.
+    local tiny_steps="" attention=(--seq-len 1024,2048,4096,8192,16384) step=() efficiency=()
+    local torch_step=() torch_sdpa=(--seq-len 1024,2048,4096,8192,16384)
+    if ((quick)); then
+        tiny_steps=20
+        attention=(--seq-len 128,256 --repeats 1)
+        step=(--set task.max_len=128 --set train.batch_size=2 --repeats 1)
+        efficiency=(--attention softmax,linear --seq-len 64,128 --batch 1 --repeats 1)
+        torch_step=(--seq-len 128 --batch 2 --repeats 1)
+        torch_sdpa=(--seq-len 128,256 --repeats 1)
+    fi
+
+    {
+        echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        echo "commit: $(cat "$bundle/commit")"
+        echo "device: $device"
+        ((quick)) && echo "sizes: --quick (too small for the numbers to mean anything)"
+        nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null ||
+            echo "gpu: none seen by nvidia-smi"
+        echo "cpu: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs)"
+    } >"$out/machine.txt"
+
+    conformance "$out/conformance.log"
+    tiny_run "$tiny_steps" "$out/tiny-summary.json"
+    # The fused flash/softmax ops have CPU kernels only (issue 16 part 5); off the CPU the mixers
+    # run the composed reference, which is what is timed here.
+    "$bundle/lra" bench attention --op reference --device "$device" "${attention[@]}" \
+        --out "$out/attention.csv"
+    "$bundle/lra" bench step --preset lra-pytorch/listops --device "$device" "${step[@]}" \
+        --out "$out/step.csv"
+    "$bundle/lra" bench efficiency --device "$device" "${efficiency[@]}" --out "$out/efficiency.csv"
+    pytorch "$out" "${torch_step[@]}" -- "${torch_sdpa[@]}"
+    summarise "$out"
+    echo "gpu-check: results in $out/"
+}
+
+# PyTorch eager (the same ListOps step) and SDPA, on CUDA when torch sees a GPU; $1: out folder,
+# then the step options, `--`, the sdpa options.
+pytorch() {
+    local out=$1 step=() sdpa=()
+    shift
+    while (($#)) && [[ $1 != -- ]]; do step+=("$1") && shift; done
+    (($#)) && shift
+    sdpa=("$@")
+    local python=${PYTHON:-python3}
+    if ! "$python" -c "import torch" 2>/dev/null; then
+        echo "no torch for $python (set PYTHON to a venv's python)" >"$out/pytorch-skipped.txt"
+        echo "gpu-check: PyTorch comparison skipped: no torch for $python"
+        return
+    fi
+    local torch_device
+    torch_device=$("$python" -c "import torch; print('cuda' if torch.cuda.is_available() else 'cpu')")
+    "$python" scripts/bench_pytorch.py step --device "$torch_device" --threads "$(nproc)" \
+        "${step[@]}" >"$out/pytorch-step.csv"
+    "$python" scripts/bench_pytorch.py sdpa --device "$torch_device" --threads "$(nproc)" \
+        --batch 1 "${sdpa[@]}" >"$out/pytorch-sdpa.csv"
+}
+
+# summary.md: the ListOps step next to PyTorch eager, and attention next to SDPA, per length.
+summarise() {
+    python3 - "$1" <<'EOF'
+import csv, os, sys
+out = sys.argv[1]
+def rows(name):
+    path = os.path.join(out, name)
+    return list(csv.DictReader(open(path))) if os.path.exists(path) else []
+lines = ["# GPU check", "", open(os.path.join(out, "machine.txt")).read().strip(), ""]
+step, torch_step = rows("step.csv"), rows("pytorch-step.csv")
+if step and torch_step:
+    ours, theirs = float(step[0]["median_ms"]), float(torch_step[0]["median_ms"])
+    lines += ["| ListOps training step | lra | PyTorch eager | ratio |", "|---|---|---|---|",
+              f"| {step[0]['device']} vs {torch_step[0]['device']} | {ours:.1f} ms | {theirs:.1f} ms | {ours / theirs:.2f}× |", ""]
+attention = [r for r in rows("attention.csv") if r["mode"] == "train"]
+sdpa = {r["seq_len"]: float(r["median_ms"]) for r in rows("pytorch-sdpa.csv")}
+if attention:
+    lines += ["| attention fwd+bwd | n | lra | PyTorch SDPA | ratio |", "|---|---|---|---|---|"]
+    for r in attention:
+        theirs = sdpa.get(r["seq_len"])
+        ratio = f"{float(r['median_ms']) / theirs:.2f}×" if theirs else "—"
+        lines.append(f"| {r['attention']} | {r['seq_len']} | {float(r['median_ms']):.2f} ms | "
+                     f"{f'{theirs:.2f} ms' if theirs else '—'} | {ratio} |")
+    lines.append("")
+open(os.path.join(out, "summary.md"), "w").write("\n".join(lines))
+print("\n".join(lines))
+EOF
+}
+
+# CI on Mesa's software driver (lavapipe): the device table's error paths, the ops' exactness
+# tests, the whole conformance suite and 20 steps of the tiny preset, all on `vulkan`.
+ci() {
+    install_packages libvulkan1 mesa-vulkan-drivers
+    build
+    device=vulkan
+    local out="$bundle/ci"
+    mkdir -p "$out"
+    LRA_TEST_DEVICE=$device cargo test --release --workspace --features lra/vulkan --lib \
+        -- device:: ops::
+    cargo test --release --workspace --features lra/vulkan --test cli -- vulkan
+    conformance "$out/conformance.log"
+    tiny_run 20 "$out/tiny-summary.json"
+}
+
+case ${1:-} in
+build) build ;;
+run) shift && run "$@" ;;
+ci) ci ;;
+*) die "usage: $0 build | run [--quick] [--device NAME] [--out DIR] | ci" ;;
+esac
