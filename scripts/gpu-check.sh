@@ -2,7 +2,7 @@
 # The harness on a GPU through Burn's Vulkan backend (README, "GPU backends"): build here, run on a
 # GPU machine that has only the binaries, the repository files and the Vulkan loader.
 #
-#   scripts/gpu-check.sh build                  # here: target/gpu-check/{lra,conformance}
+#   scripts/gpu-check.sh build                  # here: target/gpu-check/{lra,conformance} (GPU_FEATURE=vulkan)
 #   scripts/gpu-check.sh run [--quick] [--device NAME] [--out DIR]   # on the GPU machine
 #   scripts/gpu-check.sh ci                     # .ci/run: the same on Mesa's software driver, 20 steps
 #
@@ -18,9 +18,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bundle=target/gpu-check
-# Own target folder: the feature build neither invalidates nor overwrites the CPU build in target/.
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/vulkan}"
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+# Mesa's window-system code complains on every device opened without one.
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
+
+# The cargo feature built (`vulkan`: cubecl's SPIR-V compiler, for GPUs; `wgpu`: WGSL shaders,
+# which is what Mesa's software driver runs: it crashes compiling cubecl's SPIR-V matmul kernels),
+# in a target folder of its own, so that the build neither invalidates nor overwrites the CPU one.
+use_feature() {
+    feature=$1
+    export CARGO_TARGET_DIR="target/$feature"
+}
+use_feature "${GPU_FEATURE:-vulkan}"
 
 die() {
     echo "gpu-check: $*" >&2
@@ -41,10 +50,10 @@ install_packages() {
         { apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null; }
 }
 
-# `lra` and the conformance test executable of a `--features vulkan` build, copied to $bundle.
+# `lra` and the conformance test executable of a `--features $feature` build, copied to $bundle.
 build() {
     local artifacts
-    artifacts=$(cargo test --release --workspace --features lra/vulkan --no-run \
+    artifacts=$(cargo test --release --workspace --features "lra/$feature" --no-run \
         --message-format=json-render-diagnostics | python3 -c '
 import json, sys
 for line in sys.stdin:
@@ -61,6 +70,7 @@ for line in sys.stdin:
         [[ -n "$path" ]] || die "the build produced no $name executable"
         cp "$path" "$bundle/$name.tmp" && mv "$bundle/$name.tmp" "$bundle/$name"
     done
+    echo "$feature" >"$bundle/feature"
     git rev-parse HEAD >"$bundle/commit" 2>/dev/null || echo unknown >"$bundle/commit"
     echo "gpu-check: built $bundle/lra and $bundle/conformance ($(du -sh "$bundle" | cut -f1))"
 }
@@ -92,7 +102,8 @@ print(f"gpu-check: tiny run: {summary['steps']} steps, test loss {summary['test_
 }
 
 run() {
-    device=vulkan
+    [[ -x "$bundle/lra" && -x "$bundle/conformance" ]] || die "no $bundle/lra: run \`$0 build\` first"
+    device=$(cat "$bundle/feature")
     local quick=0 out=""
     while (($#)); do
         case $1 in
@@ -103,7 +114,6 @@ run() {
         esac
         shift
     done
-    [[ -x "$bundle/lra" && -x "$bundle/conformance" ]] || die "no $bundle/lra: run \`$0 build\` first"
     ((quick)) && out=${out:-$bundle/quick} || out=${out:-results/bench/gpu}
     mkdir -p "$out"
     # Sizes: the issue's goals (ListOps step, attention 1K-16K, the efficiency table) or, with
@@ -111,6 +121,7 @@ run() {
     local tiny_steps="" attention=(--seq-len 1024,2048,4096,8192,16384) step=() efficiency=()
     local torch_step=() torch_sdpa=(--seq-len 1024,2048,4096,8192,16384)
     if ((quick)); then
+        export CUBECL_AUTOTUNE_LEVEL=${CUBECL_AUTOTUNE_LEVEL:-minimal}
         tiny_steps=20
         attention=(--seq-len 128,256 --repeats 1)
         step=(--set task.max_len=128 --set train.batch_size=2 --repeats 1)
@@ -195,16 +206,19 @@ EOF
 }
 
 # CI on Mesa's software driver (lavapipe): the device table's error paths, the ops' exactness
-# tests, the whole conformance suite and 20 steps of the tiny preset, all on `vulkan`.
+# tests, the whole conformance suite and 20 steps of the tiny preset, all on `wgpu` (WGSL).
 ci() {
     install_packages libvulkan1 mesa-vulkan-drivers
+    use_feature wgpu
     build
-    device=vulkan
+    # The software driver JIT-compiles every kernel variant that autotuning tries: try few.
+    export CUBECL_AUTOTUNE_LEVEL=${CUBECL_AUTOTUNE_LEVEL:-minimal}
+    device=wgpu
     local out="$bundle/ci"
     mkdir -p "$out"
-    LRA_TEST_DEVICE=$device cargo test --release --workspace --features lra/vulkan --lib \
+    LRA_TEST_DEVICE=$device cargo test --release --workspace --features lra/wgpu --lib \
         -- device:: ops::
-    cargo test --release --workspace --features lra/vulkan --test cli -- vulkan
+    cargo test --release --workspace --features lra/wgpu --test cli -- absent
     conformance "$out/conformance.log"
     tiny_run 20 "$out/tiny-summary.json"
 }

@@ -214,8 +214,9 @@ mod gpu {
             .init()
             .map_err(|error| {
                 OpenError::Unavailable(format!(
-                    "{error} (needs the Vulkan loader, Debian `libvulkan1`, and a driver: the GPU \
-                     vendor's, or `mesa-vulkan-drivers` for the software one)"
+                    "{error} (`:N` counts discrete GPUs; no adapter at all needs the Vulkan \
+                     loader, Debian `libvulkan1`, and a driver: the GPU vendor's, or \
+                     `mesa-vulkan-drivers` for the software one)"
                 ))
             })
     }
@@ -316,11 +317,11 @@ mod tests {
 
     /// No machine this runs on has eight discrete GPUs: the adapter lookup fails, and that is an
     /// error naming the device, not a panic at the first tensor.
-    #[cfg(feature = "vulkan")]
+    #[cfg(feature = "wgpu")]
     #[test]
     fn an_absent_gpu_is_an_error() {
-        let error = parse("vulkan:7").unwrap_err();
+        let error = parse("wgpu:7").unwrap_err();
         assert!(matches!(error, DeviceError::Unavailable { .. }), "{error}");
-        assert!(error.to_string().contains("vulkan:7"), "{error}");
+        assert!(error.to_string().contains("wgpu:7"), "{error}");
     }
 }
