@@ -278,6 +278,14 @@ fn kill_and_resume(
         // The instant `target` of the uninterrupted timeline, reached from the checkpoint the
         // resumed run starts from (each process first loads the data again).
         let runs = run_folders(out);
+        // A kill that landed after the summary was written found a finished run.
+        if runs
+            .first()
+            .is_some_and(|run| run.join("summary.json").exists())
+        {
+            finished = true;
+            break;
+        }
         let from = checkpoint_step(runs.first());
         let reached = timeline.position_of_checkpoint(from);
         let delay = if target > reached {
@@ -308,7 +316,7 @@ fn kill_and_resume(
     let runs = run_folders(out);
     assert_eq!(runs.len(), 1, "{runs:?}");
     let run = &runs[0];
-    if !finished {
+    if !finished && !run.join("summary.json").exists() {
         let last = lra(&["run".into(), "--resume".into(), run.display().to_string()])
             .arg("--quiet")
             .output()
