@@ -16,7 +16,8 @@ use rand_chacha::ChaCha8Rng;
 pub const CASES_VAR: &str = "LRA_FUZZ_CASES";
 /// Cases per reader when [`CASES_VAR`] is unset.
 pub const DEFAULT_CASES: usize = 1000;
-/// Mutated inputs are cut to this length, so that every case stays fast.
+/// Mutated inputs are cut to this length, or to the longest sample's, so that every case stays
+/// fast and a large sample (a weights file) is still mutated whole rather than only truncated.
 const MAX_INPUT_LEN: usize = 1 << 16;
 /// Bytes that often mean something to a parser: separators, digits, signs, extremes.
 const INTERESTING: &[u8] = b"\0\t\n\r \"'()[]{}=.,-+0123456789eE\x7f\x80\xff";
@@ -62,8 +63,16 @@ impl Mutator {
         for _ in 0..self.rng.random_range(1..=4) {
             self.mutate(&mut input);
         }
-        input.truncate(MAX_INPUT_LEN);
+        input.truncate(self.max_len());
         input
+    }
+
+    /// The longest input handed out: [`MAX_INPUT_LEN`], or the longest sample if longer.
+    fn max_len(&self) -> usize {
+        self.samples
+            .iter()
+            .map(Vec::len)
+            .fold(MAX_INPUT_LEN, usize::max)
     }
 
     fn mutate(&mut self, input: &mut Vec<u8>) {
@@ -215,6 +224,19 @@ mod tests {
             "only {changed} of 200 inputs differ from the sample"
         );
         assert!(draw(7).iter().all(|input| input.len() <= MAX_INPUT_LEN));
+    }
+
+    #[test]
+    fn a_sample_longer_than_the_cap_is_mutated_whole_not_only_truncated() {
+        let sample = vec![7u8; MAX_INPUT_LEN + 20_000];
+        let mut mutator = Mutator::new(3, vec![sample.clone()]);
+        let inputs: Vec<Vec<u8>> = (0..200).map(|_| mutator.next_input()).collect();
+        assert!(inputs.iter().all(|input| input.len() <= sample.len()));
+        let same_length = inputs.iter().filter(|i| i.len() == sample.len()).count();
+        assert!(
+            same_length >= 20,
+            "only {same_length} of 200 inputs keep the sample's length"
+        );
     }
 
     #[test]

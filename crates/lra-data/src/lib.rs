@@ -21,6 +21,9 @@ pub mod text;
 pub mod tokenizer;
 
 pub use error::{DataError, OnProblem, Result};
+
+/// The LRA release archive: ListOps, retrieval, Pathfinder and Path-X in their official formats.
+pub const RELEASE_URL: &str = "https://storage.googleapis.com/long-range-arena/lra_release.gz";
 pub use example::{
     Example, LabelKind, Labels, NamedSplit, PAD_ID, Split, SplitBuilder, SplitData, SplitFormat,
     Target, TaskData, TokenWidth, pad_to,

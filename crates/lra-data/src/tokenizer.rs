@@ -92,6 +92,28 @@ struct TokenizerConfig {
     add_prefix_space: Option<bool>,
 }
 
+/// The files of a checkpoint folder that make up its tokenizer (those present are used).
+pub const TOKENIZER_FILES: &[&str] = &[
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+];
+
+/// Copies the tokenizer files of checkpoint folder `from` into `to`, so that a checkpoint
+/// written there encodes text as `from`'s does.
+pub fn copy_tokenizer_files(from: &Path, to: &Path) -> Result<()> {
+    for file in TOKENIZER_FILES {
+        let source = from.join(file);
+        if source.is_file() {
+            fs::copy(&source, to.join(file)).map_err(|e| DataError::io(&source, e))?;
+        }
+    }
+    Ok(())
+}
+
 /// A checkpoint's tokenizer (see the module doc).
 #[derive(Clone, Debug)]
 pub struct PretrainedTokenizer {

@@ -11,7 +11,7 @@ use lra_model::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::suggest::unknown_name;
+use crate::suggest::{explain_unknown, unknown_name};
 use crate::task::{self, InputLayout, Task};
 
 /// Everything one run needs; written to the run folder as `config.toml`.
@@ -135,7 +135,7 @@ impl ExperimentConfig {
     fn from_table(mut table: toml::Table) -> Result<Self> {
         fill_from_checkpoint(&mut table)?;
         let mut config: Self = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| anyhow!("`{}`: {}", e.path(), e.inner().message()))?;
+            .map_err(|e| anyhow!("`{}`: {}", e.path(), explain_unknown(e.inner().message())))?;
         config.task.settings = config
             .task
             .task()?
@@ -196,7 +196,7 @@ impl ExperimentConfig {
     /// The chosen mixer's typed config.
     pub fn mixer_config(&self) -> Result<MixerConfig> {
         let kind = mixer_kind(&self.attention)?;
-        Ok(kind.parse_config(&self.mixer)?)
+        mixer_settings(kind, &self.mixer)
     }
 
     /// Checks values that serde cannot (ranges, sizes that must fit together).
@@ -307,6 +307,13 @@ pub fn checkpoint_model(dir: &Path) -> Result<ModelConfig> {
     Ok(config.model_config())
 }
 
+/// The `[mixer]` settings `table` of mixer `kind`, checked, with defaults filled in; a misspelt
+/// key gets the closest valid one suggested.
+pub fn mixer_settings(kind: MixerKind, table: &toml::Table) -> Result<MixerConfig> {
+    kind.parse_config(table)
+        .map_err(|error| anyhow!("{}", explain_unknown(&error.to_string())))
+}
+
 /// The registered mixer called `name`, or an error suggesting the closest name.
 pub fn mixer_kind(name: &str) -> Result<MixerKind> {
     name.parse::<MixerKind>()
@@ -343,9 +350,9 @@ pub fn resolve(request: &Request) -> Result<ExperimentConfig> {
     }
     let base = match (&request.config_file, &request.preset) {
         (Some(file), _) => load_file(file)?,
-        (None, Some(preset)) => load_preset(preset)?,
+        (None, Some(preset)) => load_preset_for(preset, request.task.as_deref())?,
         (None, None) => {
-            let task = task::find(request.task.as_deref().unwrap_or("listops"))?;
+            let task = task::find(request.task.as_deref().unwrap_or(DEFAULT_TASK))?;
             load_preset(&task.default_preset())?
         }
     };
@@ -442,6 +449,9 @@ pub fn preset_dirs() -> Vec<PathBuf> {
     vec![PathBuf::from("experiments"), repo]
 }
 
+/// The task a run trains when neither `--task` nor a preset names one.
+pub const DEFAULT_TASK: &str = "listops";
+
 /// The file of preset `name` (`experiments/<name>.toml`), if there is one.
 pub fn preset_path(name: &str) -> Option<PathBuf> {
     preset_dirs()
@@ -450,15 +460,72 @@ pub fn preset_path(name: &str) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// Loads the preset `name` (`experiments/<name>.toml`).
+/// Whether `name` is a preset family: a folder of per-task presets (`tiny`, `lra-pytorch`).
+fn is_preset_family(name: &str) -> bool {
+    !name.is_empty() && preset_dirs().iter().any(|dir| dir.join(name).is_dir())
+}
+
+/// The preset `name` names for `task`: `name` itself when it is a preset file, else, when
+/// `name` is a family folder, its member for `task` (`tiny` + `pathx` → `tiny/pathx`; without a
+/// task, the family's ListOps preset).
+pub fn preset_for(name: &str, task: Option<&str>) -> String {
+    if preset_path(name).is_none() && is_preset_family(name) {
+        format!("{name}/{}", task.unwrap_or(DEFAULT_TASK))
+    } else {
+        name.to_string()
+    }
+}
+
+/// Loads the preset `name` (`experiments/<name>.toml`; a family name such as `tiny` loads its
+/// ListOps member).
 pub fn load_preset(name: &str) -> Result<ExperimentConfig> {
-    let file = preset_path(name).ok_or_else(|| {
-        let presets = list_presets();
-        unknown_name("preset", name, presets.iter().map(String::as_str))
-    })?;
+    load_preset_for(name, None)
+}
+
+/// Loads the preset `name` for `task` (see [`preset_for`]).
+pub fn load_preset_for(name: &str, task: Option<&str>) -> Result<ExperimentConfig> {
+    let resolved = preset_for(name, task);
+    let file = preset_path(&resolved).ok_or_else(|| missing_preset(name, &resolved))?;
     let mut config = load_file(&file)?;
-    config.preset = name.to_string();
+    config.preset = resolved;
     Ok(config)
+}
+
+/// For a task whose data cannot be generated here: where its data comes from (the task's
+/// default preset's "not found" hint); empty when that cannot be worked out.
+fn data_source(task: &str) -> String {
+    let hint = || -> Option<String> {
+        let config = load_preset(&task::find(task).ok()?.default_preset()).ok()?;
+        let set = task::DataSet::of(&config.task).ok()?;
+        Some(set.task.fetch_hint(&set))
+    };
+    match hint() {
+        Some(hint) => format!(".\n{task} needs its data downloaded. {hint}"),
+        None => String::new(),
+    }
+}
+
+/// The error for a preset that does not exist: for a family without this task's member, the
+/// members it has; otherwise the closest preset or family name.
+fn missing_preset(name: &str, resolved: &str) -> anyhow::Error {
+    let presets = list_presets();
+    if let Some((_, task)) = resolved.split_once('/').filter(|_| resolved != name) {
+        let members: Vec<&str> = presets
+            .iter()
+            .filter(|p| p.starts_with(&format!("{name}/")))
+            .map(String::as_str)
+            .collect();
+        return anyhow!(
+            "preset family `{name}` has no preset for task {task} (no {resolved}); it has: {}{}",
+            members.join(", "),
+            data_source(task)
+        );
+    }
+    let mut valid: Vec<&str> = presets.iter().map(String::as_str).collect();
+    valid.extend(presets.iter().filter_map(|p| Some(p.split_once('/')?.0)));
+    valid.sort_unstable();
+    valid.dedup();
+    unknown_name("preset", name, valid)
 }
 
 /// Loads an experiment config file.

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod npy;
 pub mod objective;
 pub mod plot;
+pub mod progress;
 pub mod results;
 pub mod schedule;
 pub mod suggest;

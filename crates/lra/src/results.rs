@@ -384,6 +384,27 @@ impl RunDir {
     }
 }
 
+/// Creates a new, empty folder `<parent>/<base>-<UTC time stamp>` (a `-N` suffix when that
+/// exists) and returns it. A folder is never reused, so a finished run is never overwritten;
+/// only an existing name moves on to the next suffix, any other failure is the error.
+pub fn new_run_folder(parent: &Path, base: &str) -> Result<PathBuf> {
+    let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
+    let base = format!("{base}-{stamp}");
+    let mut path = parent.join(&base);
+    for suffix in 1.. {
+        match fs::create_dir(&path) {
+            Ok(()) => break,
+            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+                path = parent.join(format!("{base}-{suffix}"));
+            }
+            Err(error) => {
+                return Err(error).with_context(|| format!("cannot create {}", path.display()));
+            }
+        }
+    }
+    Ok(path)
+}
+
 /// Writes `bytes` to a temp file beside `path`, flushes it to disk, then renames it over `path`
 /// (and flushes the folder, so the rename survives a crash). On any failure (a read-only folder,
 /// a full disk) `path` keeps its previous content, the temp file is removed, and the error names

@@ -17,6 +17,23 @@ pub fn unknown_name<'a>(
     )
 }
 
+/// `message` from serde (`unknown field `stepz`, expected one of `steps`, …`, or the same for an
+/// unknown variant) with the closest valid name suggested; other messages are returned unchanged.
+pub fn explain_unknown(message: &str) -> String {
+    let Some((unknown, expected)) = ["unknown field `", "unknown variant `"]
+        .iter()
+        .find_map(|prefix| message.split_once(prefix))
+        .and_then(|(_, rest)| rest.split_once('`'))
+    else {
+        return message.to_string();
+    };
+    let valid: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    match closest(unknown, &valid) {
+        Some(best) => format!("{message} (did you mean `{best}`?)"),
+        None => message.to_string(),
+    }
+}
+
 /// The valid name nearest to `name`: a name it begins (case-insensitively, at least 3
 /// characters), else the fewest edits if within a third of the name's length.
 pub fn closest<'a>(name: &str, valid: &[&'a str]) -> Option<&'a str> {
@@ -44,6 +61,13 @@ mod tests {
         assert_eq!(closest("retreival", &tasks), Some("retrieval"));
         assert_eq!(closest("pathf", &tasks), Some("pathfinder"));
         assert_eq!(closest("sentiment", &tasks), None);
+        let field = "unknown field `stepz`, expected one of `steps`, `epochs`, `lr`";
+        assert!(explain_unknown(field).ends_with("(did you mean `steps`?)"));
+        let variant = "unknown variant `cosin`, expected `linear` or `cosine`";
+        assert!(explain_unknown(variant).ends_with("(did you mean `cosine`?)"));
+        let far = "unknown field `zzz`, expected `steps`";
+        assert_eq!(explain_unknown(far), far);
+        assert_eq!(explain_unknown("invalid type"), "invalid type");
         let error = unknown_name("task", "listop", tasks).to_string();
         assert!(error.contains("did you mean `listops`?"), "{error}");
         assert!(error.contains("retrieval"), "{error}");

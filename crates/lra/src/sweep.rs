@@ -16,6 +16,7 @@ use serde::Deserialize;
 
 use crate::config::{self, ExperimentConfig};
 use crate::results::RunDir;
+use crate::suggest::explain_unknown;
 
 /// A sweep file (`experiments/sweeps/*.toml`).
 #[derive(Clone, Debug, Deserialize)]
@@ -284,7 +285,7 @@ impl SweepFile {
                     "{}: `{}`: {}",
                     path.display(),
                     e.path(),
-                    e.inner().message()
+                    explain_unknown(e.inner().message())
                 )
             })?;
         if sweep.out.is_none() {
@@ -450,7 +451,7 @@ pub fn cell_config(cell: &Cell) -> Result<ExperimentConfig> {
     let mut overrides = cell.overrides.clone();
     overrides.push(format!("attention=\"{}\"", cell.attention));
     overrides.push(format!("seed={}", cell.seed));
-    let mut base = config::load_preset(&cell.preset)?;
+    let mut base = config::load_preset_for(&cell.preset, Some(&cell.task))?;
     if let Some(init) = &cell.init {
         base = base.from_checkpoint(init)?;
     }

@@ -15,7 +15,6 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::grad_clipping::GradientClippingConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
-use indicatif::{ProgressBar, ProgressStyle};
 use lra_data::{LabelKind, SplitData, TaskData};
 use lra_model::Classifier;
 
@@ -176,7 +175,7 @@ pub fn train(
     run.write_metrics(&state.history)?;
     let selection = task.selection_metric();
     let mut order = TrainOrder::new(config.seed, data.train.len());
-    let progress = progress_bar(t.steps, state.step, options.quiet);
+    let progress = crate::progress::bar(t.steps as u64, state.step as u64, "", options.quiet);
 
     while state.step < t.steps {
         let interrupted = interrupt::requested();
@@ -690,18 +689,4 @@ fn save_model_atomically(model: &Classifier, path: &std::path::Path) -> Result<(
 /// A distinct, reproducible RNG seed for each (run seed, step).
 pub fn step_seed(seed: u64, step: usize) -> u64 {
     seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (step as u64 + 1).wrapping_mul(0xD1B5_4A32_D192_ED03)
-}
-
-fn progress_bar(steps: usize, done: usize, quiet: bool) -> ProgressBar {
-    if quiet {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(steps as u64).with_position(done as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}",
-        )
-        .expect("valid progress template"),
-    );
-    bar
 }

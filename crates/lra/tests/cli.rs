@@ -4,16 +4,15 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+mod common;
+use common::stderr;
+
 fn lra(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_lra"))
         .args(args)
         .current_dir(cwd)
         .output()
         .expect("the lra binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]
@@ -289,7 +288,7 @@ fn list_as_json_has_every_mixer_task_and_preset_for_scripts() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|p| p["name"] == "tiny")
+        .find(|p| p["name"] == "tiny/listops")
         .unwrap();
     assert_eq!(tiny["task"], "listops");
     assert!(

@@ -20,7 +20,14 @@ fn error_text(result: anyhow::Result<ExperimentConfig>) -> String {
 #[test]
 fn every_preset_resolves() {
     let presets = list_presets();
-    for required in ["tiny", "lra-pytorch/listops", "lra-jax/listops"] {
+    for required in [
+        "tiny/listops",
+        "tiny/pathfinder",
+        "tiny/pathx",
+        "tiny/path256",
+        "lra-pytorch/listops",
+        "lra-jax/listops",
+    ] {
         assert!(
             presets.iter().any(|p| p == required),
             "missing preset {required}: {presets:?}"
@@ -173,6 +180,31 @@ fn unknown_attention_and_preset_list_the_valid_choices() {
         text.contains("no-such-preset") && text.contains("tiny"),
         "{text}"
     );
+}
+
+#[test]
+fn a_preset_family_resolves_to_the_tasks_member() {
+    let mut request = args("tiny");
+    assert_eq!(resolve(&request).unwrap().preset, "tiny/listops");
+    request.task = Some("pathx".into());
+    let config = resolve(&request).unwrap();
+    assert_eq!(
+        (config.preset.as_str(), config.task.name.as_str()),
+        ("tiny/pathx", "pathx")
+    );
+    request.preset = Some("lra-jax".into());
+    assert_eq!(resolve(&request).unwrap().preset, "lra-jax/pathx");
+    request.task = Some("text".into());
+    request.preset = Some("tiny".into());
+    let text = error_text(resolve(&request));
+    for piece in [
+        "no tiny/text",
+        "tiny/pathx",
+        "aclImdb_v1.tar.gz",
+        "lra data check text",
+    ] {
+        assert!(text.contains(piece), "`{piece}` not in: {text}");
+    }
 }
 
 #[test]

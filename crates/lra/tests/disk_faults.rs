@@ -8,6 +8,9 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+use common::stderr;
+
 /// Largest file the limited process may write, in KiB (`ulimit -f` counts 1,024-byte blocks in
 /// bash): more than `metrics.csv` or `config.toml` ever get here, less than the model files.
 const SMALL_FILE_LIMIT_KIB: u64 = 4;
@@ -28,36 +31,11 @@ fn lra(args: &[String], limit_kib: Option<u64>) -> Output {
     output.unwrap()
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 /// `lra run` of `steps` steps of a very small ListOps model (data generated into `root/data` on
 /// first use), runs under `root/runs`, plus `extra` flags.
 fn run_args(root: &Path, steps: usize, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = ["run", "--preset", "tiny", "--quiet", "--steps"]
-        .map(String::from)
-        .to_vec();
-    args.push(steps.to_string());
-    for set in [
-        "task.generate.train=256",
-        "task.generate.val=64",
-        "task.generate.test=64",
-        "task.max_len=32",
-        "task.generate.max_len=32",
-        "model.d_model=16",
-        "model.d_ffn=32",
-        "model.head_hidden=16",
-        "train.eval_every=10",
-    ] {
-        args.extend(["--set".into(), set.into()]);
-    }
-    args.extend([
-        "--data".into(),
-        root.join("data").display().to_string(),
-        "--out".into(),
-        root.join("runs").display().to_string(),
-    ]);
+    let mut args = common::tiny_listops_run(&root.join("data"), &root.join("runs"), steps, 10);
+    args.push("--quiet".into());
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }

@@ -231,40 +231,50 @@ fn bert_copy() -> (tempfile::TempDir, std::path::PathBuf) {
     (dir, copy)
 }
 
-#[test]
-fn checkpoint_config_weights_and_tokenizer_readers_never_panic() {
+/// Fuzzes one file of the tiny BERT checkpoint folder (`seed` picks the draws), loading the
+/// folder the way `--init` does after each change.
+fn fuzz_pretrained_file(name: &str, seed: u64) {
     use lra_data::tokenizer::PretrainedTokenizer;
     use lra_model::MixerKind;
     use lra_model::pretrained::Checkpoint;
 
     let (_dir, folder) = bert_copy();
     let device = burn::tensor::Device::flex();
-    let originals: Vec<(&str, Vec<u8>)> = ["config.json", "model.safetensors", "tokenizer.json"]
-        .iter()
-        .map(|name| (*name, fs::read(folder.join(name)).unwrap()))
-        .collect();
-    for (seed, (name, original)) in (20..).zip(&originals) {
-        let path = folder.join(name);
-        fuzz::run(name, seed, vec![original.clone()], |input| {
-            fs::write(&path, input).unwrap();
-            let verdict = match *name {
-                "tokenizer.json" => named(
-                    PretrainedTokenizer::from_checkpoint(&folder).map_err(anyhow::Error::from),
-                    &path,
-                ),
-                // A size changed in config.json surfaces as a weight whose shape does not fit,
-                // an error naming the weights file: either file of the folder will do.
-                _ => {
-                    let loaded = Checkpoint::open(&folder).and_then(|checkpoint| {
-                        checkpoint.masked_lm(MixerKind::Softmax.default_config(), 16, &device)
-                    });
-                    named(loaded.map_err(anyhow::Error::from), &folder)
-                }
-            };
-            fs::write(&path, original).unwrap();
-            verdict
-        });
-    }
+    let path = folder.join(name);
+    let original = fs::read(&path).unwrap();
+    fuzz::run(name, seed, vec![original.clone()], |input| {
+        fs::write(&path, input).unwrap();
+        let verdict = if name == "tokenizer.json" {
+            named(
+                PretrainedTokenizer::from_checkpoint(&folder).map_err(anyhow::Error::from),
+                &path,
+            )
+        } else {
+            // A size changed in config.json surfaces as a weight whose shape does not fit, an
+            // error naming the weights file: either file of the folder will do.
+            let loaded = Checkpoint::open(&folder).and_then(|checkpoint| {
+                checkpoint.masked_lm(MixerKind::Softmax.default_config(), 16, &device)
+            });
+            named(loaded.map_err(anyhow::Error::from), &folder)
+        };
+        fs::write(&path, &original).unwrap();
+        verdict
+    });
+}
+
+#[test]
+fn pretrained_config_reader_never_panics() {
+    fuzz_pretrained_file("config.json", 20);
+}
+
+#[test]
+fn pretrained_weights_reader_never_panics() {
+    fuzz_pretrained_file("model.safetensors", 21);
+}
+
+#[test]
+fn pretrained_tokenizer_reader_never_panics() {
+    fuzz_pretrained_file("tokenizer.json", 22);
 }
 
 #[test]

@@ -4,23 +4,13 @@
 //! server's submission files.
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::path::Path;
 
 use lra::cmd::run::{RunArgs, execute};
-use lra::results::Summary;
-use lra::train::Outcome;
 use lra_data::fixtures;
 
-/// Burn's CPU backend has one RNG per process: each test trains alone.
-fn one_training_at_a_time() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn tiny_bert() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pretrained/bert")
-}
+mod common;
+use common::{finished, one_training_at_a_time, tiny_bert};
 
 /// `lra run --task TASK --init <tiny BERT> --data DATA` with a short schedule (the fixture's
 /// position table has 64 rows).
@@ -37,15 +27,6 @@ fn glue_args(task: &str, data: &Path, out: &Path, steps: usize, overrides: &[&st
         device: "cpu".into(),
         quiet: true,
         ..RunArgs::default()
-    }
-}
-
-fn finished(outcome: Outcome) -> Summary {
-    match outcome {
-        Outcome::Finished(summary) => *summary,
-        Outcome::Stopped { step } | Outcome::Interrupted { step } => {
-            panic!("run stopped at {step} instead of finishing")
-        }
     }
 }
 

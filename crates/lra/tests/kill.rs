@@ -17,6 +17,9 @@ use burn::module::Module;
 use lra::interrupt::EXIT_INTERRUPTED;
 use lra::results::{MetricsRow, Summary};
 
+mod common;
+use common::stderr;
+
 const STEPS: usize = 40;
 /// SIGKILLs per run, one in each of as many equal slices of the uninterrupted run's timeline up
 /// to its last checkpoint (start-up, training, evaluations, checkpoints)…
@@ -25,44 +28,15 @@ const KILLS: usize = 12;
 const FINAL_KILLS: usize = 3;
 const DEFAULT_SEED: u64 = 17;
 
-/// `lra run` arguments of a very small ListOps run of [`STEPS`] steps, evaluated and
-/// checkpointed every 4 steps, its data in `data` (generated on first use), its folder under `out`.
+/// `lra run` arguments of the run killed: [`STEPS`] steps, checkpointed every 4.
 fn run_args(data: &Path, out: &Path) -> Vec<String> {
-    let mut args: Vec<String> = ["run", "--preset", "tiny", "--steps"]
-        .map(String::from)
-        .to_vec();
-    args.push(STEPS.to_string());
-    for set in [
-        "task.generate.train=256",
-        "task.generate.val=64",
-        "task.generate.test=64",
-        "task.max_len=32",
-        "task.generate.max_len=32",
-        "model.d_model=16",
-        "model.d_ffn=32",
-        "model.head_hidden=16",
-        "train.batch_size=16",
-        "train.eval_every=4",
-    ] {
-        args.extend(["--set".into(), set.into()]);
-    }
-    args.extend([
-        "--data".into(),
-        data.display().to_string(),
-        "--out".into(),
-        out.display().to_string(),
-    ]);
-    args
+    common::tiny_listops_run(data, out, STEPS, 4)
 }
 
 fn lra(args: &[String]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_lra"));
     command.args(args);
     command
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// The run folders under `out` (those that got as far as their config.toml).

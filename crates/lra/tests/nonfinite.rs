@@ -14,6 +14,9 @@ use burn::tensor::Tensor;
 use lra::config::ExperimentConfig;
 use lra::results::{MetricsRow, Summary};
 
+mod common;
+use common::stderr;
+
 const STEPS: usize = 30;
 /// A learning rate that makes the first update blow the weights up, and the next loss NaN.
 const DIVERGING_LR: f64 = 1e30;
@@ -25,37 +28,11 @@ fn lra(args: &[String]) -> Output {
         .unwrap()
 }
 
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 /// `lra run` of a very small ListOps model evaluated every 5 steps, data in `data`, runs under
 /// `out`, plus `extra` flags.
 fn run_args(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = ["run", "--preset", "tiny", "--quiet", "--steps"]
-        .map(String::from)
-        .to_vec();
-    args.push(STEPS.to_string());
-    for set in [
-        "task.generate.train=256",
-        "task.generate.val=64",
-        "task.generate.test=64",
-        "task.max_len=32",
-        "task.generate.max_len=32",
-        "model.d_model=16",
-        "model.d_ffn=32",
-        "model.head_hidden=16",
-        "train.batch_size=16",
-        "train.eval_every=5",
-    ] {
-        args.extend(["--set".into(), set.into()]);
-    }
-    args.extend([
-        "--data".into(),
-        data.display().to_string(),
-        "--out".into(),
-        out.display().to_string(),
-    ]);
+    let mut args = common::tiny_listops_run(data, out, STEPS, 5);
+    args.push("--quiet".into());
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }

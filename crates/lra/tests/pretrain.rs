@@ -4,21 +4,14 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
 
 use lra::cmd::pretrain::{PretrainArgs, execute};
 use lra::cmd::run::RunArgs;
 use lra::train::Outcome;
 use lra_data::fixtures;
 
-fn one_training_at_a_time() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn tiny_bert() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pretrained/bert")
-}
+mod common;
+use common::{one_training_at_a_time, tiny_bert};
 
 /// Documents of the fixture vocabulary where every "on the" is followed by "mat" and every
 /// "the cat" by "sat": an MLM can learn to fill them in.

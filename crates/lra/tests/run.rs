@@ -3,19 +3,14 @@
 //! uninterrupted one.
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
 
 use lra::cmd::run::{RunArgs, execute};
 use lra::config::ExperimentConfig;
 use lra::results::{MetricsRow, Summary};
 use lra::train::Outcome;
 
-/// Burn's CPU backend has one RNG per process (dropout draws from it), so two trainings in
-/// parallel test threads would interleave their draws: each test trains alone.
-fn one_training_at_a_time() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+mod common;
+use common::{finished, one_training_at_a_time};
 
 /// The tiny preset with its data generated into `root/data` and runs written under `root/runs`.
 fn tiny_args(root: &Path, steps: usize, overrides: &[&str]) -> RunArgs {
@@ -32,15 +27,6 @@ fn tiny_args(root: &Path, steps: usize, overrides: &[&str]) -> RunArgs {
         device: "cpu".into(),
         quiet: true,
         ..RunArgs::default()
-    }
-}
-
-fn finished(outcome: Outcome) -> Summary {
-    match outcome {
-        Outcome::Finished(summary) => *summary,
-        Outcome::Stopped { step } | Outcome::Interrupted { step } => {
-            panic!("run stopped at {step} instead of finishing")
-        }
     }
 }
 
@@ -83,7 +69,7 @@ fn tiny_listops_run_learns_and_writes_its_run_folder() {
             saved.attention.as_str(),
             saved.preset.as_str()
         ),
-        ("listops", "softmax", "tiny")
+        ("listops", "softmax", "tiny/listops")
     );
     assert_eq!((saved.steps, saved.seed), (300, 0));
     let best_val_accuracy = saved.best_val_accuracy.unwrap();

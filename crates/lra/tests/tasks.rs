@@ -3,7 +3,6 @@
 //! cache alone) and `lra data check` (every problem, with file and line/record).
 
 use std::path::Path;
-use std::sync::{Mutex, MutexGuard};
 
 use lra::cmd::data::{CheckArgs, TaskArgs, check, prepare};
 use lra::cmd::run::{RunArgs, execute};
@@ -11,11 +10,8 @@ use lra::task::DataSet;
 use lra::train::Outcome;
 use lra_data::fixtures;
 
-/// Burn's CPU backend has one RNG per process: each test trains alone.
-fn one_training_at_a_time() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
+mod common;
+use common::one_training_at_a_time;
 
 /// `preset` shrunk to a few seconds of CPU: tiny model, short sequences, 4 steps.
 fn small_run(preset: &str, data: &Path, out: &Path) -> RunArgs {

@@ -35,6 +35,9 @@ pub const TRAIN_FILES: [&str; 5] = [
 pub const TEST_FILE: &str = "test_batch.bin";
 
 /// Where the binary files are looked for.
+/// The CIFAR-10 binary archive (unpacks to `cifar-10-batches-bin/`).
+pub const DOWNLOAD_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
+
 pub const LAYOUT: Layout = Layout {
     task: "image (CIFAR-10)",
     subdirs: &["", "cifar-10-batches-bin"],

@@ -626,6 +626,16 @@ pub struct Stats {
 /// The metadata files are written last, each through a temporary name, so an interrupted run
 /// leaves no metadata listing missing images. Refuses a folder that already has metadata files.
 pub fn generate(config: &GeneratorConfig, out: &Path) -> Result<Stats> {
+    generate_with_progress(config, out, &|| {})
+}
+
+/// [`generate`], calling `on_image` once per image written (from the worker threads), e.g. to
+/// advance a progress bar.
+pub fn generate_with_progress(
+    config: &GeneratorConfig,
+    out: &Path,
+    on_image: &(dyn Fn() + Sync),
+) -> Result<Stats> {
     let start = Instant::now();
     let generator = Generator::new(config)?;
     let shape = &generator.shape;
@@ -665,6 +675,7 @@ pub fn generate(config: &GeneratorConfig, out: &Path) -> Result<Stats> {
                 .join((i / per_batch).to_string())
                 .join(format!("sample_{}.png", i % per_batch));
             fs::write(&path, png_io::encode_gray(side, &image.pixels)).map_err(io_error(&path))?;
+            on_image();
             Ok(Drawn {
                 label: image.label,
                 margin: image.margin,

@@ -27,7 +27,10 @@ mod task;
 use std::path::PathBuf;
 
 pub use check::{Problem, ProblemKind, Report, check};
-pub use generate::{GeneratedImage, Generator, GeneratorConfig, Shape, Stats, TRACE_GAP, generate};
+pub use generate::{
+    GeneratedImage, Generator, GeneratorConfig, Shape, Stats, TRACE_GAP, generate,
+    generate_with_progress,
+};
 pub use geometry::Point;
 pub use png_io::{decode_gray, encode_gray};
 pub use read::{Layout, Loaded, Record, Sample, find, load, read_records, read_split, split_range};

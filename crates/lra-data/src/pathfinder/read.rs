@@ -14,11 +14,9 @@ use rayon::prelude::*;
 
 use super::check::ProblemKind;
 use super::{NUM_CLASSES, Variant, png_io};
+use crate::RELEASE_URL;
 use crate::error::{DataError, Result};
 use crate::example::Split;
-
-/// Where the LRA release can be downloaded (its README).
-const RELEASE_URL: &str = "https://storage.googleapis.com/long-range-arena/lra_release.gz";
 
 /// Fields a metadata record needs: image folder, file name, index, label.
 const MIN_RECORD_FIELDS: usize = 4;
@@ -107,13 +105,13 @@ pub fn find(root: &Path, variant: Variant) -> Result<Layout> {
         .map(|dir| format!("  {}", dir.join("metadata").join("*.npy").display()))
         .collect();
     let side = variant.resolution;
-    Err(DataError::Invalid(format!(
+    Err(DataError::Missing(format!(
         "no Pathfinder data for {} under {}; looked for metadata files at\n{}\n\
          A set folder holds metadata/<k>.npy (plain text despite the name, one line per image: \
          `imgs/<k> sample_<i>.png <i> <label 0|1> ...`) and the images imgs/<k>/sample_<i>.png \
          ({side}×{side} 8-bit grayscale PNG). It comes from the LRA release {RELEASE_URL} \
-         (folder lra_release/{}), or can be made with the Pathfinder generator \
-         (lra_data::pathfinder::generate).",
+         (folder lra_release/{}), or can be generated \
+         (`lra data generate pathfinder`).",
         relative.display(),
         root.display(),
         looked_at.join("\n"),

@@ -24,6 +24,9 @@ pub const NUM_CLASSES: usize = 2;
 pub const CLASSES: [&str; NUM_CLASSES] = ["neg", "pos"];
 
 /// Where the raw IMDB files are looked for.
+/// The raw IMDB archive (unpacks to `aclImdb/`).
+pub const DOWNLOAD_URL: &str = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz";
+
 pub const LAYOUT: Layout = Layout {
     task: "text (IMDB)",
     subdirs: &["", "aclImdb"],

@@ -18,20 +18,11 @@ use super::config::Family;
 use super::error::{PretrainedError, Result};
 use crate::masked_lm::MaskedLm;
 
-/// Files copied from the source checkpoint: its tokenizer.
-const TOKENIZER_FILES: &[&str] = &[
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-];
-
 impl Checkpoint {
     /// Writes `model` (built from this checkpoint for `max_len` tokens) into `dir` as a checkpoint
     /// of the same family: this `config.json` with `max_position_embeddings` set to the rows
-    /// written, the weights, and this checkpoint's tokenizer files.
+    /// written, and the weights (the tokenizer files are the data side's:
+    /// `lra_data::tokenizer::copy_tokenizer_files`).
     pub fn export(&self, model: &MaskedLm, max_len: usize, dir: &Path) -> Result<()> {
         let io = |path: &Path, error: std::io::Error| PretrainedError::File {
             path: path.to_path_buf(),
@@ -50,12 +41,6 @@ impl Checkpoint {
         let target = dir.join("config.json");
         let pretty = serde_json::to_string_pretty(&config).expect("JSON values serialise");
         std::fs::write(&target, pretty + "\n").map_err(|e| io(&target, e))?;
-        for file in TOKENIZER_FILES {
-            let from = self.folder.join(file);
-            if from.is_file() {
-                std::fs::copy(&from, dir.join(file)).map_err(|e| io(&from, e))?;
-            }
-        }
         let weights = dir.join("model.safetensors");
         let mut store = SafetensorsStore::from_file(&weights)
             .skip_enum_variants(true)

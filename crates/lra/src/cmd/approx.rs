@@ -142,7 +142,7 @@ fn build(
     seed: u64,
     device: &Device,
 ) -> Result<Mixer> {
-    let config = kind.parse_config(table)?;
+    let config = crate::config::mixer_settings(kind, table)?;
     config.validate(dims)?;
     ensure!(
         config.caps().attention_core,

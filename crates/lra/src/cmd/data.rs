@@ -188,7 +188,12 @@ fn generate_pathfinder(args: &PathfinderArgs) -> Result<()> {
         seed: args.seed,
         shape: None,
     };
-    let stats = pathfinder::generate(&config, &args.out).context("generating Pathfinder")?;
+    let side = args.resolution;
+    let message = format!("drawing {side}×{side} images");
+    let bar = crate::progress::bar(args.images as u64, 0, &message, false);
+    let stats = pathfinder::generate_with_progress(&config, &args.out, &|| bar.inc(1))
+        .context("generating Pathfinder")?;
+    bar.finish_and_clear();
     println!(
         "wrote {} images ({} positive) to {} in {:.1} s ({:.0} images/s)",
         stats.images,
@@ -282,7 +287,7 @@ pub fn check(args: &CheckArgs) -> Result<CheckReport> {
         .batch_size
         .or(args.target.preset().map(|p| p.train.batch_size))
         .unwrap_or(32);
-    let source_problems = set.task.check_sources(data, &set.settings)?;
+    let source_problems = set.check_sources()?;
     if !source_problems.is_empty() {
         return Ok(CheckReport {
             task: task.clone(),

@@ -81,7 +81,10 @@ pub fn execute(args: &EncodeArgs) -> Result<String> {
         checkpoint.config.vocab_size,
     )?;
 
-    let mixer = mixer_kind(&args.attention)?.parse_config(&mixer_table(&args.overrides)?)?;
+    let mixer = crate::config::mixer_settings(
+        mixer_kind(&args.attention)?,
+        &mixer_table(&args.overrides)?,
+    )?;
     device.seed(args.seed);
     let (encoder, report) = checkpoint.encoder(mixer, max_len, &device)?;
 

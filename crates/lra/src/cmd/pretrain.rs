@@ -25,7 +25,7 @@ use crate::batches::TrainOrder;
 use crate::config::{Schedule, TrainConfig, mixer_kind, parse_value};
 use crate::device;
 use crate::masking::{Masking, step_rng};
-use crate::results::atomic_write;
+use crate::results::{atomic_write, new_run_folder};
 use crate::schedule::learning_rate;
 use crate::train::{optimizer, step_seed};
 
@@ -132,7 +132,7 @@ pub fn execute(args: &PretrainArgs) -> Result<PretrainRun> {
             .with_context(|| format!("--mixer {assignment}: expected key=value"))?;
         settings.insert(key.trim().to_string(), parse_value(value.trim()));
     }
-    let mixer = kind.parse_config(&settings)?;
+    let mixer = crate::config::mixer_settings(kind, &settings)?;
     let tokenizer = PretrainedTokenizer::from_checkpoint(&args.init)?;
     let (train, val) = corpus_splits(args, &tokenizer)?;
 
@@ -223,6 +223,7 @@ pub fn execute(args: &PretrainArgs) -> Result<PretrainRun> {
     }
     let exported = dir.join("checkpoint");
     checkpoint.export(&model.valid(), args.max_len, &exported)?;
+    lra_data::tokenizer::copy_tokenizer_files(&args.init, &exported)?;
     if !args.quiet {
         eprintln!(
             "wrote {}: fine-tune it with `lra run --task <glue task> --init {}`",
@@ -265,18 +266,9 @@ fn corpus_splits(
 }
 
 fn create_run_dir(args: &PretrainArgs) -> Result<PathBuf> {
-    let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
-    let base = args
-        .out
-        .join(format!("{}-s{}-{stamp}", args.attention, args.seed));
-    let mut dir = base.clone();
-    for suffix in 1.. {
-        if !dir.exists() {
-            break;
-        }
-        dir = PathBuf::from(format!("{}-{suffix}", base.display()));
-    }
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
+    let dir = new_run_folder(&args.out, &format!("{}-s{}", args.attention, args.seed))?;
     let settings = toml::to_string_pretty(args).context("pretrain settings serialise")?;
     atomic_write(&dir.join("pretrain.toml"), settings.as_bytes())?;
     Ok(dir)

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::config::{self, ExperimentConfig, Request};
-use crate::results::{RunDir, atomic_write};
+use crate::results::{RunDir, atomic_write, new_run_folder};
 use crate::train::{Outcome, RunOptions, train};
 use crate::{device, task};
 
@@ -131,23 +131,10 @@ fn create_run_dir(out: &Path, config: &ExperimentConfig) -> Result<RunDir> {
     } else {
         &config.preset
     };
-    let stamp = chrono::Utc::now().format("%Y%m%d-%H%M%S");
-    let base = format!("{}-s{}-{stamp}", preset.replace('/', "-"), config.seed);
-    // Never reuse a folder: a finished run is never overwritten. Only an existing folder moves on
-    // to the next suffix; any other failure (a read-only results folder) is the error.
-    let mut path = parent.join(&base);
-    for suffix in 1.. {
-        match fs::create_dir(&path) {
-            Ok(()) => break,
-            Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
-                path = parent.join(format!("{base}-{suffix}"));
-            }
-            Err(error) => {
-                return Err(error).with_context(|| format!("cannot create {}", path.display()));
-            }
-        }
-    }
-    let run = RunDir { path };
+    let base = format!("{}-s{}", preset.replace('/', "-"), config.seed);
+    let run = RunDir {
+        path: new_run_folder(&parent, &base)?,
+    };
     atomic_write(&run.config(), config.to_toml().as_bytes())?;
     Ok(run)
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use lra_data::glue::{self, GlueSplit, GlueTask, Prediction, Target};
-use lra_data::tokenizer::PretrainedTokenizer;
+use lra_data::tokenizer::{PretrainedTokenizer, TOKENIZER_FILES};
 use lra_data::{NamedSplit, OnProblem, TaskData};
 use serde::{Deserialize, Serialize};
 
@@ -94,16 +94,6 @@ struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     tokenizer: Option<PathBuf>,
 }
-
-/// Files whose bytes decide how a checkpoint's tokenizer encodes text.
-const TOKENIZER_FILES: &[&str] = &[
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-];
 
 impl Glue {
     fn tokenizer(&self, settings: &toml::Table) -> Result<PretrainedTokenizer> {
@@ -216,6 +206,20 @@ impl Task for Glue {
             GlueTask::Mnli => &["validation_mismatched", "test_mismatched"],
             _ => &[],
         }
+    }
+    fn fetch_hint(&self, set: &DataSet) -> String {
+        let root = set.root.display();
+        let tokenizer = self
+            .tokenizer_dir(&set.settings)
+            .map_or("CHECKPOINT_DIR".to_string(), |dir| {
+                dir.display().to_string()
+            });
+        format!(
+            "Next: download the Hugging Face copy of GLUE (all nine tasks and AX): \
+             `huggingface-cli download nyu-mll/glue --repo-type dataset --local-dir {root}`; \
+             then check it: `lra data check {} --data {root} --tokenizer {tokenizer}`",
+            self.name()
+        )
     }
     fn read(&self, set: &DataSet, mut on_problem: OnProblem) -> Result<TaskData> {
         let tokenizer = self.tokenizer(&set.settings)?;

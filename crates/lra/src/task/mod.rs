@@ -17,8 +17,8 @@ mod text;
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
-use lra_data::{OnProblem, TaskData, cache};
+use anyhow::{Context, Result, anyhow};
+use lra_data::{DataError, OnProblem, TaskData, cache};
 
 use crate::config::TaskConfig;
 use crate::metrics::Metric;
@@ -121,6 +121,9 @@ pub trait Task: Sync {
     fn extra_splits(&self) -> &'static [&'static str] {
         &[]
     }
+    /// The commands that make the data `set` names when its files are missing: the download or
+    /// generator (with its expected time), then the check to run. Ends the "not found" error.
+    fn fetch_hint(&self, set: &DataSet) -> String;
     /// Reads the official-format files under `root` (which may be the top of the release).
     /// `set.root` may be the top of the release; `set.max_len` is the model's sequence length,
     /// which tasks that tokenize while reading (GLUE) truncate to.
@@ -163,6 +166,19 @@ pub trait Task: Sync {
         let _ = (data_dir, settings, quiet);
         Ok(())
     }
+}
+
+/// The end of a "not found" error for data that comes as one archive: where to download it
+/// (`size`), how to unpack it into `root` (where `lra run --data` and the presets look) and the
+/// check to run next.
+pub fn download_hint(task: &str, url: &str, size: &str, root: &Path) -> String {
+    let archive = url.rsplit('/').next().unwrap_or(url);
+    let root = root.display();
+    format!(
+        "Next: download {url} ({size}), unpack it with \
+         `mkdir -p {root} && tar xzf {archive} -C {root}`, then check it (a minute or two): \
+         `lra data check {task} --data {root}`"
+    )
 }
 
 /// The task called `name`, or an error listing the tasks (and the closest name).
@@ -219,9 +235,32 @@ impl DataSet {
         Ok(cache::cache_dir(&self.root, &self.cache_name()?))
     }
 
-    /// Reads the official-format files.
+    /// Reads the official-format files; when they are missing, the error ends with the commands
+    /// that fetch or make them.
     pub fn read(&self, on_problem: OnProblem) -> Result<TaskData> {
-        self.task.read(self, on_problem)
+        self.task
+            .read(self, on_problem)
+            .map_err(|error| self.hint_if_missing(error))
+    }
+
+    /// Problems of the source files that reading alone would not find (see
+    /// [`Task::check_sources`]); missing files end with the commands that fetch them.
+    pub fn check_sources(&self) -> Result<Vec<String>> {
+        self.task
+            .check_sources(&self.root, &self.settings)
+            .map_err(|error| self.hint_if_missing(error))
+    }
+
+    /// `error`, ending with the task's fetch hint when its cause is missing files.
+    fn hint_if_missing(&self, error: anyhow::Error) -> anyhow::Error {
+        let missing = error
+            .chain()
+            .any(|cause| matches!(cause.downcast_ref(), Some(DataError::Missing(_))));
+        if missing {
+            anyhow!("{error:#}\n{}", self.task.fetch_hint(self))
+        } else {
+            error
+        }
     }
 
     /// Reads (or first generates) the train/val/test splits: from the prepared cache when

@@ -2,10 +2,10 @@
 //! 2 classes.
 
 use anyhow::Result;
-use lra_data::{OnProblem, TaskData, retrieval};
+use lra_data::{OnProblem, RELEASE_URL, TaskData, retrieval};
 
 use super::settings::{self, NoSettings};
-use super::{DataSet, InputLayout, PublishedColumn, Task};
+use super::{DataSet, InputLayout, PublishedColumn, Task, download_hint};
 use crate::objective::Objective;
 
 pub struct Retrieval;
@@ -36,6 +36,14 @@ impl Task for Retrieval {
     }
     fn resolve_settings(&self, settings: &toml::Table) -> Result<toml::Table> {
         settings::resolve::<NoSettings>(self.name(), settings)
+    }
+    fn fetch_hint(&self, set: &DataSet) -> String {
+        download_hint(
+            self.name(),
+            RELEASE_URL,
+            "the whole LRA release, several GB",
+            &set.root,
+        )
     }
     fn read(&self, set: &DataSet, on_problem: OnProblem) -> Result<TaskData> {
         let root = &set.root;

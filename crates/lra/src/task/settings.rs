@@ -5,6 +5,8 @@ use anyhow::{Result, anyhow};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::suggest::explain_unknown;
+
 /// Parses `settings` into the task's typed settings `T` (`deny_unknown_fields`).
 pub fn parse_settings<T: DeserializeOwned>(task: &str, settings: &toml::Table) -> Result<T> {
     serde_path_to_error::deserialize(toml::Value::Table(settings.clone())).map_err(|e| {
@@ -14,7 +16,8 @@ pub fn parse_settings<T: DeserializeOwned>(task: &str, settings: &toml::Table) -
         } else {
             format!("task.{path}")
         };
-        anyhow!("{place} (settings of task {task}): {}", e.inner().message())
+        let message = explain_unknown(e.inner().message());
+        anyhow!("{place} (settings of task {task}): {message}")
     })
 }
 

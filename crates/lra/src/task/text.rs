@@ -4,7 +4,7 @@ use anyhow::Result;
 use lra_data::{OnProblem, TaskData, text};
 
 use super::settings::{self, NoSettings};
-use super::{DataSet, InputLayout, PublishedColumn, Task};
+use super::{DataSet, InputLayout, PublishedColumn, Task, download_hint};
 use crate::objective::Objective;
 
 pub struct Text;
@@ -35,6 +35,9 @@ impl Task for Text {
     }
     fn resolve_settings(&self, settings: &toml::Table) -> Result<toml::Table> {
         settings::resolve::<NoSettings>(self.name(), settings)
+    }
+    fn fetch_hint(&self, set: &DataSet) -> String {
+        download_hint(self.name(), text::DOWNLOAD_URL, "84 MB", &set.root)
     }
     fn read(&self, set: &DataSet, on_problem: OnProblem) -> Result<TaskData> {
         let root = &set.root;
