@@ -24,6 +24,10 @@
 //! same formula with the same `eps` but applies no padding mask (padded keys enter both sums);
 //! padded keys are excluded here, as fast-transformers does.
 //!
+//! The PyTorch-LRA code (mlpen/Nystromformer `LRA/code/attention_linear.py`) computes an
+//! unnormalised form, `φ(Q)(φ(K)ᵀV)/√n` with `n` the padded length; `normalize = false` selects
+//! it for reproductions of tables built with that code.
+//!
 //! Deviations: none in the attention itself. The Q/K/V/output projections are the shared
 //! [`MultiHeadProjection`](super::MultiHeadProjection) (with biases), as for every mixer here. There is no attention dropout:
 //! the method never forms attention probabilities (fast-transformers' `LinearAttention` has none
@@ -33,7 +37,9 @@ use burn::module::Module;
 use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::common::feature_maps::{elu_feature_map, kernel_attention, real_key_weights};
+use super::common::feature_maps::{
+    elu_feature_map, kernel_attention, kernel_sums, real_key_weights,
+};
 use super::{Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig};
 
 /// Settings of [`LinearAttention`].
@@ -43,11 +49,20 @@ pub struct LinearConfig {
     /// Added to the normaliser `φ(q_i)ᵀ z` before dividing (the paper's ε). Default: 1e-6
     /// (fast-transformers `LinearAttention(eps=1e-6)`).
     pub eps: f64,
+    /// Divide by the kernel sum `φ(q_i)ᵀ z` (the method paper, fast-transformers, the LRA JAX
+    /// code). `false` computes the unnormalised `φ(Q) (φ(K)ᵀ V) / √n` of the PyTorch-LRA code
+    /// (mlpen/Nystromformer `LRA/code/attention_linear.py`: `φ(Q)` and `φ(K)` each divided by
+    /// `Q.size(2)^{1/4}`, the padded sequence length `n`; padded keys and values zeroed; no
+    /// `eps`). Default: true.
+    pub normalize: bool,
 }
 
 impl Default for LinearConfig {
     fn default() -> Self {
-        Self { eps: 1e-6 }
+        Self {
+            eps: 1e-6,
+            normalize: true,
+        }
     }
 }
 
@@ -72,7 +87,11 @@ impl MixerSpec for LinearConfig {
 
     fn init(&self, dims: &MixerDims, device: &Device) -> LinearAttention {
         let projection = MultiHeadProjectionConfig::from_dims(dims).init(device);
-        Attention::new(projection, LinearCore { eps: self.eps })
+        let core = LinearCore {
+            eps: self.eps,
+            normalize: self.normalize,
+        };
+        Attention::new(projection, core)
     }
 }
 
@@ -83,6 +102,7 @@ pub type LinearAttention = Attention<LinearCore>;
 #[derive(Module, Debug)]
 pub struct LinearCore {
     eps: f64,
+    normalize: bool,
 }
 
 impl AttentionCore for LinearCore {
@@ -95,11 +115,20 @@ impl AttentionCore for LinearCore {
     ) -> Tensor<4> {
         let phi_q = elu_feature_map(q);
         let phi_k = elu_feature_map(k);
-        let phi_k = match pad_mask {
-            Some(mask) => phi_k * real_key_weights(mask),
-            None => phi_k,
+        let (phi_k, v) = match pad_mask {
+            Some(mask) => {
+                let real = real_key_weights(mask);
+                (phi_k * real.clone(), v * real)
+            }
+            None => (phi_k, v),
         };
-        kernel_attention(phi_q, phi_k, v, self.eps)
+        if self.normalize {
+            kernel_attention(phi_q, phi_k, v, self.eps)
+        } else {
+            let [.., seq, _] = phi_q.dims();
+            let (numerator, _) = kernel_sums(phi_q, phi_k, v);
+            numerator / (seq as f64).sqrt()
+        }
     }
 }
 
@@ -108,7 +137,7 @@ mod tests {
     use burn::tensor::{TensorData, Tolerance};
 
     use super::*;
-    use crate::mixer::common::testing::{gaussian as normal, pad_mask};
+    use crate::mixer::common::testing::{gaussian as normal, pad_mask, padded_from};
 
     fn linear(device: &Device) -> LinearAttention {
         let dims = MixerDims::new(16, 2, 64);
@@ -189,10 +218,40 @@ mod tests {
             .assert_approx_eq::<f32>(&alone.to_data(), Tolerance::absolute(1e-5));
     }
 
+    /// The PyTorch-LRA form on a hand-computed case: `d = 1`, `q = k = [0, 1, 2]` so that
+    /// `φ = [1, 2, 3]`, `v = [1, 2, 3]`: `out_i = φ(q_i) Σ_j φ(k_j) v_j / √3 = φ(q_i)·14/√3`;
+    /// with the last token padded the sum runs over the first two keys, `1 + 4 = 5`.
+    #[test]
+    fn unnormalised_form_is_the_pytorch_lra_computation() {
+        let device = Device::flex();
+        let dims = MixerDims::new(1, 1, 3);
+        let config = LinearConfig {
+            normalize: false,
+            ..LinearConfig::default()
+        };
+        let core = config.init(&dims, &device).core;
+        let qk = Tensor::<4>::from_floats([[[[0.0], [1.0], [2.0]]]], &device);
+        let v = Tensor::<4>::from_floats([[[[1.0], [2.0], [3.0]]]], &device);
+        let root3 = 3f32.sqrt();
+        let out = core.attend(qk.clone(), qk.clone(), v.clone(), None);
+        let expected = TensorData::from([[[[14.0 / root3], [28.0 / root3], [42.0 / root3]]]]);
+        out.to_data()
+            .assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-5));
+        let padded = padded_from(&[2], 3, &device); // [1, 3]: last token padded
+        let out = core.attend(qk.clone(), qk, v, Some(padded));
+        let expected = TensorData::from([[[[5.0 / root3], [10.0 / root3], [15.0 / root3]]]]);
+        out.to_data()
+            .assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-5));
+    }
+
     #[test]
     fn validate_rejects_negative_eps() {
         let dims = MixerDims::new(16, 2, 64);
-        let error = LinearConfig { eps: -1.0 }.validate(&dims).unwrap_err();
+        let negative = LinearConfig {
+            eps: -1.0,
+            ..LinearConfig::default()
+        };
+        let error = negative.validate(&dims).unwrap_err();
         assert!(error.contains("eps"), "{error}");
         assert!(LinearConfig::default().validate(&dims).is_ok());
     }

@@ -49,6 +49,9 @@
 //!   a misspelled config key), which makes one example's output depend on the others. For the
 //!   row-stochastic `A` of this method `‖A‖∞ = 1`, so `‖A‖₁‖A‖∞` is the official column-sum
 //!   maximum, taken per matrix.
+//! - `padding = "official"` ([`NystromPadding::Official`]) undoes the first and third of these
+//!   for reproductions: segments over every position (padded ones zeroed) and one `Z₀` scale
+//!   for the batch. Empty landmarks cannot occur then.
 //! - The official code falls back to exact softmax when `num_landmarks == seq_len`; this one
 //!   always runs the Nyström path (exact at `m = n` up to the pseudoinverse's convergence).
 //! - No dropout on attention (the official `NystromAttention` has none either). The Q/K/V/output
@@ -64,7 +67,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::tensor::{Bool, Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::common::inverse::iterative_pinv;
+use super::common::inverse::{PinvScale, iterative_pinv_scaled};
 use super::common::reference::{PAD_BIAS, attention_probs, key_padding_bias};
 use super::{
     Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
@@ -89,6 +92,25 @@ pub struct NystromConfig {
     /// `LRA/code/lra_config.py`; the MRA repository's LRA configs use 33).
     #[serde(with = "zero_is_none")]
     pub conv_kernel: Option<usize>,
+    /// How padding enters the landmarks and the pseudoinverse. Default: `real` (this module's
+    /// deviations, see the module doc); `official` computes what the PyTorch-LRA code behind
+    /// published tables does.
+    pub padding: NystromPadding,
+}
+
+/// Landmarks and pseudoinverse scaling with padded sequences.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NystromPadding {
+    /// Segments over the real tokens only, means over real tokens, `Z₀` scaled per matrix: an
+    /// example's output does not depend on its padding or on the other examples of the batch.
+    #[default]
+    Real,
+    /// As mlpen/Nystromformer `LRA/code/attention_nystrom.py` and its copy in
+    /// pkuzengqi/Skyformer `src/models/attention_nystrom.py`: `m` equal segments of the whole
+    /// padded sequence, means over all their positions (padded ones zeroed, so they pull the
+    /// landmarks toward 0), and `Z₀` scaled by one maximum over the batch and all heads.
+    Official,
 }
 
 impl Default for NystromConfig {
@@ -97,6 +119,7 @@ impl Default for NystromConfig {
             landmarks: 64,
             pinv_iters: 6,
             conv_kernel: Some(35),
+            padding: NystromPadding::Real,
         }
     }
 }
@@ -138,6 +161,7 @@ impl MixerSpec for NystromConfig {
                 conv,
                 landmarks: self.landmarks,
                 pinv_iters: self.pinv_iters,
+                official_padding: self.padding == NystromPadding::Official,
             },
         )
     }
@@ -153,6 +177,8 @@ pub struct NystromCore {
     conv: Option<Conv2d>,
     landmarks: usize,
     pinv_iters: usize,
+    /// [`NystromPadding::Official`].
+    official_padding: bool,
 }
 
 impl AttentionCore for NystromCore {
@@ -173,7 +199,13 @@ impl AttentionCore for NystromCore {
         let real4 = real.clone().float().reshape([batch, 1, seq, 1]);
         let (q, k, v) = (q * real4.clone(), k * real4.clone(), v * real4);
 
-        let (means, nonempty) = segment_means(real, m); // [b, m, n], [b, m]
+        // Official: segments of every position, the padded ones (zeroed above) included.
+        let members = if self.official_padding {
+            real.ones_like()
+        } else {
+            real
+        };
+        let (means, nonempty) = segment_means(members, m); // [b, m, n], [b, m]
         let means = means.unsqueeze_dim::<4>(1).expand([batch, heads, m, seq]);
         let q_land = means.clone().matmul(q.clone()); // [b, h, m, d]
         let k_land = means.matmul(k.clone());
@@ -184,7 +216,13 @@ impl AttentionCore for NystromCore {
             * nonempty.reshape([batch, 1, m, 1]); // [b, h, m, m]
         let key_bias = pad_mask.map(key_padding_bias);
         let b = attention_probs(q_land, k, key_bias); // [b, h, m, n]
-        let context = f.matmul(iterative_pinv(a, self.pinv_iters).matmul(b.matmul(v.clone())));
+        let scale = if self.official_padding {
+            PinvScale::WholeBatch
+        } else {
+            PinvScale::PerMatrix
+        };
+        let a_pinv = iterative_pinv_scaled(a, self.pinv_iters, scale);
+        let context = f.matmul(a_pinv.matmul(b.matmul(v.clone())));
         debug_assert_eq!(context.dims(), [batch, heads, seq, head_dim]);
         match &self.conv {
             Some(conv) => context + conv.forward(v),
@@ -223,6 +261,7 @@ mod tests {
     use burn::tensor::{TensorData, Tolerance};
 
     use super::*;
+    use crate::mixer::common::inverse::{iterative_pinv, pinv_start};
     use crate::mixer::common::reference::{relative_error, softmax_attention};
     use crate::mixer::common::testing::{gaussian, pad_mask, spoil_padding};
 
@@ -264,6 +303,85 @@ mod tests {
         let zaz = z.clone().matmul(a.clone()).matmul(z.clone());
         assert!(relative_error(aza, a) < 1e-5);
         assert!(relative_error(zaz, z) < 1e-3);
+    }
+
+    #[test]
+    fn official_landmarks_average_padded_and_zeroed_tokens_and_scale_over_the_batch() {
+        let device = Device::flex();
+        // 4 positions, the last padded, 2 landmarks: official segments are positions {0, 1}
+        // and {2, 3}, each averaged over 2 positions, the padded (zeroed) one included.
+        let keys = Tensor::<2>::from_floats([[1.0], [3.0], [5.0], [0.0]], &device); // k₃ zeroed
+        let real = Tensor::<2, Int>::from_ints([[1, 1, 1, 0]], &device);
+        let (means, nonempty) = segment_means(real.ones_like(), 2);
+        let landmarks = means.reshape([2, 4]).matmul(keys.clone());
+        let expected = TensorData::from([[2.0f32], [2.5]]); // (1+3)/2, (5+0)/2
+        landmarks
+            .to_data()
+            .assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-6));
+        assert_eq!(
+            nonempty.into_data().to_vec::<f32>().unwrap(),
+            vec![1.0, 1.0]
+        );
+        // This module's default: segments of the 3 real tokens, {0, 1} and {2}.
+        let (means, _) = segment_means(real, 2);
+        let landmarks = means.reshape([2, 4]).matmul(keys);
+        landmarks.to_data().assert_approx_eq::<f32>(
+            &TensorData::from([[2.0f32], [5.0]]),
+            Tolerance::absolute(1e-6),
+        );
+
+        // Z₀ = Aᵀ / norm: per matrix ‖A‖₁‖A‖∞, or one maximum column sum over the batch.
+        let a = Tensor::<4>::from_floats(
+            [[[[1.0, 0.0], [0.0, 1.0]]], [[[2.0, 1.0], [1.0, 3.0]]]],
+            &device,
+        );
+        let per_matrix = pinv_start(a.clone(), PinvScale::PerMatrix);
+        let whole_batch = pinv_start(a, PinvScale::WholeBatch);
+        let expected = TensorData::from([
+            [[[1.0f32, 0.0], [0.0, 1.0]]],
+            [[[2.0 / 16.0, 1.0 / 16.0], [1.0 / 16.0, 3.0 / 16.0]]],
+        ]);
+        per_matrix
+            .to_data()
+            .assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-6));
+        let expected = TensorData::from([
+            [[[0.25f32, 0.0], [0.0, 0.25]]],
+            [[[0.5, 0.25], [0.25, 0.75]]],
+        ]);
+        whole_batch
+            .to_data()
+            .assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-6));
+    }
+
+    /// Without padding, one example and `n` divisible by `m`, the official mode computes what
+    /// the default does (the per-matrix norm of a row-stochastic `A` is its column-sum maximum).
+    #[test]
+    fn official_padding_equals_the_default_on_an_unpadded_example() {
+        let device = Device::flex();
+        let shape = [1, 1, 32, 8];
+        let (q, k, v) = (
+            gaussian(&device, 11, shape),
+            gaussian(&device, 12, shape),
+            gaussian(&device, 13, shape),
+        );
+        let config = |padding| NystromConfig {
+            landmarks: 8,
+            conv_kernel: None,
+            padding,
+            ..NystromConfig::default()
+        };
+        let default = nystrom(config(NystromPadding::Real), 1, 8, 32).core.attend(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            None,
+        );
+        let official = nystrom(config(NystromPadding::Official), 1, 8, 32)
+            .core
+            .attend(q, k, v, None);
+        official
+            .to_data()
+            .assert_approx_eq::<f32>(&default.to_data(), Tolerance::absolute(1e-5));
     }
 
     #[test]
@@ -309,6 +427,7 @@ mod tests {
             landmarks: seq,
             pinv_iters: 40,
             conv_kernel: None,
+            padding: NystromPadding::Real,
         };
         let attention = nystrom(config, heads, head_dim, seq);
         for mask in [None, Some(pad_mask(&device, seq, 11))] {
@@ -346,6 +465,7 @@ mod tests {
                     landmarks,
                     pinv_iters: 6,
                     conv_kernel: None,
+                    padding: NystromPadding::Real,
                 };
                 let actual = nystrom(config, heads, head_dim, seq).core.attend(
                     q.clone(),

@@ -17,12 +17,34 @@ use burn::tensor::Tensor;
 /// 13/4 per step, so iterating far past convergence degrades `Z A Z = Z` (the paper's 6
 /// iterations are safe).
 pub fn iterative_pinv(a: Tensor<4>, iters: usize) -> Tensor<4> {
-    let [.., m, _] = a.dims();
+    iterative_pinv_scaled(a, iters, PinvScale::PerMatrix)
+}
+
+/// Which matrices the starting guess `Z₀ = Aᵀ / norm` takes its norm over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PinvScale {
+    /// `‖A‖₁ ‖A‖∞` of each matrix: an example's result does not depend on the others.
+    PerMatrix,
+    /// One maximum absolute column sum over every matrix of the batch and all heads, as the
+    /// mlpen/Skyformer PyTorch-LRA code computes it (`torch.max` without `dim`).
+    WholeBatch,
+}
+
+/// The starting guess `Z₀ = Aᵀ / norm` of [`iterative_pinv_scaled`].
+pub fn pinv_start(a: Tensor<4>, scale: PinvScale) -> Tensor<4> {
     let abs = a.clone().abs();
     let max_col_sum = abs.clone().sum_dim(2).max_dim(3); // [b, h, 1, 1]
-    let max_row_sum = abs.sum_dim(3).max_dim(2);
-    let norm = (max_col_sum * max_row_sum).clamp_min(1e-30);
-    let mut z = a.clone().swap_dims(2, 3) / norm;
+    let norm = match scale {
+        PinvScale::PerMatrix => max_col_sum * abs.sum_dim(3).max_dim(2),
+        PinvScale::WholeBatch => max_col_sum.max().reshape([1, 1, 1, 1]),
+    };
+    a.swap_dims(2, 3) / norm.clamp_min(1e-30)
+}
+
+/// [`iterative_pinv`] with the starting guess normalised as `scale` says.
+pub fn iterative_pinv_scaled(a: Tensor<4>, iters: usize, scale: PinvScale) -> Tensor<4> {
+    let [.., m, _] = a.dims();
+    let mut z = pinv_start(a.clone(), scale);
     let eye = Tensor::<2>::eye(m, &a.device()).reshape([1, 1, m, m]);
     for _ in 0..iters {
         let az = a.clone().matmul(z.clone());
