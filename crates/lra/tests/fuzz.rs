@@ -60,7 +60,8 @@ fn experiment_config_reader_never_panics() {
     let dir = scratch();
     let path = dir.path().join("experiment.toml");
     let samples = [
-        "tiny",
+        "tiny/listops",
+        "tiny/pathx",
         "lra-jax/listops",
         "lra-pytorch/retrieval",
         "s4/image",

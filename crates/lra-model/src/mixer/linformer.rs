@@ -91,6 +91,11 @@ pub struct LinformerConfig {
     /// Which heads and which of K/V share a projection. Default: `key_value_per_head` (mlpen
     /// `attention_linformer.py`: `E: [num_head, k, max_seq_len]`, used for K and V).
     pub sharing: Sharing,
+    /// Whether `E` and `F` are learned. `false` keeps them at their random init, as the code
+    /// behind Skyformer's table does by accident (pkuzengqi/Skyformer
+    /// `src/models/attention_linformer.py` creates `E` with `nn.Parameter(...).to('cuda')`, a
+    /// plain tensor that the model does not register, so it is never trained). Default: true.
+    pub trainable: bool,
 }
 
 impl Default for LinformerConfig {
@@ -98,6 +103,7 @@ impl Default for LinformerConfig {
         Self {
             k: 256,
             sharing: Sharing::KeyValuePerHead,
+            trainable: true,
         }
     }
 }
@@ -127,6 +133,7 @@ impl MixerSpec for LinformerConfig {
                 gain: FRAC_1_SQRT_2,
             }
             .init_with([groups, k, n], Some(n), Some(k), device)
+            .set_require_grad(self.trainable)
         };
         let key_projection = projection();
         let value_projection = match self.sharing {
@@ -230,13 +237,48 @@ mod tests {
         device: &Device,
     ) -> LinformerAttention {
         device.seed(0);
-        crate::init_now(LinformerConfig { k, sharing }.init(&dims(max_len), device))
+        let config = LinformerConfig {
+            k,
+            sharing,
+            trainable: true,
+        };
+        crate::init_now(config.init(&dims(max_len), device))
     }
 
     /// `[groups, rows, cols]` copies of the given `[rows, cols]` matrix, as a parameter.
     fn fixed(matrix: Tensor<2>, groups: usize) -> Param<Tensor<3>> {
         let [rows, cols] = matrix.dims();
         Param::from_tensor(matrix.reshape([1, rows, cols]).repeat_dim(0, groups))
+    }
+
+    /// `trainable = false`: `E` gets no gradient (so no optimiser moves it), while the inputs
+    /// still do; with the default it gets one.
+    #[test]
+    fn untrainable_projections_receive_no_gradient() {
+        let device = Device::flex().autodiff();
+        for trainable in [true, false] {
+            let config = LinformerConfig {
+                k: 4,
+                trainable,
+                ..LinformerConfig::default()
+            };
+            let attention = crate::init_now(config.init(&dims(8), &device));
+            let shape = [2, HEADS, 8, HEAD_DIM];
+            let k = gaussian(&device, 1, shape).require_grad();
+            let (q, v) = (gaussian(&device, 2, shape), gaussian(&device, 3, shape));
+            let grads = attention
+                .core
+                .attend(q, k.clone(), v, None)
+                .sum()
+                .backward();
+            let e = attention.core.key_projection.val();
+            assert_eq!(
+                e.grad(&grads).is_some(),
+                trainable,
+                "trainable = {trainable}"
+            );
+            assert!(k.grad(&grads).is_some());
+        }
     }
 
     #[test]
@@ -446,7 +488,12 @@ mod tests {
                         );
                         let exact = softmax_attention(q.clone(), kk.clone(), v.clone(), None);
                         device.seed(100 + seed);
-                        let attention = LinformerConfig { k, sharing }.init(&dims, &device);
+                        let config = LinformerConfig {
+                            k,
+                            sharing,
+                            trainable: true,
+                        };
+                        let attention = config.init(&dims, &device);
                         let approx = attention.core.attend(q, kk, v, None);
                         // ‖A‖ / ‖S‖, written as ‖(A + S) − S‖ / ‖S‖.
                         norm += relative_error(approx.clone() + exact.clone(), exact.clone())

@@ -319,7 +319,7 @@ mod tests {
             .to_data()
             .assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-6));
         assert_eq!(
-            nonempty.into_data().to_vec::<f32>().unwrap(),
+            nonempty.into_data().try_into_vec::<f32>().unwrap(),
             vec![1.0, 1.0]
         );
         // This module's default: segments of the 3 real tokens, {0, 1} and {2}.

@@ -123,6 +123,19 @@ pub enum Redraw {
     Never,
 }
 
+/// The temperature of the softmax kernel the features estimate.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScoreScale {
+    /// `exp(q·k/√d)`, softmax attention's (the paper, the JAX code).
+    SqrtD,
+    /// `exp(q·k/d)`: queries and keys are also divided by `d^{1/4}` before the feature map, as
+    /// the PyTorch-LRA wrapper around performer-pytorch does (mlpen/Nystromformer and
+    /// pkuzengqi/Skyformer `attention_performer.py` scale Q and K by `d^{-1/4}`, then
+    /// `softmax_kernel` scales by `d^{-1/4}` again).
+    D,
+}
+
 /// Settings of [`PerformerAttention`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -138,6 +151,8 @@ pub struct PerformerConfig {
     /// Distribution of `W`. Default: `orthogonal` (JAX `make_fast_softmax_attention(
     /// ortho_features=True, ortho_scaling=0.0)`).
     pub features: Features,
+    /// Temperature of the estimated kernel. Default: `sqrt_d` (softmax attention's).
+    pub score_scale: ScoreScale,
 }
 
 impl Default for PerformerConfig {
@@ -147,6 +162,7 @@ impl Default for PerformerConfig {
             kernel: PerformerKernel::Softmax,
             redraw: Redraw::EveryCall,
             features: Features::Orthogonal,
+            score_scale: ScoreScale::SqrtD,
         }
     }
 }
@@ -187,6 +203,7 @@ impl MixerSpec for PerformerConfig {
                 kernel: self.kernel,
                 redraw: self.redraw,
                 features: self.features,
+                score_scale: self.score_scale,
                 training: Param::from_bool(true),
             },
         )
@@ -207,6 +224,8 @@ pub struct PerformerCore {
     redraw: Redraw,
     #[module(skip)]
     features: Features,
+    #[module(skip)]
+    score_scale: ScoreScale,
     /// Whether this module behaves as in training (redraws `W`) on an autodiff device; cleared
     /// by `valid()`/`freeze`, as Burn's dropout flag.
     training: Param<Flag>,
@@ -236,6 +255,14 @@ impl AttentionCore for PerformerCore {
         v: Tensor<4>,
         pad_mask: Option<Tensor<2, Bool>>,
     ) -> Tensor<4> {
+        let (q, k) = match self.score_scale {
+            ScoreScale::SqrtD => (q, k),
+            ScoreScale::D => {
+                let [.., head_dim] = q.dims();
+                let scale = (head_dim as f64).powf(-0.25);
+                (q * scale, k * scale)
+            }
+        };
         match self.projection(&q.device()) {
             Some(w) => favor_attention(q, k, v, pad_mask, w, self.kernel),
             // Deterministic features (validated: ReLU kernel only).
@@ -305,6 +332,38 @@ mod tests {
     fn performer(config: PerformerConfig, seed: u64, device: &Device) -> PerformerAttention {
         device.seed(seed);
         crate::init_now(config.init(&dims(), device))
+    }
+
+    /// `score_scale = "d"` is the default applied to queries and keys divided by `d^{1/4}`
+    /// (same `W`): the features estimate `exp(q·k/d)`.
+    #[test]
+    fn score_scale_d_divides_queries_and_keys_by_the_fourth_root_of_d() {
+        let device = Device::flex();
+        let shape = [1, 2, 12, 8];
+        let (q, k, v) = (
+            normal(&device, 1, shape),
+            normal(&device, 2, shape),
+            normal(&device, 3, shape),
+        );
+        let config = |score_scale| PerformerConfig {
+            nb_features: 16,
+            redraw: Redraw::Never,
+            score_scale,
+            ..PerformerConfig::default()
+        };
+        let scaled = performer(config(ScoreScale::D), 5, &device).core.attend(
+            q.clone(),
+            k.clone(),
+            v.clone(),
+            None,
+        );
+        let fourth_root = 8f64.powf(0.25);
+        let by_hand = performer(config(ScoreScale::SqrtD), 5, &device)
+            .core
+            .attend(q / fourth_root, k / fourth_root, v, None);
+        scaled
+            .to_data()
+            .assert_approx_eq::<f32>(&by_hand.to_data(), Tolerance::absolute(1e-6));
     }
 
     fn max_abs<const D: usize>(x: Tensor<D>) -> f32 {
