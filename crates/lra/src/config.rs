@@ -114,7 +114,7 @@ impl TrainConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Schedule {
-    /// Linear warmup to `lr`, then linear decay to 0 at `steps` (PyTorch LRA OneCycle, linear).
+    /// Linear warmup from 0 to `lr`, then linear decay to 0 at `steps`.
     Linear,
     /// `lr · min(1, s/w) / √max(s, w)` (JAX LRA `constant * linear_warmup * rsqrt_decay`).
     Rsqrt,
@@ -122,6 +122,11 @@ pub enum Schedule {
     Cosine,
     /// Linear warmup, then constant.
     Constant,
+    /// PyTorch `OneCycleLR(max_lr = lr, pct_start = warmup_steps / steps, anneal_strategy =
+    /// 'linear')` with its defaults, as the PyTorch-LRA code (mlpen/Nystromformer
+    /// `run_tasks.py`, Skyformer `main.py`) runs it: from `lr/25` up to `lr` over the warmup,
+    /// then down to `lr/25/1e4` at the last step. (Its β1 cycling is not reproduced.)
+    OneCycle,
 }
 
 impl ExperimentConfig {

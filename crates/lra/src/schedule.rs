@@ -4,6 +4,9 @@ use crate::config::{Schedule, TrainConfig};
 
 /// Learning rate for optimisation step `step` (0-based).
 pub fn learning_rate(train: &TrainConfig, step: usize) -> f64 {
+    if train.schedule == Schedule::OneCycle {
+        return one_cycle(train, step);
+    }
     let s = (step + 1) as f64; // the first update already gets a non-zero rate
     let warmup = train.warmup_steps as f64;
     let total = train.steps as f64;
@@ -18,8 +21,31 @@ pub fn learning_rate(train: &TrainConfig, step: usize) -> f64 {
         Schedule::Linear => 1.0 - after_warmup,
         Schedule::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * after_warmup).cos()),
         Schedule::Rsqrt => 1.0 / s.max(warmup).max(1.0).sqrt(),
+        Schedule::OneCycle => unreachable!("handled above"),
     };
     train.lr * warm * decay
+}
+
+/// PyTorch `OneCycleLR` (linear annealing, `div_factor` 25, `final_div_factor` 1e4) at
+/// scheduler step `step`: linear from `lr/25` at step 0 to `lr` at step `warmup − 1`, then
+/// linear to `lr/25/1e4` at step `steps − 1`.
+fn one_cycle(train: &TrainConfig, step: usize) -> f64 {
+    let peak = train.lr;
+    let start = peak / 25.0;
+    let end = start / 1e4;
+    let peak_step = train.warmup_steps as f64 - 1.0;
+    let last_step = train.steps as f64 - 1.0;
+    let step = step as f64;
+    let between = |from: f64, to: f64, share: f64| from + (to - from) * share.clamp(0.0, 1.0);
+    if step <= peak_step {
+        between(start, peak, step / peak_step.max(1.0))
+    } else {
+        between(
+            peak,
+            end,
+            (step - peak_step) / (last_step - peak_step).max(1.0),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -61,6 +87,29 @@ mod tests {
             assert!(learning_rate(&t, 99).abs() < 1e-12, "{schedule:?}");
             let mid = learning_rate(&t, 54);
             assert!((mid - 0.5).abs() < 0.02, "{schedule:?}: {mid}");
+        }
+    }
+
+    /// Values printed by PyTorch 2.15 `OneCycleLR(max_lr=1, pct_start=0.1, total_steps=100,
+    /// anneal_strategy='linear')`, read before each optimiser step.
+    #[test]
+    fn one_cycle_matches_pytorch() {
+        let t = train(Schedule::OneCycle);
+        let pytorch = [
+            (0, 0.04),
+            (1, 0.146_666_666_666_666_67),
+            (5, 0.573_333_333_333_333_4),
+            (9, 1.0),
+            (10, 0.988_888_933_333_333_4),
+            (54, 0.500_002_000_000_000_1),
+            (99, 4.000_000_000_004e-6),
+        ];
+        for (step, expected) in pytorch {
+            let lr = learning_rate(&t, step);
+            assert!(
+                (lr - expected).abs() < 1e-12,
+                "step {step}: {lr} vs {expected}"
+            );
         }
     }
 
