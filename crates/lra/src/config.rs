@@ -81,8 +81,12 @@ pub struct TrainConfig {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
-    /// Clip the global gradient norm to this value; 0 disables clipping.
+    /// Gradient clipping limit; 0 disables clipping. What it limits: `grad_clip_by`.
     pub grad_clip: f64,
+    /// How `grad_clip` applies. Default: `global_norm` (PyTorch `clip_grad_norm_`, Hugging
+    /// Face `max_grad_norm`, optax `clip_by_global_norm`).
+    #[serde(default)]
+    pub grad_clip_by: ClipBy,
     /// Validate (and checkpoint) every this many steps; 0: once per epoch.
     pub eval_every: usize,
     /// Validate on at most this many batches; 0 = the whole validation split.
@@ -108,6 +112,20 @@ impl TrainConfig {
         }
         resolved
     }
+}
+
+/// What gradient clipping limits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClipBy {
+    /// The L2 norm of all gradients together.
+    #[default]
+    GlobalNorm,
+    /// The L2 norm of each parameter tensor on its own (Burn's `GradientClipping::Norm`).
+    TensorNorm,
+    /// Each gradient value, to `[-grad_clip, grad_clip]` (PyTorch `clip_grad_value_`, as
+    /// Skyformer's `main.py` does).
+    Value,
 }
 
 /// Learning-rate schedule after linear warmup.

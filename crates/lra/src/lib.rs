@@ -5,6 +5,7 @@ pub mod batches;
 pub mod checkpoint;
 pub mod cmd;
 pub mod config;
+pub mod grad_clip;
 pub use lra_model::device;
 pub mod interrupt;
 pub mod masking;

@@ -65,6 +65,7 @@ mod tests {
             beta2: 0.999,
             eps: 1e-6,
             grad_clip: 0.0,
+            grad_clip_by: crate::config::ClipBy::GlobalNorm,
             eval_every: 10,
             eval_batches: 0,
             skip_nonfinite: 0,

@@ -11,8 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 
-use burn::module::{Module, ModuleVisitor, Param};
-use burn::optim::grad_clipping::GradientClippingConfig;
+use burn::module::Module;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use lra_data::{LabelKind, SplitData, TaskData};
@@ -21,7 +20,6 @@ use lra_model::Classifier;
 use crate::batches::{Batch, TrainOrder, make_batch};
 use crate::checkpoint::{self, TrainState, Window};
 use crate::config::{ExperimentConfig, TrainConfig};
-use crate::interrupt;
 use crate::metrics::{Metric, Outcomes};
 use crate::objective::{Objective, Predictions, Targets};
 use crate::results::{
@@ -30,6 +28,7 @@ use crate::results::{
 };
 use crate::schedule::learning_rate;
 use crate::task::Task;
+use crate::{grad_clip, interrupt};
 
 /// How to run, beyond the experiment config.
 #[derive(Clone, Debug)]
@@ -158,6 +157,7 @@ pub fn train(
     let classifier = config.classifier(data.vocab_size, objective.outputs())?;
     let mut model = classifier.init(&device);
     let mut optim = optimizer(t);
+    let global_limit = grad_clip::global_limit(t);
     let mut state = TrainState::default();
     run.remove_leftovers()?;
     // The step of the last checkpoint on disk, named when a non-finite step stops the run.
@@ -195,7 +195,7 @@ pub fn train(
         let batch = make_batch(&data.train, &indices, config.task.max_len, &device);
         let lr = learning_rate(t, state.step);
         let report;
-        (model, report) = train_step(model, &mut optim, batch, objective, lr);
+        (model, report) = train_step(model, &mut optim, batch, objective, lr, global_limit);
         let seconds = started.elapsed().as_secs_f64();
 
         if let Some(fault) = report.non_finite {
@@ -493,13 +493,15 @@ fn for_each_batch(
 }
 
 /// One optimisation step, exactly as `lra run` takes it (and `lra bench step` times it):
-/// forward, the objective's loss, backward, AdamW update with clipping at rate `lr`.
+/// forward, the objective's loss, backward, gradients scaled to global norm `max_norm` (when
+/// given), AdamW update (with its own clipping, if any) at rate `lr`.
 pub fn train_step(
     model: Classifier,
     optim: &mut ModuleOptimizer,
     batch: Batch,
     objective: Objective,
     lr: f64,
+    max_norm: Option<f64>,
 ) -> (Classifier, StepReport) {
     let targets = batch
         .targets
@@ -525,37 +527,16 @@ pub fn train_step(
         return (model, report);
     }
     let grads = GradientsParams::from_grads(loss.backward(), &model);
-    let norm = gradient_norm(&model, &grads);
+    let norm = grad_clip::global_norm(&model, &grads);
     if !norm.is_finite() {
         report.non_finite = Some(NonFinite::GradientNorm(norm));
         return (model, report);
     }
+    let grads = match max_norm {
+        Some(max_norm) => grad_clip::clip_to_global_norm(&model, grads, norm, max_norm),
+        None => grads,
+    };
     (optim.step(lr, model, grads), report)
-}
-
-/// The global L2 norm of the gradients (in f32, as clipping computes it: a norm beyond f32's
-/// range is infinite).
-fn gradient_norm(model: &Classifier, grads: &GradientsParams) -> f64 {
-    struct SquaredSum<'a> {
-        grads: &'a GradientsParams,
-        sum: Option<Tensor<1>>,
-    }
-    impl ModuleVisitor for SquaredSum<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(grad) = self.grads.get::<D>(param.id) {
-                let squares = (grad.clone() * grad).sum();
-                self.sum = Some(match self.sum.take() {
-                    Some(sum) => sum + squares,
-                    None => squares,
-                });
-            }
-        }
-    }
-    let mut visitor = SquaredSum { grads, sum: None };
-    model.visit(&mut visitor);
-    visitor
-        .sum
-        .map_or(0.0, |sum| sum.sqrt().into_scalar::<f32>() as f64)
 }
 
 /// The error that stops a run at a non-finite step: the step, what was not finite, and how to
@@ -596,9 +577,10 @@ pub fn logits(model: &Classifier, batch: Batch) -> Tensor<2> {
     }
 }
 
-/// AdamW with the config's betas, epsilon, weight decay and gradient-norm clipping.
+/// AdamW with the config's betas, epsilon, weight decay and its per-tensor or per-value
+/// clipping (global-norm clipping happens in [`train_step`]).
 pub fn optimizer(t: &TrainConfig) -> ModuleOptimizer {
-    let clipping = (t.grad_clip > 0.0).then_some(GradientClippingConfig::Norm(t.grad_clip as f32));
+    let clipping = grad_clip::optimizer_clipping(t);
     AdamWConfig::new()
         .with_beta_1(t.beta1 as f32)
         .with_beta_2(t.beta2 as f32)

@@ -36,8 +36,9 @@
 //! probabilities), mlpen/Nystromformer `LRA/code/attention_linformer.py` (commit f02d511; zeroed
 //! padded K and V, `linformer_k = 256` in `lra_config.py`) and google-research/long-range-arena
 //! `lra_benchmarks/models/linformer/linformer_attention.py` and `linformer.py` (one `lr_kernel`
-//! for K, V and all heads, Xavier-uniform, `low_rank_features = 16`, set to 32 by
-//! `text_classification/configs/linformer_base.py`; no padding handling at all).
+//! for K, V and all heads, Xavier-uniform, `low_rank_features = 16`; the 32 that
+//! `text_classification/configs/linformer_base.py` sets is never passed to the model by its
+//! `train.py`, so every task runs 16; no padding handling at all).
 //!
 //! Complexity per head: O(n·k·d) time (the projections and the `[n, k]` scores), O(n·k) memory.
 //!

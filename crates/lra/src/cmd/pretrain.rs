@@ -22,12 +22,12 @@ use rand::Rng;
 use serde::Serialize;
 
 use crate::batches::TrainOrder;
-use crate::config::{Schedule, TrainConfig, mixer_kind, parse_value};
-use crate::device;
+use crate::config::{ClipBy, Schedule, TrainConfig, mixer_kind, parse_value};
 use crate::masking::{Masking, step_rng};
 use crate::results::{atomic_write, new_run_folder};
 use crate::schedule::learning_rate;
 use crate::train::{optimizer, step_seed};
+use crate::{device, grad_clip};
 
 /// Options of `lra pretrain`.
 #[derive(Debug, Args, Clone, Serialize)]
@@ -158,6 +158,7 @@ pub fn execute(args: &PretrainArgs) -> Result<PretrainRun> {
         beta2: args.beta2,
         eps: 1e-6,
         grad_clip: 1.0,
+        grad_clip_by: ClipBy::GlobalNorm,
         eval_every: args.eval_every,
         eval_batches: 0,
         skip_nonfinite: 0,
@@ -189,6 +190,13 @@ pub fn execute(args: &PretrainArgs) -> Result<PretrainRun> {
         loss_sum += value;
         losses += 1;
         let grads = GradientsParams::from_grads(loss.backward(), &model);
+        let grads = match grad_clip::global_limit(&schedule) {
+            Some(limit) => {
+                let norm = grad_clip::global_norm(&model, &grads);
+                grad_clip::clip_to_global_norm(&model, grads, norm, limit)
+            }
+            None => grads,
+        };
         let lr = learning_rate(&schedule, step);
         model = optim.step(lr, model, grads);
         let done = step + 1;

@@ -326,7 +326,8 @@ fn time_model(
         let batch = random_batch(config, vocab_size, objective, documents, &device);
         time_repeats(repeats, &device, || {
             let current = model.take().expect("the model is put back after each step");
-            let (next, _) = train_step(current, &mut optim, batch.clone(), objective, lr);
+            let limit = crate::grad_clip::global_limit(&config.train);
+            let (next, _) = train_step(current, &mut optim, batch.clone(), objective, lr, limit);
             model = Some(next);
         })?
     };
