@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
-lra="$repo/target/release/lra"
+lra="${CARGO_TARGET_DIR:-$repo/target}/release/lra"
 [[ -x "$lra" ]] || cargo build --release --bin lra
 
 if ! command -v slurmctld >/dev/null || ! command -v munged >/dev/null; then
