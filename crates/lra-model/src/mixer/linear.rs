@@ -137,7 +137,9 @@ mod tests {
     use burn::tensor::{TensorData, Tolerance};
 
     use super::*;
-    use crate::mixer::common::testing::{gaussian as normal, pad_mask, padded_from};
+    use crate::mixer::common::testing::{
+        OfficialFixture, gaussian as normal, pad_mask, padded_from,
+    };
 
     fn linear(device: &Device) -> LinearAttention {
         let dims = MixerDims::new(16, 2, 64);
@@ -242,6 +244,25 @@ mod tests {
         let expected = TensorData::from([[[[5.0 / root3], [10.0 / root3], [15.0 / root3]]]]);
         out.to_data()
             .assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-5));
+    }
+
+    /// `normalize = false` equals mlpen's `LinearAttention` run on the same padded inputs
+    /// (`LRA/code/attention_linear.py` @56893131, outputs made by
+    /// `scripts/make_fidelity_fixtures.py`).
+    #[test]
+    fn unnormalised_form_equals_the_official_module() {
+        let fixture = OfficialFixture::parse(include_str!("fixtures/linear_official.json"));
+        let device = Device::flex();
+        let [_, heads, seq, head_dim] = fixture.shape;
+        let dims = MixerDims::new(heads * head_dim, heads, seq);
+        let config = LinearConfig {
+            normalize: false,
+            ..LinearConfig::default()
+        };
+        let (q, k, v, mask) = fixture.inputs(&device);
+        let out = config.init(&dims, &device).core.attend(q, k, v, Some(mask));
+        out.to_data()
+            .assert_approx_eq::<f32>(&fixture.expected(), Tolerance::absolute(1e-5));
     }
 
     #[test]

@@ -263,7 +263,7 @@ mod tests {
     use super::*;
     use crate::mixer::common::inverse::{iterative_pinv, pinv_start};
     use crate::mixer::common::reference::{relative_error, softmax_attention};
-    use crate::mixer::common::testing::{gaussian, pad_mask, spoil_padding};
+    use crate::mixer::common::testing::{OfficialFixture, gaussian, pad_mask, spoil_padding};
 
     fn nystrom(
         config: NystromConfig,
@@ -351,6 +351,36 @@ mod tests {
         whole_batch
             .to_data()
             .assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-6));
+    }
+
+    /// `padding = "official"` equals the official module run on the same inputs (Skyformer
+    /// `src/models/attention_nystrom.py` @1a677cb, outputs made by
+    /// `scripts/make_fidelity_fixtures.py`), on a batch whose second row is padded; the default
+    /// mode does not.
+    #[test]
+    fn official_padding_equals_the_official_module() {
+        let fixture = OfficialFixture::parse(include_str!("fixtures/nystrom_official.json"));
+        let device = Device::flex();
+        let [_, heads, seq, head_dim] = fixture.shape;
+        let (q, k, v, mask) = fixture.inputs(&device);
+        let run = |padding| {
+            let config = NystromConfig {
+                landmarks: fixture.landmarks,
+                conv_kernel: None,
+                padding,
+                ..NystromConfig::default()
+            };
+            let attention = nystrom(config, heads, head_dim, seq);
+            let (q, k, v) = (q.clone(), k.clone(), v.clone());
+            attention.core.attend(q, k, v, Some(mask.clone()))
+        };
+        run(NystromPadding::Official)
+            .to_data()
+            .assert_approx_eq::<f32>(&fixture.expected(), Tolerance::absolute(1e-5));
+        let official = Tensor::<4>::from_data(fixture.expected(), &device);
+        let padded_row = |x: Tensor<4>| x.narrow(0, 1, 1);
+        let default = run(NystromPadding::Real);
+        assert!(relative_error(padded_row(default), padded_row(official)) > 1e-3);
     }
 
     /// Without padding, one example and `n` divisible by `m`, the official mode computes what

@@ -185,3 +185,40 @@ pub fn golden_qkv(device: &Device) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
         make(&|i, j| (1.3 * i * (j + 1.0) + 0.1).sin()),
     )
 }
+
+/// Inputs and output of an official attention module on fixed Q/K/V with padding, written by
+/// `scripts/make_fidelity_fixtures.py` (which names the file and commit in `source`).
+#[derive(serde::Deserialize)]
+pub struct OfficialFixture {
+    /// `[batch, heads, seq, head_dim]` of Q, K, V and the output.
+    pub shape: [usize; 4],
+    /// Landmarks the module was built with (Nyström).
+    pub landmarks: usize,
+    /// Real tokens per batch row; the rest is padding.
+    pub real: Vec<usize>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    out: Vec<f32>,
+}
+
+impl OfficialFixture {
+    /// Parses a fixture file's text.
+    pub fn parse(json: &str) -> Self {
+        serde_json::from_str(json).expect("a fixture written by make_fidelity_fixtures.py")
+    }
+
+    /// Q, K, V and the padding mask.
+    pub fn inputs(&self, device: &Device) -> (Tensor<4>, Tensor<4>, Tensor<4>, Tensor<2, Bool>) {
+        let tensor = |values: &[f32]| {
+            Tensor::<4>::from_data(TensorData::new(values.to_vec(), self.shape), device)
+        };
+        let mask = padded_from(&self.real, self.shape[2], device);
+        (tensor(&self.q), tensor(&self.k), tensor(&self.v), mask)
+    }
+
+    /// The official module's output.
+    pub fn expected(&self) -> TensorData {
+        TensorData::new(self.out.clone(), self.shape)
+    }
+}
