@@ -107,28 +107,16 @@ mod tests {
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let norm = global_norm(&model, &grads);
         assert!((norm - 5.0).abs() < 1e-6, "{norm}");
+        let values = |grads: &GradientsParams, param: &Param<Tensor<1>>| -> Vec<f32> {
+            let grad = grads.get::<1>(param.id).unwrap();
+            grad.into_data().try_into_vec().unwrap()
+        };
         let clipped = clip_to_global_norm(&model, grads, norm, 1.0);
-        let a: Vec<f32> = clipped
-            .get::<1>(model.a.id)
-            .unwrap()
-            .into_data()
-            .try_into_vec()
-            .unwrap();
-        let b: Vec<f32> = clipped
-            .get::<1>(model.b.id)
-            .unwrap()
-            .into_data()
-            .try_into_vec()
-            .unwrap();
+        let (a, b) = (values(&clipped, &model.a), values(&clipped, &model.b));
         assert!((a[0] - 0.6).abs() < 1e-5 && a[1].abs() < 1e-6, "{a:?}");
         assert!((b[1] - 0.8).abs() < 1e-5 && b[0].abs() < 1e-6, "{b:?}");
         let unclipped = clip_to_global_norm(&model, clipped, 1.0, 2.0);
-        let a: Vec<f32> = unclipped
-            .get::<1>(model.a.id)
-            .unwrap()
-            .into_data()
-            .try_into_vec()
-            .unwrap();
+        let a = values(&unclipped, &model.a);
         assert!((a[0] - 0.6).abs() < 1e-5, "below the limit nothing changes");
     }
 }

@@ -1,19 +1,8 @@
 //! The `lra` binary: listing, data generation, and clear errors (exit code 1, message naming the
 //! bad input and the valid choices) without writing anything.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 mod common;
-use common::stderr;
-
-fn lra(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_lra"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("the lra binary runs")
-}
+use common::{failure, lra, stderr};
 
 #[test]
 fn list_shows_every_registered_mixer_with_its_settings() {
@@ -111,17 +100,13 @@ fn bad_input_fails_cleanly_and_writes_no_run_folder() {
         ),
     ];
     for (args, expected) in cases {
-        let out = lra(args, dir.path());
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
-        let message = stderr(&out);
-        assert!(message.starts_with("error: "), "{args:?}: {message}");
+        let message = failure(args, dir.path());
         for piece in expected {
             assert!(
                 message.contains(piece),
                 "{args:?}: `{piece}` not in: {message}"
             );
         }
-        assert!(!message.contains("panicked"), "{args:?}: {message}");
     }
     assert!(
         !dir.path().join("results").exists(),
@@ -133,7 +118,7 @@ fn bad_input_fails_cleanly_and_writes_no_run_folder() {
 #[cfg(feature = "wgpu")]
 fn assert_absent_gpu_is_a_clear_error(device: &str, driver: Option<&str>, expected: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let mut command = Command::new(env!("CARGO_BIN_EXE_lra"));
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_lra"));
     command.args(["run", "--preset", "tiny", "--device", device]);
     if let Some(driver) = driver {
         command
@@ -225,9 +210,7 @@ fn unknown_names_suggest_the_closest_and_task_settings_are_checked_by_the_task()
         ),
     ];
     for (args, expected) in cases {
-        let out = lra(args, dir.path());
-        assert_eq!(out.status.code(), Some(1), "{args:?}");
-        let message = stderr(&out);
+        let message = failure(args, dir.path());
         for piece in expected {
             assert!(
                 message.contains(piece),
@@ -284,20 +267,17 @@ fn list_as_json_has_every_mixer_task_and_preset_for_scripts() {
     let retrieval = &listing["tasks"][2];
     assert_eq!(retrieval["input"], "document pairs, dual encoder");
     assert_eq!(retrieval["selection_metric"], "accuracy");
-    let tiny = listing["presets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|p| p["name"] == "tiny/listops")
-        .unwrap();
-    assert_eq!(tiny["task"], "listops");
-    assert!(
-        tiny["description"]
-            .as_str()
-            .unwrap()
-            .starts_with("Small ListOps run that learns in a few minutes"),
-        "{tiny}"
-    );
+    // Every generated task has a tiny preset, listed with its task and what it is for.
+    let presets = listing["presets"].as_array().unwrap();
+    for task in ["listops", "pathfinder", "pathx", "path256"] {
+        let tiny = presets
+            .iter()
+            .find(|p| p["name"] == format!("tiny/{task}"))
+            .unwrap_or_else(|| panic!("no tiny/{task} in {presets:?}"));
+        assert_eq!(tiny["task"], task);
+        let description = tiny["description"].as_str().unwrap();
+        assert!(description.contains("2 CPU cores"), "{tiny}");
+    }
     let local = &listing["mixers"][1];
     assert_eq!(local["settings"]["block_size"], 50, "{local}");
 }

@@ -115,20 +115,18 @@ impl AttentionCore for LinearCore {
     ) -> Tensor<4> {
         let phi_q = elu_feature_map(q);
         let phi_k = elu_feature_map(k);
-        let (phi_k, v) = match pad_mask {
-            Some(mask) => {
-                let real = real_key_weights(mask);
-                (phi_k * real.clone(), v * real)
-            }
-            None => (phi_k, v),
+        let phi_k = match pad_mask {
+            Some(mask) => phi_k * real_key_weights(mask),
+            None => phi_k,
         };
         if self.normalize {
-            kernel_attention(phi_q, phi_k, v, self.eps)
-        } else {
-            let [.., seq, _] = phi_q.dims();
-            let (numerator, _) = kernel_sums(phi_q, phi_k, v);
-            numerator / (seq as f64).sqrt()
+            return kernel_attention(phi_q, phi_k, v, self.eps);
         }
+        // Padded keys have zero features, so their values never enter `φ(K)ᵀV` (the official
+        // code's extra `V · mask` changes nothing).
+        let [.., seq, _] = phi_q.dims();
+        let (numerator, _) = kernel_sums(phi_q, phi_k, v);
+        numerator / (seq as f64).sqrt()
     }
 }
 

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 
 use lra::results::Summary;
@@ -29,6 +29,26 @@ pub fn finished(outcome: Outcome) -> Summary {
 /// A process's standard error as text.
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The `lra` binary run with `args` in `cwd`.
+pub fn lra(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_lra"))
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("the lra binary runs")
+}
+
+/// The message of `lra args` run in `cwd`, which must fail cleanly: exit code 1, an `error: `
+/// line, no panic.
+pub fn failure(args: &[&str], cwd: &Path) -> String {
+    let out = lra(args, cwd);
+    let message = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {message}");
+    assert!(message.starts_with("error: "), "{args:?}: {message}");
+    assert!(!message.contains("panicked"), "{args:?}: {message}");
+    message
 }
 
 /// The tiny BERT checkpoint made with `transformers` (`scripts/make_pretrained_fixtures.py`).
