@@ -1,6 +1,9 @@
 //! Training checkpoints: model, optimiser state and counters in one folder with their CRC-32
 //! checksums, replaced atomically (written beside it, flushed, then swapped by renames) so an
 //! interrupted or failed save keeps the previous one, and a damaged file is an error on load.
+//! The model and the counters are generic: `lra run` keeps a classifier and [`TrainState`],
+//! `lra pretrain` a masked LM and its own state; any folder of results can be replaced the same
+//! way ([`replace_folder`]).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -9,7 +12,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use burn::module::Module;
 use burn::optim::ModuleOptimizer;
-use lra_model::Classifier;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::results::MetricsRow;
@@ -62,18 +65,25 @@ const CHECKED_FILES: [&str; 3] = [MODEL, OPTIMIZER, STATE];
 /// Saves a checkpoint into `dir`, replacing any previous one only once the new one is complete
 /// and on disk. On failure (a full disk, say) the previous checkpoint is left as it was and the
 /// half-written new one is removed.
-pub fn save(
+pub fn save<M: Module, S: Serialize>(
     dir: &Path,
-    model: &Classifier,
+    model: &M,
     optim: &ModuleOptimizer,
-    state: &TrainState,
+    state: &S,
 ) -> Result<()> {
+    replace_folder(dir, |staging| write_files(staging, model, optim, state))
+}
+
+/// Replaces the folder `dir` by what `write` puts into a new folder beside it, once `write`
+/// succeeded: a process killed (or a disk filling up) midway leaves the previous `dir` in place,
+/// and what it left beside it is tidied by [`remove_leftovers`].
+pub fn replace_folder(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let staging = sibling(dir, "new");
     if staging.exists() {
         fs::remove_dir_all(&staging)
             .with_context(|| format!("cannot remove {}", staging.display()))?;
     }
-    let written = write_files(&staging, model, optim, state).and_then(|()| swap_in(&staging, dir));
+    let written = write(&staging).and_then(|()| swap_in(&staging, dir));
     if written.is_err() {
         // Best effort: the original error is the one worth reporting.
         let _ = fs::remove_dir_all(&staging);
@@ -83,11 +93,11 @@ pub fn save(
 
 /// Writes the checkpoint files and their checksums into the new folder `staging`, each flushed
 /// to disk.
-fn write_files(
+fn write_files<M: Module, S: Serialize>(
     staging: &Path,
-    model: &Classifier,
+    model: &M,
     optim: &ModuleOptimizer,
-    state: &TrainState,
+    state: &S,
 ) -> Result<()> {
     fs::create_dir_all(staging).with_context(|| format!("cannot create {}", staging.display()))?;
     let path = staging.join(MODEL);
@@ -165,6 +175,20 @@ pub fn remove_leftovers(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Flushes every file of the folder `dir`, and the folder's entries, to disk.
+pub fn sync_folder_files(dir: &Path) -> Result<()> {
+    let entries = fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    for entry in entries {
+        let path = entry
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .path();
+        if path.is_file() {
+            sync_file(&path)?;
+        }
+    }
+    sync_file(dir)
+}
+
 /// Flushes a file (or a folder's entries) to disk.
 fn sync_file(path: &Path) -> Result<()> {
     fs::File::open(path)
@@ -172,15 +196,16 @@ fn sync_file(path: &Path) -> Result<()> {
         .with_context(|| format!("cannot flush {} to disk", path.display()))
 }
 
-/// A checkpoint found on disk, its files checked against their checksums.
-pub struct Checkpoint {
+/// A checkpoint found on disk, its files checked against their checksums; `S` is the state
+/// saved with it.
+pub struct Checkpoint<S = TrainState> {
     dir: PathBuf,
-    pub state: TrainState,
+    pub state: S,
 }
 
-impl Checkpoint {
+impl<S> Checkpoint<S> {
     /// Loads the checkpoint's parameters into `model`.
-    pub fn restore_model(&self, model: Classifier) -> Result<Classifier> {
+    pub fn restore_model<M: Module>(&self, model: M) -> Result<M> {
         let path = self.dir.join(MODEL);
         load_guarded(&path, || model.try_load_file(&path))
     }
@@ -220,6 +245,11 @@ fn load_guarded<T, E: std::fmt::Debug>(
 /// whose files do not match their checksums is an error naming the file, never a silently
 /// different run.
 pub fn find(dir: &Path) -> Result<Option<Checkpoint>> {
+    find_with_state(dir)
+}
+
+/// [`find`] for a checkpoint saved with state `S`.
+pub fn find_with_state<S: DeserializeOwned>(dir: &Path) -> Result<Option<Checkpoint<S>>> {
     let previous = sibling(dir, "old");
     let dir = if dir.is_dir() {
         dir.to_path_buf()

@@ -25,7 +25,7 @@ fn flag() -> &'static Arc<AtomicBool> {
     REQUESTED.get_or_init(|| Arc::new(AtomicBool::new(false)))
 }
 
-/// Installs the handlers (once per process; later calls do nothing new); `lra run` and `lra
+/// Installs the handlers (once per process; later calls do nothing new); `lra run`, `lra pretrain` and `lra
 /// sweep` do. Without it (other commands, the library used from tests), signals keep their
 /// default action.
 pub fn install() -> Result<()> {

@@ -69,8 +69,10 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     // Training checkpoints on SIGTERM/SIGINT; every other command keeps their default action.
-    if matches!(cli.command, Command::Run(_) | Command::Sweep(_))
-        && let Err(error) = interrupt::install()
+    if matches!(
+        cli.command,
+        Command::Run(_) | Command::Sweep(_) | Command::Pretrain(_)
+    ) && let Err(error) = interrupt::install()
     {
         eprintln!("error: {error:#}");
         std::process::exit(1);
@@ -103,8 +105,20 @@ fn main() {
         Command::Data(command) => data::execute(command),
         Command::Bench(command) => bench::execute(command),
         Command::Approx(args) => approx::execute(&args),
-        Command::Pretrain(args) => pretrain::execute(&args).map(|run| {
-            println!("{}", run.checkpoint.display());
+        Command::Pretrain(args) => pretrain::execute(&args).map(|run| match run.ended {
+            pretrain::Ended::Finished { checkpoint } => println!("{}", checkpoint.display()),
+            pretrain::Ended::Stopped { step } => println!(
+                "stopped at step {step}; continue with: lra pretrain --resume {}",
+                run.dir.display()
+            ),
+            pretrain::Ended::Interrupted { step } => {
+                println!(
+                    "interrupted by a signal; training state of step {step} written; continue \
+                     with: lra pretrain --resume {}",
+                    run.dir.display()
+                );
+                std::process::exit(interrupt::EXIT_INTERRUPTED);
+            }
         }),
         Command::Encode(args) => encode::execute(&args).map(|report| print!("{report}")),
         Command::Sweep(args) => sweep::execute(&args).map(|_| {

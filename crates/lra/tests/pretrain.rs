@@ -1,17 +1,21 @@
 //! `lra pretrain` on the tiny BERT fixture: a corpus with learnable structure drives the held-out
-//! MLM loss down, the run is a function of its seed, the exported checkpoint fine-tunes with
+//! MLM loss down, the run is a function of its seed, a run stopped (at a step or by SIGTERM) and
+//! resumed ends exactly as an uninterrupted one, the exported checkpoint fine-tunes with
 //! `lra run --init`, and corpus errors name the file and line.
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
-use lra::cmd::pretrain::{PretrainArgs, execute};
+use lra::cmd::pretrain::{Ended, PretrainArgs, SettingFlags, execute};
 use lra::cmd::run::RunArgs;
+use lra::interrupt::EXIT_INTERRUPTED;
 use lra::train::Outcome;
 use lra_data::fixtures;
 
 mod common;
-use common::{one_training_at_a_time, tiny_bert};
+use common::{lra, one_training_at_a_time, stderr, tiny_bert};
 
 /// Documents of the fixture vocabulary where every "on the" is followed by "mat" and every
 /// "the cat" by "sat": an MLM can learn to fill them in.
@@ -30,28 +34,89 @@ fn write_corpus(dir: &Path) -> PathBuf {
     path
 }
 
+/// A short run of the tiny BERT on `corpus`: sequences of 32 tokens, batches of 8, evaluated
+/// every 20 steps.
 fn args(corpus: &Path, out: &Path, steps: usize) -> PretrainArgs {
     PretrainArgs {
-        init: tiny_bert(),
-        corpus: vec![corpus.to_path_buf()],
-        attention: "softmax".into(),
-        mixer: Vec::new(),
-        max_len: 32,
-        batch_size: 8,
-        steps,
-        lr: 2e-3,
-        warmup_steps: 5,
-        weight_decay: 0.01,
-        beta2: 0.999,
-        held_out: 0.1,
-        eval_every: 20,
-        mask_probability: 0.15,
-        max_masked: 0,
-        seed: 3,
+        settings: SettingFlags {
+            init: Some(tiny_bert()),
+            corpus: Some(vec![corpus.to_path_buf()]),
+            max_len: Some(32),
+            batch_size: Some(8),
+            steps: Some(steps),
+            lr: Some(2e-3),
+            warmup_steps: Some(5),
+            held_out: Some(0.1),
+            eval_every: Some(20),
+            seed: Some(3),
+            ..SettingFlags::default()
+        },
         out: out.to_path_buf(),
         device: "cpu".into(),
         quiet: true,
+        ..PretrainArgs::default()
     }
+}
+
+/// `--resume dir` with nothing else changed.
+fn resume(dir: &Path, out: &Path) -> PretrainArgs {
+    PretrainArgs {
+        resume: Some(dir.to_path_buf()),
+        out: out.to_path_buf(),
+        device: "cpu".into(),
+        quiet: true,
+        ..PretrainArgs::default()
+    }
+}
+
+/// Asserts that two runs of the same settings left the same evaluation history and exported
+/// config byte for byte, and the same exported weights: the same tensors (names, shapes, offsets)
+/// and the same data bytes. Only the order of the header's entries may differ (burn-store writes
+/// its `__metadata__` from a hash map).
+fn assert_same_outputs(run: &Path, reference: &Path) {
+    let read = |dir: &Path, file: &str| {
+        fs::read(dir.join(file)).unwrap_or_else(|e| panic!("{}: {e}", dir.join(file).display()))
+    };
+    let differs = |file: &str| {
+        format!(
+            "{file} differs: {} vs {}",
+            run.display(),
+            reference.display()
+        )
+    };
+    for file in ["metrics.csv", "checkpoint/config.json"] {
+        assert!(
+            read(run, file) == read(reference, file),
+            "{}",
+            differs(file)
+        );
+    }
+    let weights = "checkpoint/model.safetensors";
+    let (ours, theirs) = (read(run, weights), read(reference, weights));
+    let (ours, theirs) = (safetensors_parts(&ours), safetensors_parts(&theirs));
+    assert_eq!(ours.0, theirs.0, "{}", differs(weights));
+    assert!(ours.1 == theirs.1, "{}", differs(weights));
+}
+
+/// A safetensors file's header (as JSON) and its data bytes.
+fn safetensors_parts(bytes: &[u8]) -> (serde_json::Value, &[u8]) {
+    let length = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header = serde_json::from_slice(&bytes[8..8 + length]).unwrap();
+    (header, &bytes[8 + length..])
+}
+
+fn as_strs(line: &[String]) -> Vec<&str> {
+    line.iter().map(String::as_str).collect()
+}
+
+/// The one run folder under `out`.
+fn only_run(out: &Path) -> PathBuf {
+    let runs: Vec<PathBuf> = fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs[0].clone()
 }
 
 #[test]
@@ -60,6 +125,7 @@ fn pretraining_lowers_the_held_out_mlm_loss_and_exports_a_checkpoint_that_fine_t
     let root = tempfile::tempdir().unwrap();
     let corpus = write_corpus(root.path());
     let run = execute(&args(&corpus, &root.path().join("pretrain"), 100)).unwrap();
+    let checkpoint = run.checkpoint().expect("the run finished").to_path_buf();
     let (first, last) = (&run.rows[0], run.rows.last().unwrap());
     assert_eq!(
         run.rows.iter().map(|r| r.step).collect::<Vec<_>>(),
@@ -75,7 +141,7 @@ fn pretraining_lowers_the_held_out_mlm_loss_and_exports_a_checkpoint_that_fine_t
     let glue = fixtures::write_keyword_sst2(root.path(), 40, 8, 4);
     let run_args = RunArgs {
         task: Some("sst2".into()),
-        init: Some(run.checkpoint.clone()),
+        init: Some(checkpoint),
         data: Some(glue),
         steps: Some(2),
         overrides: vec!["task.max_len=32".into(), "train.batch_size=8".into()],
@@ -118,4 +184,122 @@ fn corpus_errors_name_file_and_line() {
     fs::write(&one, "just one document\n").unwrap();
     let error = format!("{:#}", execute(&args(&one, root.path(), 1)).unwrap_err());
     assert!(error.contains("at least 2"), "{error}");
+}
+
+#[test]
+fn a_run_stopped_and_resumed_ends_exactly_as_an_uninterrupted_one() {
+    let _guard = one_training_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let corpus = write_corpus(root.path());
+    let settings = |out: &str, stop_at_step| PretrainArgs {
+        settings: SettingFlags {
+            eval_every: Some(10),
+            checkpoint_every: Some(20),
+            ..args(&corpus, &root.path().join(out), 50).settings
+        },
+        stop_at_step,
+        ..args(&corpus, &root.path().join(out), 50)
+    };
+    let whole = execute(&settings("whole", None)).unwrap();
+    assert!(matches!(whole.ended, Ended::Finished { .. }));
+    assert!(
+        !whole.dir.join("training_state").exists(),
+        "removed once finished"
+    );
+
+    let stopped = execute(&settings("stopped", Some(25))).unwrap();
+    assert_eq!(stopped.ended, Ended::Stopped { step: 25 });
+    assert_eq!(stopped.rows, whole.rows[..2]);
+    assert!(stopped.dir.join("training_state/state.json").is_file());
+    assert!(!stopped.dir.join("checkpoint").exists());
+    let out = root.path().join("stopped");
+    let changed = PretrainArgs {
+        settings: SettingFlags {
+            lr: Some(1.0),
+            ..SettingFlags::default()
+        },
+        ..resume(&stopped.dir, &out)
+    };
+    let error = format!("{:#}", execute(&changed).unwrap_err());
+    assert!(error.contains("drop the setting flags"), "{error}");
+
+    let resumed = execute(&resume(&stopped.dir, &out)).unwrap();
+    assert_eq!(resumed.started_at, 25, "continued from the saved state");
+    assert!(matches!(resumed.ended, Ended::Finished { .. }));
+    assert_eq!(resumed.rows, whole.rows);
+    assert_same_outputs(&resumed.dir, &whole.dir);
+    let error = format!("{:#}", execute(&resume(&stopped.dir, &out)).unwrap_err());
+    assert!(error.contains("finished"), "{error}");
+}
+
+#[test]
+fn sigterm_saves_the_state_exits_75_and_the_resumed_run_equals_an_uninterrupted_one() {
+    let _guard = one_training_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let corpus = write_corpus(root.path());
+    let command = |out: &Path| -> Vec<String> {
+        let mut line: Vec<String> = ["pretrain", "--init"].map(String::from).to_vec();
+        line.push(tiny_bert().display().to_string());
+        line.extend(["--corpus".into(), corpus.display().to_string()]);
+        for (flag, value) in [
+            ("--max-len", "32"),
+            ("--batch-size", "8"),
+            ("--steps", "200"),
+            ("--lr", "2e-3"),
+            ("--eval-every", "10"),
+            ("--checkpoint-every", "1000"),
+            ("--seed", "5"),
+        ] {
+            line.extend([flag.to_string(), value.to_string()]);
+        }
+        line.extend(["--out".into(), out.display().to_string()]);
+        line
+    };
+    let whole_out = root.path().join("whole");
+    let mut quiet = command(&whole_out);
+    quiet.push("--quiet".into());
+    let done = lra(&as_strs(&quiet), root.path());
+    assert!(done.status.success(), "{}", stderr(&done));
+
+    // Signalled as soon as the first evaluation is reported, long before step 200.
+    let out = root.path().join("signalled");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lra"))
+        .args(command(&out))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    assert!(lines.any(|line| line.unwrap().starts_with("step ")));
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let terminated = child.wait_with_output().unwrap();
+    assert_eq!(terminated.status.code(), Some(EXIT_INTERRUPTED));
+    let said = String::from_utf8_lossy(&terminated.stdout).into_owned();
+    let step: usize = said
+        .split("training state of step ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|number| number.trim_end_matches(';').parse().ok())
+        .unwrap_or_else(|| panic!("no step in {said:?}"));
+    assert!((10..200).contains(&step), "{said}");
+    let run = only_run(&out);
+    assert!(run.join("training_state/state.json").is_file());
+    assert!(!run.join("checkpoint").exists());
+
+    let resumed = lra(
+        &["pretrain", "--resume", &run.display().to_string()],
+        root.path(),
+    );
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let resumed_from = format!("resumed from the training state of step {step}\n");
+    assert!(
+        stderr(&resumed).starts_with(&resumed_from),
+        "{}",
+        stderr(&resumed)
+    );
+    assert_same_outputs(&run, &only_run(&whole_out));
 }

@@ -1,0 +1,383 @@
+//! `lra pretrain`: masked-language-model (continued) pretraining of a BERT/RoBERTa checkpoint with
+//! any attention swapped in — the Nyströmformer / YOSO / MRA protocol of starting from pretrained
+//! weights — on a plain-text or JSON-lines corpus. Sequences are packed across documents, 15 % of
+//! tokens masked per step from the seed (80/10/10), and the held-out documents scored (MLM loss,
+//! accuracy, perplexity). The training state is saved every `checkpoint_every` steps and on
+//! SIGTERM/SIGINT, and `--resume` continues it exactly: batches, masks and dropout are functions
+//! of (seed, step). The result is written as a checkpoint folder `checkpoint/` that
+//! `lra run --init` fine-tunes directly.
+
+mod batches;
+pub mod settings;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::optim::{GradientsParams, ModuleOptimizer};
+use clap::Args;
+use lra_data::SplitData;
+use lra_data::corpus;
+use lra_data::tokenizer::PretrainedTokenizer;
+use lra_model::MaskedLm;
+use lra_model::pretrained::Checkpoint;
+use serde::{Deserialize, Serialize};
+
+use crate::batches::TrainOrder;
+use crate::checkpoint;
+use crate::masking::step_rng;
+use crate::results::{RunDir, atomic_write, new_run_folder};
+use crate::schedule::learning_rate;
+use crate::train::{optimizer, step_seed};
+use crate::{device, grad_clip, interrupt};
+use batches::{MaskingPlan, evaluate, masked_batch, mlm_loss};
+pub use settings::{PretrainConfig, SettingFlags};
+
+/// Options of `lra pretrain`.
+#[derive(Debug, Args, Clone, Default)]
+pub struct PretrainArgs {
+    /// Continue the unfinished run in RUN_DIR from its last saved state, with its own
+    /// pretrain.toml (no setting flags).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub resume: Option<PathBuf>,
+    #[command(flatten)]
+    pub settings: SettingFlags,
+    /// The mixer's settings, e.g. `--mixer landmarks=64`.
+    #[arg(long = "mixer", value_name = "KEY=VALUE")]
+    pub mixer: Vec<String>,
+    /// Folder the run folder is created in.
+    #[arg(long, default_value = "results/pretrain")]
+    pub out: PathBuf,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Save the training state and exit once this many steps are done (continue with --resume).
+    #[arg(long, value_name = "STEP")]
+    pub stop_at_step: Option<usize>,
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// One evaluation of the held-out sequences.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PretrainRow {
+    pub step: usize,
+    pub lr: f64,
+    /// Mean MLM loss of the training steps since the last row.
+    pub train_loss: f64,
+    pub val_loss: f64,
+    pub val_accuracy: f64,
+    pub val_perplexity: f64,
+}
+
+/// How a call to [`execute`] ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Ended {
+    /// All steps done; the checkpoint folder `lra run --init` takes.
+    Finished { checkpoint: PathBuf },
+    /// Stopped at `--stop-at-step` with the training state saved.
+    Stopped { step: usize },
+    /// Stopped by SIGTERM/SIGINT at a step boundary with the training state saved.
+    Interrupted { step: usize },
+}
+
+/// What a pretraining run leaves: its folder, every evaluation so far, how it ended.
+#[derive(Debug)]
+pub struct PretrainRun {
+    pub dir: PathBuf,
+    /// The step this call started from: 0, or that of the training state it resumed.
+    pub started_at: usize,
+    pub rows: Vec<PretrainRow>,
+    pub ended: Ended,
+}
+
+impl PretrainRun {
+    /// The exported checkpoint of a finished run.
+    pub fn checkpoint(&self) -> Option<&Path> {
+        match &self.ended {
+            Ended::Finished { checkpoint } => Some(checkpoint),
+            _ => None,
+        }
+    }
+}
+
+/// Everything besides the model and the optimiser that the rest of a run depends on.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct PretrainState {
+    /// Optimisation steps done.
+    step: usize,
+    /// Every evaluation so far (`metrics.csv`).
+    rows: Vec<PretrainRow>,
+    /// Sum and count of the training losses since the last evaluation.
+    loss_sum: f64,
+    losses: usize,
+}
+
+/// The folder of the training state, beside the run's other files.
+const TRAINING_STATE: &str = "training_state";
+/// The exported Hugging Face checkpoint folder; its presence marks a finished run.
+const EXPORT: &str = "checkpoint";
+const SETTINGS: &str = "pretrain.toml";
+
+/// Runs `lra pretrain`: a new run, or the one `--resume` names.
+pub fn execute(args: &PretrainArgs) -> Result<PretrainRun> {
+    let (config, dir) = match &args.resume {
+        Some(dir) => (resumed_config(dir, args)?, Some(dir.clone())),
+        None => (
+            settings::resolve(
+                toml::Table::new(),
+                "the command line",
+                &args.settings,
+                &args.mixer,
+            )?,
+            None,
+        ),
+    };
+    pretrain(&config, dir, args)
+}
+
+/// The settings of the unfinished run in `dir`.
+fn resumed_config(dir: &Path, args: &PretrainArgs) -> Result<PretrainConfig> {
+    if settings::any_given(&args.settings, &args.mixer)? {
+        bail!(
+            "--resume {} continues that run with its own {SETTINGS}; drop the setting flags",
+            dir.display()
+        );
+    }
+    if dir.join(EXPORT).is_dir() {
+        bail!(
+            "{} is a finished pretraining run (it has {EXPORT}/); start a new run instead",
+            dir.display()
+        );
+    }
+    PretrainConfig::load(&dir.join(SETTINGS))
+}
+
+/// Trains `config` in the run folder `dir` (a new one under `--out` when `None`), from its saved
+/// state if it has one.
+fn pretrain(
+    config: &PretrainConfig,
+    dir: Option<PathBuf>,
+    args: &PretrainArgs,
+) -> Result<PretrainRun> {
+    let mixer = config.mixer_config()?;
+    let tokenizer = PretrainedTokenizer::from_checkpoint(&config.init)?;
+    let (train, val) = corpus_splits(config, &tokenizer)?;
+
+    let device = device::parse(&args.device)?.autodiff();
+    device.seed(config.seed);
+    let checkpoint = Checkpoint::open(&config.init)?;
+    let (mut model, report) = checkpoint.masked_lm(mixer, config.max_len, &device)?;
+    let dir = match dir {
+        Some(dir) => dir,
+        None => create_run_dir(&args.out, config)?,
+    };
+    atomic_write(
+        &dir.join("import_report.txt"),
+        report.to_string().as_bytes(),
+    )?;
+    let schedule = config.train_config();
+    let mut optim = optimizer(&schedule);
+    let state_dir = dir.join(TRAINING_STATE);
+    RunDir { path: dir.clone() }.remove_leftovers()?;
+    checkpoint::remove_leftovers(&state_dir)?;
+    let mut state = PretrainState::default();
+    if let Some(found) = checkpoint::find_with_state::<PretrainState>(&state_dir)? {
+        model = found.restore_model(model)?;
+        optim = found.restore_optimizer(optim)?;
+        state = found.state;
+        if !args.quiet {
+            eprintln!("resumed from the training state of step {}", state.step);
+        }
+    }
+    let started_at = state.step;
+    // The saved history is the truth: rows a killed process wrote after its last save are redone.
+    write_rows(&dir.join("metrics.csv"), &state.rows)?;
+
+    let masking = config.masking();
+    let plan = MaskingPlan {
+        masking: &masking,
+        special: tokenizer.special_tokens(),
+        vocab: tokenizer.vocab_size(),
+        max_len: config.max_len,
+    };
+    let mut order = TrainOrder::new(config.seed, train.len());
+    while state.step < config.steps {
+        let interrupted = interrupt::requested();
+        if interrupted || args.stop_at_step.is_some_and(|stop| state.step >= stop) {
+            checkpoint::save(&state_dir, &model, &optim, &state)?;
+            let step = state.step;
+            let ended = if interrupted {
+                Ended::Interrupted { step }
+            } else {
+                Ended::Stopped { step }
+            };
+            return Ok(PretrainRun {
+                dir,
+                started_at,
+                rows: state.rows,
+                ended,
+            });
+        }
+        let step = state.step;
+        // Batch, masks and dropout are functions of (seed, step), so a resumed run is exact.
+        device.seed(step_seed(config.seed, step));
+        let indices = order.batch(step, config.batch_size);
+        let batch = masked_batch(
+            &train,
+            &indices,
+            plan,
+            &mut step_rng(config.seed, step),
+            &device,
+        );
+        let loss = mlm_loss(&model, &batch);
+        let value = loss.clone().into_scalar::<f32>() as f64;
+        if !value.is_finite() {
+            bail!(
+                "step {}: the MLM loss is {value}; lower --lr (nothing was updated)",
+                step + 1
+            );
+        }
+        let lr = learning_rate(&schedule, step);
+        model = update(model, &mut optim, loss, &schedule, lr);
+        state.step += 1;
+        state.loss_sum += value;
+        state.losses += 1;
+        if state.step % config.eval_every == 0 || state.step == config.steps {
+            let (val_loss, val_accuracy) = evaluate(
+                &model.valid(),
+                &val,
+                plan,
+                config.batch_size,
+                config.seed,
+                &device.clone().inner(),
+            );
+            record_evaluation(&mut state, lr, val_loss, val_accuracy, args.quiet);
+            write_rows(&dir.join("metrics.csv"), &state.rows)?;
+        }
+        if state.step % config.checkpoint_every == 0 && state.step < config.steps {
+            checkpoint::save(&state_dir, &model, &optim, &state)?;
+        }
+    }
+    let exported = export(&checkpoint, &model, config, &dir)?;
+    // The run is finished (its export is in place): the training state is no longer needed.
+    if state_dir.exists() {
+        std::fs::remove_dir_all(&state_dir)
+            .with_context(|| format!("cannot remove {}", state_dir.display()))?;
+    }
+    if !args.quiet {
+        eprintln!(
+            "wrote {}: fine-tune it with `lra run --task <glue task> --init {}`",
+            exported.display(),
+            exported.display()
+        );
+    }
+    Ok(PretrainRun {
+        dir,
+        started_at,
+        rows: state.rows,
+        ended: Ended::Finished {
+            checkpoint: exported,
+        },
+    })
+}
+
+/// Backward, gradients clipped to the global norm, AdamW step at `lr`.
+fn update(
+    model: MaskedLm,
+    optim: &mut ModuleOptimizer,
+    loss: burn::tensor::Tensor<1>,
+    schedule: &crate::config::TrainConfig,
+    lr: f64,
+) -> MaskedLm {
+    let grads = GradientsParams::from_grads(loss.backward(), &model);
+    let grads = match grad_clip::global_limit(schedule) {
+        Some(limit) => {
+            let norm = grad_clip::global_norm(&model, &grads);
+            grad_clip::clip_to_global_norm(&model, grads, norm, limit)
+        }
+        None => grads,
+    };
+    optim.step(lr, model, grads)
+}
+
+/// Appends the evaluation row (the training loss averaged since the previous one) and reports it.
+fn record_evaluation(
+    state: &mut PretrainState,
+    lr: f64,
+    val_loss: f64,
+    val_accuracy: f64,
+    quiet: bool,
+) {
+    let row = PretrainRow {
+        step: state.step,
+        lr,
+        train_loss: state.loss_sum / state.losses as f64,
+        val_loss,
+        val_accuracy,
+        val_perplexity: val_loss.exp(),
+    };
+    if !quiet {
+        eprintln!(
+            "step {:>6}  train loss {:.4}  val loss {:.4}  acc {:.4}  ppl {:.2}",
+            row.step, row.train_loss, row.val_loss, row.val_accuracy, row.val_perplexity
+        );
+    }
+    state.rows.push(row);
+    (state.loss_sum, state.losses) = (0.0, 0);
+}
+
+/// Writes the model as a Hugging Face checkpoint folder `dir/checkpoint` (config.json, weights,
+/// tokenizer), put in place whole once complete.
+fn export(
+    checkpoint: &Checkpoint,
+    model: &MaskedLm,
+    config: &PretrainConfig,
+    dir: &Path,
+) -> Result<PathBuf> {
+    let exported = dir.join(EXPORT);
+    checkpoint::replace_folder(&exported, |staging| {
+        checkpoint.export(&model.valid(), config.max_len, staging)?;
+        lra_data::tokenizer::copy_tokenizer_files(&config.init, staging)?;
+        checkpoint::sync_folder_files(staging)
+    })?;
+    Ok(exported)
+}
+
+/// The corpus read, split into training and held-out documents, tokenized and packed.
+fn corpus_splits(
+    config: &PretrainConfig,
+    tokenizer: &PretrainedTokenizer,
+) -> Result<(SplitData, SplitData)> {
+    let mut documents = Vec::new();
+    for path in &config.corpus {
+        documents.extend(corpus::read_documents(path)?);
+    }
+    if documents.len() < 2 {
+        bail!(
+            "the corpus has {} document(s); pretraining needs at least 2 (one held out)",
+            documents.len()
+        );
+    }
+    let held_out =
+        ((documents.len() as f64 * config.held_out).round() as usize).clamp(1, documents.len() - 1);
+    let (train, val) = documents.split_at(documents.len() - held_out);
+    Ok((
+        corpus::pack(train, tokenizer, config.max_len)?,
+        corpus::pack(val, tokenizer, config.max_len)?,
+    ))
+}
+
+fn create_run_dir(out: &Path, config: &PretrainConfig) -> Result<PathBuf> {
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let dir = new_run_folder(out, &format!("{}-s{}", config.attention, config.seed))?;
+    atomic_write(&dir.join(SETTINGS), config.to_toml()?.as_bytes())?;
+    Ok(dir)
+}
+
+fn write_rows(path: &Path, rows: &[PretrainRow]) -> Result<()> {
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    for row in rows {
+        writer.serialize(row)?;
+    }
+    atomic_write(path, &writer.into_inner()?)
+}

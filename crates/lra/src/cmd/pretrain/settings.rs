@@ -1,0 +1,329 @@
+//! What a pretraining run is asked to do: [`PretrainConfig`], resolved from its defaults, a
+//! preset and the command line (in that order of precedence, the last winning), and written
+//! into the run folder as `pretrain.toml`, which `--resume` reads back.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Args;
+use lra_model::MixerConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ClipBy, Schedule, TrainConfig, mixer_kind, mixer_settings, parse_value};
+use crate::masking::Masking;
+use crate::suggest::explain_unknown;
+
+/// The settings of a pretraining run. Every field but `init` and `corpus` has a default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PretrainConfig {
+    /// The Hugging Face BERT/RoBERTa checkpoint folder to start from (with its MLM head).
+    pub init: PathBuf,
+    /// Corpus files: plain text (documents separated by blank lines) or `.jsonl` (`text` field).
+    pub corpus: Vec<PathBuf>,
+    /// The attention swapped into every layer (see `lra list`). Default softmax.
+    pub attention: String,
+    /// Tokens per packed sequence. Default 128.
+    pub max_len: usize,
+    pub batch_size: usize,
+    pub steps: usize,
+    /// Peak learning rate (AdamW), reached after the warmup and decayed linearly to 0.
+    pub lr: f64,
+    pub warmup_steps: usize,
+    pub weight_decay: f64,
+    /// AdamW β₂ (RoBERTa and MRA: 0.98; BERT: 0.999).
+    pub beta2: f64,
+    /// Share of the documents held out for validation (the last ones; at least one).
+    pub held_out: f64,
+    /// Validate every this many steps (and at the end).
+    pub eval_every: usize,
+    /// Save the training state (model, optimiser, step, history) every this many steps, for
+    /// `--resume`; SIGTERM/SIGINT save it at the next step whatever this says.
+    pub checkpoint_every: usize,
+    /// Chance a token is chosen as a target (80/10/10 mask/random/keep).
+    pub mask_probability: f64,
+    /// At most this many targets per sequence (MRA: 77 of 512); 0 = no cap.
+    pub max_masked: usize,
+    pub seed: u64,
+    /// The mixer's own settings (`[mixer]` in a preset, `--mixer key=value`).
+    pub mixer: toml::Table,
+}
+
+impl Default for PretrainConfig {
+    fn default() -> Self {
+        Self {
+            init: PathBuf::new(),
+            corpus: Vec::new(),
+            attention: "softmax".into(),
+            max_len: 128,
+            batch_size: 32,
+            steps: 1000,
+            lr: 5e-5,
+            warmup_steps: 0,
+            weight_decay: 0.01,
+            beta2: 0.999,
+            held_out: 0.05,
+            eval_every: 200,
+            checkpoint_every: 500,
+            mask_probability: 0.15,
+            max_masked: 0,
+            seed: 0,
+            mixer: toml::Table::new(),
+        }
+    }
+}
+
+/// Settings given on the command line; those left out come from the preset or the defaults.
+/// Field names are [`PretrainConfig`]'s, so the flags given serialise into the keys they set.
+#[derive(Debug, Args, Clone, Default, Serialize)]
+pub struct SettingFlags {
+    /// The Hugging Face BERT/RoBERTa checkpoint folder to start from (with its MLM head).
+    #[arg(long, value_name = "DIR")]
+    pub init: Option<PathBuf>,
+    /// Corpus files: plain text (documents separated by blank lines) or `.jsonl` (`text` field).
+    #[arg(long, value_name = "FILE", num_args = 1..)]
+    pub corpus: Option<Vec<PathBuf>>,
+    /// The attention swapped into every layer (see `lra list`) [default: softmax].
+    #[arg(long, short)]
+    pub attention: Option<String>,
+    /// Tokens per packed sequence [default: 128].
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// [default: 32]
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// [default: 1000]
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Peak learning rate (AdamW), reached after the warmup and decayed linearly to 0
+    /// [default: 5e-5].
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// [default: 0]
+    #[arg(long)]
+    pub warmup_steps: Option<usize>,
+    /// [default: 0.01]
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// AdamW β₂ (RoBERTa and MRA: 0.98) [default: 0.999].
+    #[arg(long)]
+    pub beta2: Option<f64>,
+    /// Share of the documents held out for validation (the last ones; at least one)
+    /// [default: 0.05].
+    #[arg(long)]
+    pub held_out: Option<f64>,
+    /// Validate every this many steps (and at the end) [default: 200].
+    #[arg(long)]
+    pub eval_every: Option<usize>,
+    /// Save the training state for `--resume` every this many steps (SIGTERM/SIGINT save it at
+    /// the next step) [default: 500].
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// Chance a token is chosen as a target (80/10/10 mask/random/keep) [default: 0.15].
+    #[arg(long)]
+    pub mask_probability: Option<f64>,
+    /// At most this many targets per sequence (MRA: 77 of 512); 0 = no cap [default: 0].
+    #[arg(long)]
+    pub max_masked: Option<usize>,
+    /// [default: 0]
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl SettingFlags {
+    /// The flags given, as `pretrain.toml` keys (TOML has no null: flags left out are absent).
+    fn table(&self) -> Result<toml::Table> {
+        toml::Table::try_from(self).context("the pretraining flags serialise to TOML")
+    }
+}
+
+/// The config a new run gets: `base` (a preset's table, or empty), then the flags, then each
+/// `--mixer key=value`, read strictly; `source` names where `base` came from in errors.
+pub fn resolve(
+    mut base: toml::Table,
+    source: &str,
+    flags: &SettingFlags,
+    mixer: &[String],
+) -> Result<PretrainConfig> {
+    base.extend(flags.table()?);
+    if !mixer.is_empty() {
+        let table = base
+            .entry("mixer")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| anyhow!("{source}: `mixer` must be a table of the mixer's settings"))?;
+        for assignment in mixer {
+            let (key, value) = assignment
+                .split_once('=')
+                .with_context(|| format!("--mixer {assignment}: expected key=value"))?;
+            table.insert(key.trim().to_string(), parse_value(value.trim()));
+        }
+    }
+    PretrainConfig::from_table(base, source)
+}
+
+/// Whether any setting was given on the command line (which `--resume` refuses: the run
+/// continues with its own `pretrain.toml`).
+pub fn any_given(flags: &SettingFlags, mixer: &[String]) -> Result<bool> {
+    Ok(!flags.table()?.is_empty() || !mixer.is_empty())
+}
+
+impl PretrainConfig {
+    /// Reads a settings table strictly: an unknown key is an error naming it (with the closest
+    /// known one), and so is a value of the wrong type; `source` names the table's origin.
+    pub fn from_table(table: toml::Table, source: &str) -> Result<Self> {
+        let config: Self =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                anyhow!(
+                    "{source}: `{}`: {}",
+                    e.path(),
+                    explain_unknown(e.inner().message())
+                )
+            })?;
+        config.validate().with_context(|| source.to_string())?;
+        Ok(config)
+    }
+
+    /// Reads a `pretrain.toml` (a preset or a run folder's).
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let table: toml::Table =
+            toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
+        Self::from_table(table, &path.display().to_string())
+    }
+
+    /// The TOML written into the run folder.
+    pub fn to_toml(&self) -> Result<String> {
+        toml::to_string_pretty(self).context("the pretraining settings serialise to TOML")
+    }
+
+    /// Checks what serde cannot: counts, shares, the attention and its settings.
+    fn validate(&self) -> Result<()> {
+        if self.init.as_os_str().is_empty() {
+            bail!(
+                "no checkpoint to start from: pass --init DIR (a Hugging Face BERT/RoBERTa folder)"
+            );
+        }
+        if self.corpus.is_empty() {
+            bail!("no corpus: pass --corpus FILE…");
+        }
+        for (name, value) in [
+            ("batch_size", self.batch_size),
+            ("steps", self.steps),
+            ("eval_every", self.eval_every),
+            ("checkpoint_every", self.checkpoint_every),
+            ("max_len", self.max_len),
+        ] {
+            if value == 0 {
+                bail!("`{name}` must be at least 1");
+            }
+        }
+        if !(0.0..1.0).contains(&self.held_out) {
+            bail!("`held_out` = {}: expected a share in [0, 1)", self.held_out);
+        }
+        self.masking().validate().map_err(anyhow::Error::msg)?;
+        self.mixer_config()?;
+        Ok(())
+    }
+
+    /// How tokens are masked.
+    pub fn masking(&self) -> Masking {
+        Masking {
+            probability: self.mask_probability,
+            max_per_example: self.max_masked,
+            ..Masking::default()
+        }
+    }
+
+    /// The attention's config with its defaults filled in.
+    pub fn mixer_config(&self) -> Result<MixerConfig> {
+        mixer_settings(mixer_kind(&self.attention)?, &self.mixer)
+    }
+
+    /// The optimiser and schedule: AdamW (β₁ 0.9, ε 1e-6, as RoBERTa), gradients clipped to
+    /// global norm 1, warmup then linear decay to 0.
+    pub fn train_config(&self) -> TrainConfig {
+        TrainConfig {
+            steps: self.steps,
+            epochs: None,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            warmup_steps: self.warmup_steps,
+            schedule: Schedule::Linear,
+            weight_decay: self.weight_decay,
+            beta1: 0.9,
+            beta2: self.beta2,
+            eps: 1e-6,
+            grad_clip: 1.0,
+            grad_clip_by: ClipBy::GlobalNorm,
+            eval_every: self.eval_every,
+            eval_batches: 0,
+            skip_nonfinite: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn given() -> SettingFlags {
+        SettingFlags {
+            init: Some("ckpt".into()),
+            corpus: Some(vec!["a.txt".into()]),
+            ..SettingFlags::default()
+        }
+    }
+
+    #[test]
+    fn flags_override_the_base_and_the_rest_keeps_defaults() {
+        let base: toml::Table =
+            toml::from_str("steps = 7\nlr = 1e-4\n[mixer]\nlandmarks = 4").unwrap();
+        let flags = SettingFlags {
+            lr: Some(3e-4),
+            attention: Some("nystrom".into()),
+            ..given()
+        };
+        let config = resolve(base, "preset x", &flags, &["pinv_iters=3".into()]).unwrap();
+        assert_eq!((config.steps, config.lr), (7, 3e-4));
+        assert_eq!(config.batch_size, PretrainConfig::default().batch_size);
+        assert_eq!(
+            config.mixer.get("landmarks"),
+            Some(&toml::Value::Integer(4))
+        );
+        assert_eq!(
+            config.mixer.get("pinv_iters"),
+            Some(&toml::Value::Integer(3))
+        );
+        // What is written into the run folder reads back as the same config.
+        let table: toml::Table = toml::from_str(&config.to_toml().unwrap()).unwrap();
+        assert_eq!(
+            PretrainConfig::from_table(table, "round trip").unwrap(),
+            config
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_errors_naming_them() {
+        let error = |text: &str| {
+            let base: toml::Table = toml::from_str(text).unwrap();
+            format!("{:#}", resolve(base, "p.toml", &given(), &[]).unwrap_err())
+        };
+        let unknown = error("stepz = 3");
+        assert!(
+            unknown.contains("p.toml") && unknown.contains("stepz"),
+            "{unknown}"
+        );
+        assert!(unknown.contains("did you mean `steps`?"), "{unknown}");
+        let typed = error("lr = \"fast\"");
+        assert!(typed.contains("`lr`"), "{typed}");
+        assert!(error("held_out = 1.5").contains("held_out"));
+        assert!(error("checkpoint_every = 0").contains("checkpoint_every"));
+        let no_init = format!(
+            "{:#}",
+            resolve(toml::Table::new(), "flags", &SettingFlags::default(), &[]).unwrap_err()
+        );
+        assert!(no_init.contains("--init"), "{no_init}");
+    }
+}
