@@ -269,6 +269,11 @@ impl Encoder {
         self.tokens.weight.val()
     }
 
+    /// The learned position table `[max_len, d_model]`, if the encoder has one.
+    pub fn position_table(&self) -> Option<Tensor<2>> {
+        self.positions.as_ref().map(|table| table.weight.val())
+    }
+
     /// Number of blocks.
     pub fn n_layers(&self) -> usize {
         self.blocks.len()

@@ -13,9 +13,11 @@ use lra::cmd::run::RunArgs;
 use lra::interrupt::EXIT_INTERRUPTED;
 use lra::train::Outcome;
 use lra_data::fixtures;
+use lra_model::MixerKind;
+use lra_model::pretrained::{Checkpoint, PositionExtension};
 
 mod common;
-use common::{lra, one_training_at_a_time, stderr, tiny_bert};
+use common::{lra, one_training_at_a_time, stderr, tiny_bert, tiny_roberta};
 
 /// Documents of the fixture vocabulary where every "on the" is followed by "mat" and every
 /// "the cat" by "sat": an MLM can learn to fill them in.
@@ -302,4 +304,99 @@ fn sigterm_saves_the_state_exits_75_and_the_resumed_run_equals_an_uninterrupted_
         stderr(&resumed)
     );
     assert_same_outputs(&run, &only_run(&whole_out));
+}
+
+/// The position table `[rows, width]` of the masked LM built from `checkpoint` for `max_len`
+/// tokens, the table lengthened `how`.
+fn position_table(
+    checkpoint: &Path,
+    max_len: usize,
+    how: Option<PositionExtension>,
+) -> (Vec<f32>, usize) {
+    let device = burn::tensor::Device::flex();
+    device.seed(0);
+    let (model, _) = Checkpoint::open(checkpoint)
+        .unwrap()
+        .extending_positions(how)
+        .masked_lm(MixerKind::Softmax.default_config(), max_len, &device)
+        .unwrap();
+    let table = model
+        .encoder()
+        .position_table()
+        .expect("BERT has positions");
+    let width = table.dims()[1];
+    (table.into_data().try_to_vec::<f32>().unwrap(), width)
+}
+
+#[test]
+fn a_lengthened_position_table_tiles_or_interpolates_the_checkpoints_rows() {
+    // Both fixtures have 64 usable rows (RoBERTa's first 2 of 66 are the padding id's).
+    for checkpoint in [tiny_bert(), tiny_roberta()] {
+        let (learned, width) = position_table(&checkpoint, 64, None);
+        let row = |i: usize| &learned[i * width..(i + 1) * width];
+        let (tiled, _) = position_table(&checkpoint, 128, Some(PositionExtension::Tile));
+        for i in 0..128 {
+            assert_eq!(&tiled[i * width..(i + 1) * width], row(i % 64), "row {i}");
+        }
+        let (stretched, _) = position_table(&checkpoint, 128, Some(PositionExtension::Interpolate));
+        for i in 0..128 {
+            // Position i of 128 sits at i · 63/127 in the learned table.
+            let x = i as f64 * 63.0 / 127.0;
+            let (below, t) = (x.floor() as usize, (x - x.floor()) as f32);
+            let above = (below + 1).min(63);
+            for k in 0..width {
+                let expected = row(below)[k] * (1.0 - t) + row(above)[k] * t;
+                let got = stretched[i * width + k];
+                assert!(
+                    (got - expected).abs() < 1e-6,
+                    "row {i}[{k}]: {got} vs {expected}"
+                );
+            }
+        }
+        assert_eq!(&stretched[127 * width..], row(63), "the last row is kept");
+        // Shorter than the table, the option changes nothing.
+        assert_eq!(
+            position_table(&checkpoint, 40, Some(PositionExtension::Tile)).0,
+            learned[..40 * width]
+        );
+    }
+}
+
+#[test]
+fn pretraining_at_twice_the_position_table_exports_a_checkpoint_that_reimports() {
+    let _guard = one_training_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let corpus = write_corpus(root.path());
+    let long = |extend: Option<&str>| PretrainArgs {
+        settings: SettingFlags {
+            max_len: Some(128),
+            extend_positions: extend.map(String::from),
+            eval_every: Some(3),
+            ..args(&corpus, &root.path().join("long"), 3).settings
+        },
+        ..args(&corpus, &root.path().join("long"), 3)
+    };
+    let error = format!("{:#}", execute(&long(None)).unwrap_err());
+    for needed in ["max_position_embeddings", "128", "64", "--extend-positions"] {
+        assert!(error.contains(needed), "{needed}: {error}");
+    }
+
+    let run = execute(&long(Some("interpolate"))).unwrap();
+    let exported = run.checkpoint().expect("finished");
+    let settings = fs::read_to_string(run.dir.join("pretrain.toml")).unwrap();
+    assert!(
+        settings.contains("extend_positions = \"interpolate\""),
+        "{settings}"
+    );
+    let report = fs::read_to_string(run.dir.join("import_report.txt")).unwrap();
+    assert!(
+        report.contains("extended to 128 rows (interpolate)"),
+        "{report}"
+    );
+    let reopened = Checkpoint::open(exported).unwrap();
+    assert_eq!(reopened.config.max_position_embeddings, 128);
+    assert_eq!(reopened.max_len(), 128);
+    // The export loads at its full length without any extension.
+    let (table, width) = position_table(exported, 128, None);
+    assert_eq!(table.len(), 128 * width);
 }

@@ -8,16 +8,17 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use burn::module::Module;
-use burn::tensor::{DType, Device, TensorData};
+use burn::tensor::Device;
 use burn_store::burn_pack::Tensor as PackTensor;
 use burn_store::{
     ApplyError, FloatCastAdapter, ModuleAdapter, ModuleSnapshot, ModuleStore, PyTorchToBurnAdapter,
-    PytorchStore, SafetensorsStore, bridge,
+    PytorchStore, SafetensorsStore,
 };
 
 use super::config::CheckpointConfig;
 use super::error::{PretrainedError, Result};
 use super::keys::{Mapping, Target};
+use super::positions::{PositionExtension, extend_table, take_rows};
 use super::report::{ImportReport, LeftAtInit, Loaded, PositionRows, Unused};
 
 /// The weights file of a checkpoint folder: `model.safetensors`, else `pytorch_model.bin`
@@ -35,17 +36,31 @@ pub fn weights_file(folder: &Path) -> Result<std::path::PathBuf> {
         })
 }
 
+/// The model an import fills: where its parameters are, its mixer, its length, and how a
+/// position table shorter than that length is lengthened (`None`: it is an error).
+pub struct ImportTarget {
+    pub target: Target,
+    pub mixer: &'static str,
+    pub max_len: usize,
+    pub extend: Option<PositionExtension>,
+}
+
 /// Loads the checkpoint `weights` (described by `config`) into `module`, whose parameters are
-/// at the paths `target` says, built with `max_len` positions and the mixer `mixer`.
+/// at the paths `into.target` says, built with `into.max_len` positions and the mixer
+/// `into.mixer`.
 pub fn import<M: Module>(
     module: &mut M,
     weights: &Path,
     config: &CheckpointConfig,
-    target: Target,
-    mixer: &'static str,
-    max_len: usize,
+    into: ImportTarget,
     device: &Device,
 ) -> Result<ImportReport> {
+    let ImportTarget {
+        target,
+        mixer,
+        max_len,
+        extend,
+    } = into;
     let tensors = read_tensors(weights)?;
     let shapes: HashMap<String, Vec<usize>> = tensors
         .iter()
@@ -54,7 +69,8 @@ pub fn import<M: Module>(
     let mapping = Mapping::for_module(module, config.family, target, mixer);
     let (tensors, renames) = mapping.remapper().remap(tensors);
     let original: HashMap<String, String> = renames.into_iter().collect();
-    let (tensors, positions) = cut_position_table(tensors, config, &mapping, max_len, weights)?;
+    let (tensors, positions) =
+        fit_position_table(tensors, config, &mapping, (max_len, extend), weights)?;
 
     let adapter =
         PyTorchToBurnAdapter.chain(FloatCastAdapter::to(device.settings().float_dtype.into()));
@@ -130,12 +146,12 @@ fn read_tensors(path: &Path) -> Result<Vec<PackTensor>> {
 
 /// Replaces the position table by the rows the model uses: from `position_offset` on (RoBERTa's
 /// first rows belong to the padding id), `max_len` of them. A model longer than the usable table
-/// is an error.
-fn cut_position_table(
+/// gets it lengthened `extend`, or, without it, is an error.
+fn fit_position_table(
     tensors: Vec<PackTensor>,
     config: &CheckpointConfig,
     mapping: &Mapping,
-    max_len: usize,
+    (max_len, extend): (usize, Option<PositionExtension>),
     weights: &Path,
 ) -> Result<(Vec<PackTensor>, PositionRows)> {
     let first = config.position_offset();
@@ -150,10 +166,12 @@ fn cut_position_table(
             first,
             taken: max_len,
             of: 0,
+            extended: None,
         };
         return Ok((tensors, positions));
     };
-    if first + max_len > rows {
+    let extended = extend.filter(|_| first + max_len > rows);
+    if first + max_len > rows && extended.is_none() {
         return Err(PretrainedError::TooLong {
             path: weights.to_path_buf(),
             max_len,
@@ -168,32 +186,19 @@ fn cut_position_table(
     }
     let tensors = tensors
         .into_iter()
-        .map(|tensor| {
-            if tensor.name == path {
-                take_rows(tensor, first, max_len)
-            } else {
-                tensor
-            }
+        .map(|tensor| match extended {
+            _ if tensor.name != path => tensor,
+            Some(how) => extend_table(tensor, first, max_len, how),
+            None => take_rows(tensor, first, max_len),
         })
         .collect();
     let positions = PositionRows {
         first,
         taken: max_len,
         of: rows,
+        extended,
     };
     Ok((tensors, positions))
-}
-
-/// Rows `first..first + count` of a 2-D tensor, read when the tensor is.
-fn take_rows(tensor: PackTensor, first: usize, count: usize) -> PackTensor {
-    let dtype: DType = tensor.dtype;
-    let width: usize = tensor.shape.iter().skip(1).product();
-    let row_bytes = width * dtype.size();
-    let name = tensor.name.clone();
-    bridge::map_data(tensor, name, dtype, [count, width].into(), move |data| {
-        let bytes = &data.as_bytes()[first * row_bytes..(first + count) * row_bytes];
-        TensorData::from_bytes_vec(bytes.to_vec(), [count, width], dtype)
-    })
 }
 
 /// `burn-store`'s error for one tensor, in the checkpoint's terms.

@@ -12,7 +12,8 @@
 //! parameter the checkpoint lacks, is an error.
 //!
 //! Positions: the model's `max_len` may be shorter than the checkpoint's table (its first rows
-//! are taken), not longer. RoBERTa numbers the real tokens of a right-padded sequence
+//! are taken); longer only when the checkpoint is opened [`Checkpoint::extending_positions`]
+//! (tiled or interpolated, see [`PositionExtension`]). RoBERTa numbers the real tokens of a right-padded sequence
 //! `pad_token_id + 1 + i`; its first `pad_token_id + 1` rows are dropped at import, so the
 //! encoder's position `i` is the reference's for every real token. Padding: the project pads
 //! with id 0 (`<s>` for RoBERTa) and masks by length; a mixer that honours the padding mask gives
@@ -39,6 +40,7 @@ mod error;
 mod export;
 mod import;
 mod keys;
+mod positions;
 mod report;
 
 use std::path::{Path, PathBuf};
@@ -48,6 +50,7 @@ use burn::tensor::Device;
 pub use config::{CheckpointConfig, Family};
 pub use error::{PretrainedError, Result};
 pub use keys::UnusedReason;
+pub use positions::{PositionExtension, extend_rows};
 pub use report::{ImportReport, LeftAtInit, Loaded, PositionRows, Unused};
 
 use crate::classifier::{Classifier, ClassifierConfig};
@@ -64,6 +67,8 @@ pub struct Checkpoint {
     pub config: CheckpointConfig,
     /// `model.safetensors` or `pytorch_model.bin`.
     pub weights: PathBuf,
+    /// How the position table is lengthened for a model longer than it (`None`: an error).
+    pub extend_positions: Option<PositionExtension>,
 }
 
 impl Checkpoint {
@@ -73,7 +78,16 @@ impl Checkpoint {
             config: CheckpointConfig::read(folder)?,
             weights: import::weights_file(folder)?,
             folder: folder.to_path_buf(),
+            extend_positions: None,
         })
+    }
+
+    /// This checkpoint, its position table lengthened `how` for models longer than it.
+    pub fn extending_positions(self, how: Option<PositionExtension>) -> Self {
+        Self {
+            extend_positions: how,
+            ..self
+        }
     }
 
     /// Longest sequence the checkpoint has positions for.
@@ -100,15 +114,8 @@ impl Checkpoint {
         let config = self.classifier_config(mixer, outputs, max_len)?;
         let mixer_name = config.encoder.mixer.kind().name();
         let mut model = config.init(device);
-        let report = import::import(
-            &mut model,
-            &self.weights,
-            &self.config,
-            Target::Classifier,
-            mixer_name,
-            max_len,
-            device,
-        )?;
+        let report =
+            self.import_into(&mut model, Target::Classifier, mixer_name, max_len, device)?;
         Ok((model, report))
     }
 
@@ -123,10 +130,8 @@ impl Checkpoint {
         max_len: usize,
         device: &Device,
     ) -> Result<ImportReport> {
-        import::import(
+        self.import_into(
             model,
-            &self.weights,
-            &self.config,
             Target::Classifier,
             mixer.kind().name(),
             max_len,
@@ -147,15 +152,7 @@ impl Checkpoint {
         let encoder = self.classifier_config(mixer, 1, max_len)?.encoder;
         let mixer_name = encoder.mixer.kind().name();
         let mut model = MaskedLmConfig { encoder }.init(device);
-        let report = import::import(
-            &mut model,
-            &self.weights,
-            &self.config,
-            Target::MaskedLm,
-            mixer_name,
-            max_len,
-            device,
-        )?;
+        let report = self.import_into(&mut model, Target::MaskedLm, mixer_name, max_len, device)?;
         Ok((model, report))
     }
 
@@ -170,16 +167,27 @@ impl Checkpoint {
         let config = self.classifier_config(mixer, 1, max_len)?.encoder;
         let mixer_name = config.mixer.kind().name();
         let mut encoder = crate::init_now(config.init(device));
-        let report = import::import(
-            &mut encoder,
-            &self.weights,
-            &self.config,
-            Target::Encoder,
-            mixer_name,
-            max_len,
-            device,
-        )?;
+        let report =
+            self.import_into(&mut encoder, Target::Encoder, mixer_name, max_len, device)?;
         Ok((encoder, report))
+    }
+
+    /// Imports the weights into `module` (`target` says where its parameters are).
+    fn import_into<M: burn::module::Module>(
+        &self,
+        module: &mut M,
+        target: Target,
+        mixer: &'static str,
+        max_len: usize,
+        device: &Device,
+    ) -> Result<ImportReport> {
+        let into = import::ImportTarget {
+            target,
+            mixer,
+            max_len,
+            extend: self.extend_positions,
+        };
+        import::import(module, &self.weights, &self.config, into, device)
     }
 
     /// The model's configuration, checked (the mixer against the model's sizes too).

@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use super::keys::UnusedReason;
+use super::positions::PositionExtension;
 
 /// One checkpoint tensor loaded into one parameter.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,10 +35,12 @@ pub struct Unused {
 pub struct PositionRows {
     /// First row taken (RoBERTa: `pad_token_id + 1`).
     pub first: usize,
-    /// Rows taken: the model's `max_len`.
+    /// Rows the model has: its `max_len`.
     pub taken: usize,
     /// Rows in the checkpoint.
     pub of: usize,
+    /// How the rows from `first` on were lengthened to `taken`, when the model is longer.
+    pub extended: Option<PositionExtension>,
 }
 
 /// The outcome of importing a checkpoint into a model.
@@ -77,7 +80,12 @@ impl ImportReport {
 
 impl fmt::Display for ImportReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let PositionRows { first, taken, of } = self.positions;
+        let PositionRows {
+            first,
+            taken,
+            of,
+            extended,
+        } = self.positions;
         writeln!(
             f,
             "imported {} with the `{}` mixer: {} tensors loaded, {} parameters left at init, {} \
@@ -88,7 +96,14 @@ impl fmt::Display for ImportReport {
             self.left_at_init.len(),
             self.unused.len()
         )?;
-        writeln!(f, "position table: rows {first}..{} of {of}", first + taken)?;
+        match extended {
+            None => writeln!(f, "position table: rows {first}..{} of {of}", first + taken)?,
+            Some(how) => writeln!(
+                f,
+                "position table: rows {first}..{of} of {of}, extended to {taken} rows ({})",
+                how.name()
+            )?,
+        }
         writeln!(f, "loaded:")?;
         for Loaded { key, parameter } in &self.loaded {
             writeln!(f, "  {key} -> {parameter}")?;

@@ -56,6 +56,12 @@ pub fn tiny_bert() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pretrained/bert")
 }
 
+/// The tiny RoBERTa checkpoint (`scripts/make_pretrained_fixtures.py`): 66 position rows, the
+/// first 2 the padding id's.
+pub fn tiny_roberta() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pretrained/roberta")
+}
+
 /// `lra run` arguments of a very small ListOps run: `steps` steps of 16 expressions of at most
 /// 32 tokens, evaluated and checkpointed every `eval_every` steps, its data generated into
 /// `data` on first use, its folder under `out`.

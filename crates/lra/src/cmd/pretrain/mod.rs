@@ -160,12 +160,13 @@ fn pretrain(
     args: &PretrainArgs,
 ) -> Result<PretrainRun> {
     let mixer = config.mixer_config()?;
+    let checkpoint = Checkpoint::open(&config.init)?.extending_positions(config.extend_positions);
+    config.check_length(&checkpoint)?;
     let tokenizer = PretrainedTokenizer::from_checkpoint(&config.init)?;
     let (train, val) = corpus_splits(config, &tokenizer)?;
 
     let device = device::parse(&args.device)?.autodiff();
     device.seed(config.seed);
-    let checkpoint = Checkpoint::open(&config.init)?;
     let (mut model, report) = checkpoint.masked_lm(mixer, config.max_len, &device)?;
     let dir = match dir {
         Some(dir) => dir,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
 use lra_model::MixerConfig;
+use lra_model::pretrained::{Checkpoint, PositionExtension};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ClipBy, Schedule, TrainConfig, mixer_kind, mixer_settings, parse_value};
@@ -25,6 +26,9 @@ pub struct PretrainConfig {
     pub attention: String,
     /// Tokens per packed sequence. Default 128.
     pub max_len: usize,
+    /// How the checkpoint's learned position table is lengthened when `max_len` exceeds it
+    /// (tile or interpolate); unset, a longer `max_len` is an error.
+    pub extend_positions: Option<PositionExtension>,
     pub batch_size: usize,
     pub steps: usize,
     /// Peak learning rate (AdamW), reached after the warmup and decayed linearly to 0.
@@ -56,6 +60,7 @@ impl Default for PretrainConfig {
             corpus: Vec::new(),
             attention: "softmax".into(),
             max_len: 128,
+            extend_positions: None,
             batch_size: 32,
             steps: 1000,
             lr: 5e-5,
@@ -89,6 +94,11 @@ pub struct SettingFlags {
     /// Tokens per packed sequence [default: 128].
     #[arg(long)]
     pub max_len: Option<usize>,
+    /// Lengthen the checkpoint's learned position table when --max-len exceeds it: `tile`
+    /// copies the learned rows one after another (Longformer, Nyströmformer), `interpolate`
+    /// stretches them linearly [default: unset, a longer --max-len is an error].
+    #[arg(long, value_name = "HOW", value_parser = ["tile", "interpolate"])]
+    pub extend_positions: Option<String>,
     /// [default: 32]
     #[arg(long)]
     pub batch_size: Option<usize>,
@@ -234,6 +244,29 @@ impl PretrainConfig {
             max_per_example: self.max_masked,
             ..Masking::default()
         }
+    }
+
+    /// Checks that the checkpoint has positions for `max_len` tokens, or that its table is to be
+    /// lengthened.
+    pub fn check_length(&self, checkpoint: &Checkpoint) -> Result<()> {
+        let usable = checkpoint.max_len();
+        if self.max_len <= usable || self.extend_positions.is_some() {
+            return Ok(());
+        }
+        let offset = checkpoint.config.position_offset();
+        let roberta_rows = if offset > 0 {
+            format!(", of which RoBERTa's first {offset} belong to the padding id")
+        } else {
+            String::new()
+        };
+        bail!(
+            "max_len {} is longer than the {usable} positions of {} (`max_position_embeddings` = \
+             {}{roberta_rows}); pass --extend-positions tile|interpolate (`extend_positions` in \
+             a preset) to lengthen the learned table, or a --max-len of at most {usable}",
+            self.max_len,
+            checkpoint.config.path.display(),
+            checkpoint.config.max_position_embeddings,
+        )
     }
 
     /// The attention's config with its defaults filled in.
