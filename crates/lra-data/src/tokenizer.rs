@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use tokenizers::decoders::byte_level::ByteLevel as ByteLevelDecoder;
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
+use tokenizers::models::ModelWrapper;
 use tokenizers::models::bpe::BPE;
 use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
@@ -239,6 +240,34 @@ impl PretrainedTokenizer {
     /// Number of ids, added tokens included (the embedding table's rows).
     pub fn vocab_size(&self) -> usize {
         self.tokenizer.get_vocab_size(true)
+    }
+
+    /// For each id, whether its piece begins a word, as whole-word masking groups pieces:
+    /// WordPiece (BERT) continues a word with `##` pieces; byte-level BPE (RoBERTa) begins one
+    /// with a piece whose first byte is a space (`Ġ`), as fairseq's `is_beginning_of_word`.
+    /// Added and special tokens count as beginnings. Another kind of tokenizer is an error.
+    pub fn word_starts(&self) -> Result<Vec<bool>> {
+        let begins: fn(&str) -> bool = match self.tokenizer.get_model() {
+            ModelWrapper::WordPiece(_) => |piece| !piece.starts_with("##"),
+            ModelWrapper::BPE(_) => |piece| piece.starts_with('Ġ'),
+            _ => {
+                return Err(DataError::Invalid(format!(
+                    "{}: whole-word masking needs a WordPiece (BERT) or byte-level BPE (RoBERTa) \
+                     tokenizer to tell where words begin",
+                    self.source.display()
+                )));
+            }
+        };
+        let added = self.tokenizer.get_added_tokens_decoder();
+        Ok((0..self.vocab_size() as u32)
+            .map(|id| {
+                added.contains_key(&id)
+                    || self
+                        .tokenizer
+                        .id_to_token(id)
+                        .is_none_or(|piece| begins(&piece))
+            })
+            .collect())
     }
 
     /// The file the tokenizer was built from.

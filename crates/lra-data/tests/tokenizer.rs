@@ -194,3 +194,28 @@ fn too_short_lengths_and_broken_folders_are_errors_naming_the_file() {
         "{error}"
     );
 }
+
+#[test]
+fn word_starts_mark_wordpiece_continuations_and_bpe_spaces() {
+    let starts_of = |name: &str, text: &str| {
+        let tokenizer = PretrainedTokenizer::from_checkpoint(&folder(name)).unwrap();
+        let starts = tokenizer.word_starts().unwrap();
+        assert_eq!(starts.len(), tokenizer.vocab_size());
+        let special = tokenizer.special_tokens();
+        assert!(starts[special.cls as usize] && starts[special.mask as usize]);
+        let ids = tokenizer.text_ids(text).unwrap();
+        ids.iter()
+            .map(|&id| starts[id as usize])
+            .collect::<Vec<_>>()
+    };
+    // un ##believ ##ably play ##ing
+    assert_eq!(
+        starts_of("bert-uncased", "unbelievably playing"),
+        [true, false, false, true, false]
+    );
+    // "the" (no space before it: a word only after the special token it follows), Ġcat, Ġmat, "."
+    assert_eq!(
+        starts_of("roberta", "the cat mat."),
+        [false, true, true, false]
+    );
+}

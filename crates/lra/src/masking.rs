@@ -1,8 +1,14 @@
 //! Masked-LM inputs as BERT draws them (and transformers' `DataCollatorForLanguageModeling`):
 //! each token is chosen with probability 15 %, special tokens never; a chosen token becomes the
 //! mask token (80 %), a random vocabulary token (10 %) or stays (10 %), and is a prediction
-//! target. Draws come from (seed, step), so a resumed run masks exactly as the uninterrupted one.
+//! target. Whole-word masking (BERT's later `--do_whole_word_mask`, fairseq's
+//! `mask_whole_words`) chooses 15 % of the words instead and all of a chosen word's pieces, each
+//! then replaced 80/10/10 on its own. Draws come from (seed, step), so a resumed run masks
+//! exactly as the uninterrupted one.
 
+use std::ops::Range;
+
+use rand::seq::SliceRandom;
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -89,6 +95,57 @@ impl Masking {
             kept.sort_unstable();
             chosen = kept;
         }
+        self.replace(ids, chosen, vocab_size, mask_id, rng)
+    }
+
+    /// [`Self::apply`] choosing whole words: each word (a piece for which `starts_word` holds, or
+    /// any piece after a special token, and the pieces that continue it) is chosen with the
+    /// probability, with all its pieces. Under the cap, chosen words are kept in random order
+    /// while their pieces fit, so no word is ever cut.
+    pub fn apply_whole_words(
+        &self,
+        ids: &[u32],
+        special: impl Fn(u32) -> bool,
+        starts_word: impl Fn(u32) -> bool,
+        vocab_size: usize,
+        mask_id: u32,
+        rng: &mut impl Rng,
+    ) -> Masked {
+        let mut words: Vec<Range<usize>> = words(ids, &special, starts_word)
+            .into_iter()
+            .filter(|_| rng.random_bool(self.probability))
+            .collect();
+        let pieces = |words: &[Range<usize>]| words.iter().map(|w| w.len()).sum::<usize>();
+        if self.max_per_example > 0 && pieces(&words) > self.max_per_example {
+            words.shuffle(rng);
+            let mut kept = Vec::new();
+            for word in words {
+                if pieces(&kept) + word.len() <= self.max_per_example {
+                    kept.push(word);
+                }
+            }
+            kept.sort_unstable_by_key(|word| word.start);
+            words = kept;
+        }
+        self.replace(
+            ids,
+            words.into_iter().flatten().collect(),
+            vocab_size,
+            mask_id,
+            rng,
+        )
+    }
+
+    /// The example with the `chosen` positions (ascending) made targets, each replaced by the
+    /// mask token, a random token or itself (80/10/10).
+    fn replace(
+        &self,
+        ids: &[u32],
+        chosen: Vec<usize>,
+        vocab_size: usize,
+        mask_id: u32,
+        rng: &mut impl Rng,
+    ) -> Masked {
         let mut inputs = ids.to_vec();
         let mut targets = vec![None; ids.len()];
         let random_given_not_mask =
@@ -103,6 +160,29 @@ impl Masking {
         }
         Masked { inputs, targets }
     }
+}
+
+/// The spans of the words of `ids`: a word begins at a piece `starts_word` marks or right after
+/// a special token; special tokens belong to no word.
+pub fn words(
+    ids: &[u32],
+    special: impl Fn(u32) -> bool,
+    starts_word: impl Fn(u32) -> bool,
+) -> Vec<Range<usize>> {
+    let mut words: Vec<Range<usize>> = Vec::new();
+    let mut previous_special = true;
+    for (i, &id) in ids.iter().enumerate() {
+        if special(id) {
+            previous_special = true;
+            continue;
+        }
+        match words.last_mut() {
+            Some(word) if !previous_special && !starts_word(id) => word.end = i + 1,
+            _ => words.push(i..i + 1),
+        }
+        previous_special = false;
+    }
+    words
 }
 
 #[cfg(test)]
@@ -184,6 +264,82 @@ mod tests {
         assert_eq!(draw(1, 5), draw(1, 5));
         assert_ne!(draw(1, 5), draw(1, 6));
         assert_ne!(draw(1, 5), draw(2, 5));
+    }
+
+    /// Ids ≥ 500 continue a word (as `##` pieces do).
+    fn starts_word(id: u32) -> bool {
+        id < 500
+    }
+
+    #[test]
+    fn words_begin_at_word_starts_and_after_special_tokens() {
+        // [CLS] a ##b c [SEP] ##d ##e f [SEP]
+        let ids = [2, 10, 600, 11, 3, 601, 602, 12, 3];
+        assert_eq!(words(&ids, special, starts_word), [1..3, 3..4, 5..7, 7..8]);
+    }
+
+    #[test]
+    fn whole_words_are_masked_together_at_the_word_probability() {
+        let masking = Masking::default();
+        let mut rng = step_rng(11, 3);
+        let (mut word_count, mut chosen_words, mut pieces, mut masked) = (0, 0, 0, 0);
+        for ids in corpus() {
+            let out = masking.apply_whole_words(&ids, special, starts_word, VOCAB, MASK, &mut rng);
+            for word in words(&ids, special, starts_word) {
+                let targets = out.targets[word.clone()].iter().flatten().count();
+                assert!(
+                    targets == 0 || targets == word.len(),
+                    "word {word:?} cut: {out:?}"
+                );
+                word_count += 1;
+                if targets > 0 {
+                    chosen_words += 1;
+                    pieces += targets;
+                    masked += word.clone().filter(|&i| out.inputs[i] == MASK).count();
+                }
+            }
+            for (&id, target) in ids.iter().zip(&out.targets) {
+                assert!(
+                    !(special(id) && target.is_some()),
+                    "special token {id} chosen"
+                );
+            }
+        }
+        assert!(
+            word_count > 10_000 && word_count < 50_000,
+            "{word_count} words"
+        );
+        assert!(
+            within_binomial(chosen_words, word_count, 0.15),
+            "{chosen_words} of {word_count} words"
+        );
+        // Each piece of a chosen word is replaced on its own: 80 % become the mask token.
+        assert!(within_binomial(masked, pieces, 0.8), "{masked} of {pieces}");
+    }
+
+    #[test]
+    fn the_cap_drops_whole_words_only() {
+        let masking = Masking {
+            probability: 0.5,
+            max_per_example: 7,
+            ..Masking::default()
+        };
+        for step in 0..50 {
+            let ids = &corpus()[step];
+            let out = masking.apply_whole_words(
+                ids,
+                special,
+                starts_word,
+                VOCAB,
+                MASK,
+                &mut step_rng(0, step),
+            );
+            assert!(out.targets.iter().flatten().count() <= 7);
+            for word in words(ids, special, starts_word) {
+                let targets = out.targets[word.clone()].iter().flatten().count();
+                assert!(targets == 0 || targets == word.len());
+            }
+        }
     }
 
     #[test]

@@ -11,8 +11,10 @@ use std::process::{Command, Stdio};
 use lra::cmd::pretrain::{Ended, PretrainArgs, SettingFlags, execute};
 use lra::cmd::run::RunArgs;
 use lra::interrupt::EXIT_INTERRUPTED;
+use lra::masking::{Masking, step_rng, words};
 use lra::train::Outcome;
 use lra_data::fixtures;
+use lra_data::tokenizer::PretrainedTokenizer;
 use lra_model::MixerKind;
 use lra_model::pretrained::{Checkpoint, PositionExtension};
 
@@ -399,4 +401,84 @@ fn pretraining_at_twice_the_position_table_exports_a_checkpoint_that_reimports()
     // The export loads at its full length without any extension.
     let (table, width) = position_table(exported, 128, None);
     assert_eq!(table.len(), 128 * width);
+}
+
+#[test]
+fn whole_word_masking_masks_each_word_of_the_checkpoints_tokenizer_whole() {
+    let tokenizer = PretrainedTokenizer::from_checkpoint(&tiny_bert()).unwrap();
+    let starts = tokenizer.word_starts().unwrap();
+    let special = tokenizer.special_tokens();
+    let is_special = |id: u32| [special.cls, special.sep, special.pad, special.mask].contains(&id);
+    let starts_word = |id: u32| starts[id as usize];
+    // [CLS] text [SEP], the text rich in multi-piece words (un ##believ ##ably, play ##ing, …).
+    let mut ids = vec![special.cls];
+    let text = "unbelievably the cat sat playing on the mat . a dog ran unbelievably fast cats \
+                played . hello world";
+    ids.extend(tokenizer.text_ids(text).unwrap());
+    ids.push(special.sep);
+    let spans = words(&ids, is_special, starts_word);
+    assert_eq!(spans[0], 1..4, "un ##believ ##ably is one word");
+    let masking = Masking::default();
+    let (mut trials, mut chosen_words, mut pieces, mut masked) = (0, 0, 0, 0);
+    for step in 0..400 {
+        let mut rng = step_rng(1, step);
+        let out = masking.apply_whole_words(
+            &ids,
+            is_special,
+            starts_word,
+            tokenizer.vocab_size(),
+            special.mask,
+            &mut rng,
+        );
+        for word in &spans {
+            let targets = out.targets[word.clone()].iter().flatten().count();
+            assert!(
+                targets == 0 || targets == word.len(),
+                "{word:?} cut at step {step}"
+            );
+            trials += 1;
+            if targets > 0 {
+                chosen_words += 1;
+                pieces += targets;
+                masked += word
+                    .clone()
+                    .filter(|&i| out.inputs[i] == special.mask)
+                    .count();
+            }
+        }
+        assert!(out.targets[0].is_none() && out.targets[ids.len() - 1].is_none());
+    }
+    let within = |count: usize, n: usize, p: f64| {
+        let mean = n as f64 * p;
+        (count as f64 - mean).abs() <= 5.0 * (mean * (1.0 - p)).sqrt()
+    };
+    assert!(
+        within(chosen_words, trials, 0.15),
+        "{chosen_words} of {trials} words"
+    );
+    assert!(
+        within(masked, pieces, 0.8),
+        "{masked} of {pieces} pieces masked"
+    );
+}
+
+#[test]
+fn a_whole_word_masking_run_records_the_choice_and_finishes() {
+    let _guard = one_training_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let corpus = write_corpus(root.path());
+    let run = execute(&PretrainArgs {
+        settings: SettingFlags {
+            whole_word_masking: Some(true),
+            ..args(&corpus, root.path(), 20).settings
+        },
+        ..args(&corpus, root.path(), 20)
+    })
+    .unwrap();
+    assert!(run.checkpoint().is_some());
+    let settings = fs::read_to_string(run.dir.join("pretrain.toml")).unwrap();
+    assert!(settings.contains("whole_word_masking = true"), "{settings}");
+    // The masks, hence the held-out scores, are not those of piece masking.
+    let pieces = execute(&args(&corpus, root.path(), 20)).unwrap();
+    assert_ne!(run.rows, pieces.rows);
 }

@@ -16,6 +16,8 @@ pub struct MaskingPlan<'a> {
     pub special: SpecialTokens,
     pub vocab: usize,
     pub max_len: usize,
+    /// Whole-word masking: for each id, whether its piece begins a word.
+    pub word_starts: Option<&'a [bool]>,
 }
 
 impl MaskingPlan<'_> {
@@ -49,13 +51,24 @@ pub fn masked_batch(
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (row, &index) in indices.iter().enumerate() {
         let ids: Vec<u32> = split.token_ids(index, 0).take(max_len).collect();
-        let masked = plan.masking.apply(
-            &ids,
-            |id| plan.is_special(id),
-            plan.vocab,
-            plan.special.mask,
-            rng,
-        );
+        let special = |id| plan.is_special(id);
+        let masked = match plan.word_starts {
+            Some(starts) => {
+                let starts_word = |id: u32| starts.get(id as usize).copied().unwrap_or(true);
+                let masking = plan.masking;
+                masking.apply_whole_words(
+                    &ids,
+                    special,
+                    starts_word,
+                    plan.vocab,
+                    plan.special.mask,
+                    rng,
+                )
+            }
+            None => plan
+                .masking
+                .apply(&ids, special, plan.vocab, plan.special.mask, rng),
+        };
         for (i, target) in masked.targets.iter().enumerate() {
             if let Some(id) = target {
                 positions.push((row * max_len + i) as i64);

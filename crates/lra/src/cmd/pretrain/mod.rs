@@ -1,7 +1,8 @@
 //! `lra pretrain`: masked-language-model (continued) pretraining of a BERT/RoBERTa checkpoint with
 //! any attention swapped in — the Nyströmformer / YOSO / MRA protocol of starting from pretrained
 //! weights — on a plain-text or JSON-lines corpus. Sequences are packed across documents, 15 % of
-//! tokens masked per step from the seed (80/10/10), and the held-out documents scored (MLM loss,
+//! tokens (or of whole words) masked per step from the seed (80/10/10), and the held-out
+//! documents scored (MLM loss,
 //! accuracy, perplexity). The training state is saved every `checkpoint_every` steps and on
 //! SIGTERM/SIGINT, and `--resume` continues it exactly: batches, masks and dropout are functions
 //! of (seed, step). The result is written as a checkpoint folder `checkpoint/` that
@@ -195,11 +196,17 @@ fn pretrain(
     write_rows(&dir.join("metrics.csv"), &state.rows)?;
 
     let masking = config.masking();
+    let word_starts = if config.whole_word_masking {
+        Some(tokenizer.word_starts()?)
+    } else {
+        None
+    };
     let plan = MaskingPlan {
         masking: &masking,
         special: tokenizer.special_tokens(),
         vocab: tokenizer.vocab_size(),
         max_len: config.max_len,
+        word_starts: word_starts.as_deref(),
     };
     let mut order = TrainOrder::new(config.seed, train.len());
     while state.step < config.steps {

@@ -48,6 +48,8 @@ pub struct PretrainConfig {
     pub mask_probability: f64,
     /// At most this many targets per sequence (MRA: 77 of 512); 0 = no cap.
     pub max_masked: usize,
+    /// Choose whole words (all their word pieces) instead of single pieces.
+    pub whole_word_masking: bool,
     pub seed: u64,
     /// The mixer's own settings (`[mixer]` in a preset, `--mixer key=value`).
     pub mixer: toml::Table,
@@ -72,6 +74,7 @@ impl Default for PretrainConfig {
             checkpoint_every: 500,
             mask_probability: 0.15,
             max_masked: 0,
+            whole_word_masking: false,
             seed: 0,
             mixer: toml::Table::new(),
         }
@@ -135,6 +138,10 @@ pub struct SettingFlags {
     /// At most this many targets per sequence (MRA: 77 of 512); 0 = no cap [default: 0].
     #[arg(long)]
     pub max_masked: Option<usize>,
+    /// Choose 15 % of the words and mask all their pieces (BERT `##` continuations, RoBERTa
+    /// pieces without a leading space) instead of 15 % of the pieces [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub whole_word_masking: Option<bool>,
     /// [default: 0]
     #[arg(long)]
     pub seed: Option<u64>,
