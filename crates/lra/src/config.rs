@@ -462,9 +462,9 @@ fn coerce_like(existing: Option<&toml::Value>, value: toml::Value) -> toml::Valu
     }
 }
 
-/// Sub-folders of `experiments/` that hold other files than presets: sweep grids, benchmark
-/// definitions and published numbers.
-const NOT_PRESET_DIRS: [&str; 3] = ["sweeps", "bench", "published"];
+/// Sub-folders of `experiments/` that hold other files than `lra run` presets: sweep grids,
+/// benchmark definitions, published numbers and `lra pretrain`'s presets.
+const NOT_PRESET_DIRS: [&str; 4] = ["sweeps", "bench", "published", "pretrain"];
 
 /// Where named presets live: `./experiments`, then the repository's `experiments/`.
 pub fn preset_dirs() -> Vec<PathBuf> {

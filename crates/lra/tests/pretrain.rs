@@ -482,3 +482,42 @@ fn a_whole_word_masking_run_records_the_choice_and_finishes() {
     let pieces = execute(&args(&corpus, root.path(), 20)).unwrap();
     assert_ne!(run.rows, pieces.rows);
 }
+
+#[test]
+fn a_preset_run_takes_the_presets_settings_under_the_flags() {
+    let _guard = one_training_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let corpus = write_corpus(root.path());
+    let out = root.path().join("runs");
+    let line = [
+        "pretrain",
+        "--preset",
+        "cpu-small",
+        "--init",
+        &tiny_bert().display().to_string(),
+        "--corpus",
+        &corpus.display().to_string(),
+        "--max-len",
+        "32",
+        "--steps",
+        "4",
+        "--quiet",
+        "--out",
+        &out.display().to_string(),
+    ]
+    .map(String::from);
+    let done = lra(&as_strs(&line), root.path());
+    assert!(done.status.success(), "{}", stderr(&done));
+    let settings = fs::read_to_string(only_run(&out).join("pretrain.toml")).unwrap();
+    // batch_size and lr from the preset, steps and max_len from the flags.
+    for line in [
+        "batch_size = 8",
+        "lr = 0.00005",
+        "steps = 4",
+        "max_len = 32",
+    ] {
+        assert!(settings.lines().any(|l| l == line), "{line}: {settings}");
+    }
+    let unknown = common::failure(&["pretrain", "--preset", "cpu-smal"], root.path());
+    assert!(unknown.contains("did you mean `cpu-small`?"), "{unknown}");
+}

@@ -37,6 +37,10 @@ pub use settings::{PretrainConfig, SettingFlags};
 /// Options of `lra pretrain`.
 #[derive(Debug, Args, Clone, Default)]
 pub struct PretrainArgs {
+    /// Settings of experiments/pretrain/NAME.toml (the papers' protocols: mra-roberta-base,
+    /// mra2-roberta-base, nystromformer-bert-base; cpu-small); flags override them.
+    #[arg(long, value_name = "NAME", conflicts_with = "resume")]
+    pub preset: Option<String>,
     /// Continue the unfinished run in RUN_DIR from its last saved state, with its own
     /// pretrain.toml (no setting flags).
     #[arg(long, value_name = "RUN_DIR")]
@@ -123,22 +127,21 @@ const SETTINGS: &str = "pretrain.toml";
 pub fn execute(args: &PretrainArgs) -> Result<PretrainRun> {
     let (config, dir) = match &args.resume {
         Some(dir) => (resumed_config(dir, args)?, Some(dir.clone())),
-        None => (
-            settings::resolve(
-                toml::Table::new(),
-                "the command line",
-                &args.settings,
-                &args.mixer,
-            )?,
-            None,
-        ),
+        None => {
+            let (base, source) = match &args.preset {
+                Some(name) => settings::load_preset(name)?,
+                None => (toml::Table::new(), "the command line".to_string()),
+            };
+            let config = settings::resolve(base, &source, &args.settings, &args.mixer)?;
+            (config, None)
+        }
     };
     pretrain(&config, dir, args)
 }
 
 /// The settings of the unfinished run in `dir`.
 fn resumed_config(dir: &Path, args: &PretrainArgs) -> Result<PretrainConfig> {
-    if settings::any_given(&args.settings, &args.mixer)? {
+    if args.preset.is_some() || settings::any_given(&args.settings, &args.mixer)? {
         bail!(
             "--resume {} continues that run with its own {SETTINGS}; drop the setting flags",
             dir.display()

@@ -1,6 +1,7 @@
 //! What a pretraining run is asked to do: [`PretrainConfig`], resolved from its defaults, a
-//! preset and the command line (in that order of precedence, the last winning), and written
-//! into the run folder as `pretrain.toml`, which `--resume` reads back.
+//! preset (`experiments/pretrain/<name>.toml`) and the command line (in that order of
+//! precedence, the last winning), and written into the run folder as `pretrain.toml`, which
+//! `--resume` reads back.
 
 use std::path::{Path, PathBuf};
 
@@ -10,9 +11,50 @@ use lra_model::MixerConfig;
 use lra_model::pretrained::{Checkpoint, PositionExtension};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ClipBy, Schedule, TrainConfig, mixer_kind, mixer_settings, parse_value};
+use crate::config::{
+    ClipBy, Schedule, TrainConfig, mixer_kind, mixer_settings, parse_value, preset_dirs,
+};
 use crate::masking::Masking;
-use crate::suggest::explain_unknown;
+use crate::suggest::{explain_unknown, unknown_name};
+
+/// The sub-folder of each preset folder (`experiments/`) that holds the pretraining presets.
+pub const PRESET_FOLDER: &str = "pretrain";
+
+/// The names of the pretraining presets, sorted.
+pub fn list_presets() -> Vec<String> {
+    let mut names: Vec<String> = preset_dirs()
+        .into_iter()
+        .filter_map(|dir| std::fs::read_dir(dir.join(PRESET_FOLDER)).ok())
+        .flat_map(|entries| entries.flatten().map(|entry| entry.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .filter_map(|path| Some(path.file_stem()?.to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The settings table of preset `name` and its file (to name in errors); an unknown name is an
+/// error listing the presets and suggesting the closest.
+pub fn load_preset(name: &str) -> Result<(toml::Table, String)> {
+    let path = preset_dirs()
+        .into_iter()
+        .map(|dir| dir.join(PRESET_FOLDER).join(format!("{name}.toml")))
+        .find(|path| path.is_file())
+        .ok_or_else(|| {
+            let presets = list_presets();
+            unknown_name(
+                "pretraining preset",
+                name,
+                presets.iter().map(String::as_str),
+            )
+        })?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let table =
+        toml::from_str(&text).with_context(|| format!("{}: not valid TOML", path.display()))?;
+    Ok((table, path.display().to_string()))
+}
 
 /// The settings of a pretraining run. Every field but `init` and `corpus` has a default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -341,6 +383,59 @@ mod tests {
         assert_eq!(
             PretrainConfig::from_table(table, "round trip").unwrap(),
             config
+        );
+    }
+
+    #[test]
+    fn every_committed_preset_parses_and_flags_override_it() {
+        let presets = list_presets();
+        for expected in [
+            "cpu-small",
+            "mra-roberta-base",
+            "mra2-roberta-base",
+            "nystromformer-bert-base",
+        ] {
+            assert!(
+                presets.iter().any(|p| p == expected),
+                "{expected} in {presets:?}"
+            );
+        }
+        for name in &presets {
+            let (table, source) = load_preset(name).unwrap();
+            let config = resolve(table, &source, &given(), &[])
+                .unwrap_or_else(|e| panic!("preset {name}: {e:#}"));
+            assert_eq!(
+                config.init,
+                PathBuf::from("ckpt"),
+                "{name}: init comes from --init"
+            );
+        }
+        let (table, source) = load_preset("mra-roberta-base").unwrap();
+        let flags = SettingFlags {
+            steps: Some(20),
+            ..given()
+        };
+        let mra = resolve(table, &source, &flags, &[]).unwrap();
+        assert_eq!(
+            (mra.lr, mra.beta2, mra.max_masked, mra.max_len),
+            (1e-5, 0.98, 77, 512)
+        );
+        assert_eq!(mra.steps, 20, "the flag wins over the preset");
+        let (table, source) = load_preset("mra2-roberta-base").unwrap();
+        let swapped = resolve(table, &source, &given(), &["block_per_row=4".into()]).unwrap();
+        assert_eq!(swapped.attention, "mra");
+        assert_eq!(
+            swapped.mixer.get("block_per_row"),
+            Some(&toml::Value::Integer(4))
+        );
+        assert_eq!(
+            swapped.mixer.get("mode").and_then(|v| v.as_str()),
+            Some("full")
+        );
+        let unknown = format!("{:#}", load_preset("mra-roberta").unwrap_err());
+        assert!(
+            unknown.contains("did you mean `mra-roberta-base`?"),
+            "{unknown}"
         );
     }
 
