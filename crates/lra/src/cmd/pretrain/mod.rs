@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
+use burn::tensor::Tensor;
 use clap::Args;
 use lra_data::SplitData;
 use lra_data::corpus;
@@ -26,12 +27,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::batches::TrainOrder;
 use crate::checkpoint;
+use crate::config::TrainConfig;
 use crate::masking::step_rng;
 use crate::results::{RunDir, atomic_write, new_run_folder};
 use crate::schedule::learning_rate;
 use crate::train::{optimizer, step_seed};
 use crate::{device, grad_clip, interrupt};
-use batches::{MaskingPlan, evaluate, masked_batch, mlm_loss};
+use batches::{MaskedBatch, MaskingPlan, evaluate, masked_batch, mlm_loss};
 pub use settings::{PretrainConfig, SettingFlags};
 
 /// Options of `lra pretrain`.
@@ -171,38 +173,28 @@ fn pretrain(
 
     let device = device::parse(&args.device)?.autodiff();
     device.seed(config.seed);
-    let (mut model, report) = checkpoint.masked_lm(mixer, config.max_len, &device)?;
+    let (model, report) = checkpoint.masked_lm(mixer, config.max_len, &device)?;
     let dir = match dir {
         Some(dir) => dir,
         None => create_run_dir(&args.out, config)?,
     };
+    RunDir { path: dir.clone() }.remove_leftovers()?;
     atomic_write(
         &dir.join("import_report.txt"),
         report.to_string().as_bytes(),
     )?;
     let schedule = config.train_config();
-    let mut optim = optimizer(&schedule);
     let state_dir = dir.join(TRAINING_STATE);
-    RunDir { path: dir.clone() }.remove_leftovers()?;
-    checkpoint::remove_leftovers(&state_dir)?;
-    let mut state = PretrainState::default();
-    if let Some(found) = checkpoint::find_with_state::<PretrainState>(&state_dir)? {
-        model = found.restore_model(model)?;
-        optim = found.restore_optimizer(optim)?;
-        state = found.state;
-        if !args.quiet {
-            eprintln!("resumed from the training state of step {}", state.step);
-        }
-    }
+    let (mut model, mut optim, mut state) =
+        restore(&state_dir, model, optimizer(&schedule), args.quiet)?;
     let started_at = state.step;
     // The saved history is the truth: rows a killed process wrote after its last save are redone.
     write_rows(&dir.join("metrics.csv"), &state.rows)?;
 
     let masking = config.masking();
-    let word_starts = if config.whole_word_masking {
-        Some(tokenizer.word_starts()?)
-    } else {
-        None
+    let word_starts = match config.whole_word_masking {
+        true => Some(tokenizer.word_starts()?),
+        false => None,
     };
     let plan = MaskingPlan {
         masking: &masking,
@@ -212,25 +204,23 @@ fn pretrain(
         word_starts: word_starts.as_deref(),
     };
     let mut order = TrainOrder::new(config.seed, train.len());
-    while state.step < config.steps {
+    let ended = loop {
+        if state.step == config.steps {
+            break Ended::Finished {
+                checkpoint: export(&checkpoint, &model, config, &dir)?,
+            };
+        }
         let interrupted = interrupt::requested();
         if interrupted || args.stop_at_step.is_some_and(|stop| state.step >= stop) {
             checkpoint::save(&state_dir, &model, &optim, &state)?;
             let step = state.step;
-            let ended = if interrupted {
-                Ended::Interrupted { step }
-            } else {
-                Ended::Stopped { step }
+            break match interrupted {
+                true => Ended::Interrupted { step },
+                false => Ended::Stopped { step },
             };
-            return Ok(PretrainRun {
-                dir,
-                started_at,
-                rows: state.rows,
-                ended,
-            });
         }
-        let step = state.step;
         // Batch, masks and dropout are functions of (seed, step), so a resumed run is exact.
+        let step = state.step;
         device.seed(step_seed(config.seed, step));
         let indices = order.batch(step, config.batch_size);
         let batch = masked_batch(
@@ -240,64 +230,105 @@ fn pretrain(
             &mut step_rng(config.seed, step),
             &device,
         );
-        let loss = mlm_loss(&model, &batch);
-        let value = loss.clone().into_scalar::<f32>() as f64;
-        if !value.is_finite() {
-            bail!(
-                "step {}: the MLM loss is {value}; lower --lr (nothing was updated)",
-                step + 1
-            );
-        }
         let lr = learning_rate(&schedule, step);
-        model = update(model, &mut optim, loss, &schedule, lr);
-        state.step += 1;
-        state.loss_sum += value;
-        state.losses += 1;
+        model = train_step(model, &mut optim, &batch, &mut state, &schedule, lr)?;
         if state.step % config.eval_every == 0 || state.step == config.steps {
-            let (val_loss, val_accuracy) = evaluate(
+            let inference = device.clone().inner();
+            let scores = evaluate(
                 &model.valid(),
                 &val,
                 plan,
                 config.batch_size,
                 config.seed,
-                &device.clone().inner(),
+                &inference,
             );
-            record_evaluation(&mut state, lr, val_loss, val_accuracy, args.quiet);
+            record_evaluation(&mut state, lr, scores, args.quiet);
             write_rows(&dir.join("metrics.csv"), &state.rows)?;
         }
         if state.step % config.checkpoint_every == 0 && state.step < config.steps {
             checkpoint::save(&state_dir, &model, &optim, &state)?;
         }
+    };
+    if let Ended::Finished { checkpoint } = &ended {
+        finish(&state_dir, checkpoint, args.quiet)?;
     }
-    let exported = export(&checkpoint, &model, config, &dir)?;
-    // The run is finished (its export is in place): the training state is no longer needed.
+    Ok(PretrainRun {
+        dir,
+        started_at,
+        rows: state.rows,
+        ended,
+    })
+}
+
+/// The model, optimiser and state saved in `state_dir` (what a killed save left beside it tidied
+/// first), or the fresh ones given when nothing was saved yet.
+fn restore(
+    state_dir: &Path,
+    model: MaskedLm,
+    optim: ModuleOptimizer,
+    quiet: bool,
+) -> Result<(MaskedLm, ModuleOptimizer, PretrainState)> {
+    checkpoint::remove_leftovers(state_dir)?;
+    let Some(found) = checkpoint::find_with_state::<PretrainState>(state_dir)? else {
+        return Ok((model, optim, PretrainState::default()));
+    };
+    if !quiet {
+        eprintln!(
+            "resumed from the training state of step {}",
+            found.state.step
+        );
+    }
+    let model = found.restore_model(model)?;
+    let optim = found.restore_optimizer(optim)?;
+    Ok((model, optim, found.state))
+}
+
+/// One optimisation step on `batch`, counted in `state`; a non-finite loss stops the run before
+/// anything is updated.
+fn train_step(
+    model: MaskedLm,
+    optim: &mut ModuleOptimizer,
+    batch: &MaskedBatch,
+    state: &mut PretrainState,
+    schedule: &TrainConfig,
+    lr: f64,
+) -> Result<MaskedLm> {
+    let loss = mlm_loss(&model, batch);
+    let value = loss.clone().into_scalar::<f32>() as f64;
+    if !value.is_finite() {
+        bail!(
+            "step {}: the MLM loss is {value}; lower --lr (nothing was updated)",
+            state.step + 1
+        );
+    }
+    state.step += 1;
+    state.loss_sum += value;
+    state.losses += 1;
+    Ok(update(model, optim, loss, schedule, lr))
+}
+
+/// A finished run's training state is no longer needed once its export is in place.
+fn finish(state_dir: &Path, exported: &Path, quiet: bool) -> Result<()> {
     if state_dir.exists() {
-        std::fs::remove_dir_all(&state_dir)
+        std::fs::remove_dir_all(state_dir)
             .with_context(|| format!("cannot remove {}", state_dir.display()))?;
     }
-    if !args.quiet {
+    if !quiet {
         eprintln!(
             "wrote {}: fine-tune it with `lra run --task <glue task> --init {}`",
             exported.display(),
             exported.display()
         );
     }
-    Ok(PretrainRun {
-        dir,
-        started_at,
-        rows: state.rows,
-        ended: Ended::Finished {
-            checkpoint: exported,
-        },
-    })
+    Ok(())
 }
 
 /// Backward, gradients clipped to the global norm, AdamW step at `lr`.
 fn update(
     model: MaskedLm,
     optim: &mut ModuleOptimizer,
-    loss: burn::tensor::Tensor<1>,
-    schedule: &crate::config::TrainConfig,
+    loss: Tensor<1>,
+    schedule: &TrainConfig,
     lr: f64,
 ) -> MaskedLm {
     let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -315,8 +346,7 @@ fn update(
 fn record_evaluation(
     state: &mut PretrainState,
     lr: f64,
-    val_loss: f64,
-    val_accuracy: f64,
+    (val_loss, val_accuracy): (f64, f64),
     quiet: bool,
 ) {
     let row = PretrainRow {
