@@ -11,6 +11,8 @@ pooling with padding, ReLU MLP head; AdamW. Not a project dependency: run it fro
     python scripts/bench_pytorch.py sdpa --batch 1 --heads 4 --head-dim 64 --threads 2   # vs `lra bench attention`
     python scripts/bench_pytorch.py glue --config experiments/bench/bert-base/config.json --threads 2
         # transformers' BertForSequenceClassification, vs `lra bench step --preset glue/sst2 --init DIR`
+    python scripts/bench_pytorch.py mlm --config experiments/bench/bert-base/config.json --seq-len 512 --batch 1
+        # transformers' BertForMaskedLM / RobertaForMaskedLM pretraining step, vs `lra bench mlm`
     python scripts/bench_pytorch.py step --device cuda   # on a GPU (scripts/gpu-check.sh)
 
 On `--device cuda` every timing waits for the GPU (`torch.cuda.synchronize`), and the peak GPU memory
@@ -167,10 +169,48 @@ def bench_glue(args):
     print(f"glue_step_transformers,eager,{n},{batch},{config.hidden_size},{dev.type},{median:.1f},{best:.1f},{peak}")
 
 
+def bench_mlm(args):
+    # One masked-LM pretraining step of transformers' `…ForMaskedLM` (eager attention, the
+    # reference implementation) with the shape of `--config`, as `lra bench mlm` takes it: full
+    # sequences of random ids, 15 % of them targets (80 % replaced by the mask id), AdamW
+    # (β2 0.999, ε 1e-6, weight decay 0.01), gradients clipped to norm 1. The position table is
+    # sized to each length, as `lra bench mlm` does.
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    dev = args.device
+    print("bench,attention,seq_len,batch,d_model,device,median_ms,min_ms,peak_mib,tokens_per_s")
+    for n in args.seq_len:
+        config = AutoConfig.from_pretrained(args.config)
+        offset = config.pad_token_id + 1 if config.model_type == "roberta" else 0
+        config.max_position_embeddings = max(config.max_position_embeddings, n + offset)
+        config._attn_implementation = "eager"
+        torch.manual_seed(0)
+        model = AutoModelForMaskedLM.from_config(config).train().to(dev)
+        optim = torch.optim.AdamW(model.parameters(), lr=5e-5, betas=(0.9, 0.999), eps=1e-6,
+                                  weight_decay=0.01)
+        batch = args.batch
+        tokens = torch.randint(5, config.vocab_size, (batch, n), device=dev)
+        chosen = torch.rand(batch, n, device=dev) < 0.15
+        chosen[:, [0, -1]] = False
+        labels = torch.where(chosen, tokens, torch.full_like(tokens, -100))
+        inputs = torch.where(chosen & (torch.rand(batch, n, device=dev) < 0.8), 4, tokens)
+
+        def step():
+            optim.zero_grad(set_to_none=True)
+            loss = model(input_ids=inputs, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optim.step()
+
+        median, best, peak = timed(args.repeats, step, dev)
+        print(f"mlm_step_transformers,eager,{n},{batch},{config.hidden_size},{dev.type},"
+              f"{median:.1f},{best:.1f},{peak},{batch * n / (median / 1e3):.0f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["step", "mixers", "sdpa", "glue"])
-    parser.add_argument("--config", help="glue only: a BERT config.json")
+    parser.add_argument("what", choices=["step", "mixers", "sdpa", "glue", "mlm"])
+    parser.add_argument("--config", help="glue and mlm: a BERT (or RoBERTa, mlm) config.json")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
@@ -187,6 +227,9 @@ def main():
     elif args.what == "glue":
         args.seq_len = (args.seq_len or [128])[0]
         bench_glue(args)
+    elif args.what == "mlm":
+        args.seq_len = args.seq_len or [512]
+        bench_mlm(args)
     elif args.what == "sdpa":
         args.seq_len = args.seq_len or [1024, 2048, 4096, 8192, 16384]
         bench_sdpa(args)

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use lra::cmd::bench::{
-    AttentionArgs, AttentionOp, BenchCommand, EfficiencyArgs, MixerArgs, Mode, execute,
+    AttentionArgs, AttentionOp, BenchCommand, EfficiencyArgs, MixerArgs, MlmArgs, Mode, execute,
 };
 use lra_model::MixerKind;
 
@@ -153,4 +153,37 @@ fn efficiency_bench_times_the_whole_model_in_both_modes() {
         "ratios to the baseline: {markdown}"
     );
     assert!(dir.path().join("efficiency-memory.svg").is_file());
+}
+
+#[test]
+fn mlm_bench_times_the_pretraining_step_per_attention_and_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mlm.csv");
+    let tiny_bert = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/pretrained/bert"
+    );
+    execute(BenchCommand::Mlm(MlmArgs {
+        init: tiny_bert.into(),
+        attention: vec!["softmax".into(), "flash".into(), "linear".into()],
+        seq_len: vec![64, 512],
+        batch: 2,
+        repeats: 1,
+        device: "cpu".into(),
+        out: out.clone(),
+    }))
+    .unwrap();
+    let expected: BTreeSet<_> = ["softmax", "flash", "linear"]
+        .iter()
+        .flat_map(|a| [64, 512].map(|n| (a.to_string(), "train".to_string(), n)))
+        .collect();
+    assert_eq!(csv_keys(&out), expected);
+    // Past the checkpoint's 64 positions (the table is sized to each length); flash keeps no
+    // [n, n] weights for the backward, the softmax step keeps 2 layers × [2, 4, 512, 512].
+    let (_, flash_mib) = csv_row(&out, "flash", "train", 512);
+    let (_, softmax_mib) = csv_row(&out, "softmax", "train", 512);
+    assert!(
+        flash_mib < softmax_mib,
+        "flash {flash_mib} MiB vs softmax {softmax_mib} MiB"
+    );
 }

@@ -14,6 +14,9 @@ pub enum BenchCommand {
     Attention(AttentionArgs),
     /// One training step of a preset's model (forward, backward, optimiser update).
     Step(StepArgs),
+    /// One masked-LM pretraining step (`lra pretrain`'s) of a BERT/RoBERTa-shaped model, per
+    /// attention and sequence length.
+    Mlm(MlmArgs),
     /// The LRA efficiency table: a preset's model at several lengths and attentions.
     Efficiency(EfficiencyArgs),
 }
@@ -159,6 +162,33 @@ pub struct StepArgs {
     #[arg(long, default_value = "cpu")]
     pub device: String,
     #[arg(long, default_value = "results/bench/step.csv")]
+    pub out: PathBuf,
+}
+
+/// Options of `lra bench mlm`.
+#[derive(Debug, Args)]
+pub struct MlmArgs {
+    /// A BERT/RoBERTa checkpoint folder whose `config.json` gives the model's shape (weights are
+    /// not read; the position table is sized to each length).
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = "experiments/bench/bert-base"
+    )]
+    pub init: PathBuf,
+    #[arg(long, value_delimiter = ',', default_value = "softmax")]
+    pub attention: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "512")]
+    pub seq_len: Vec<usize>,
+    /// Full-length sequences per batch.
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Compute device, as for `lra run --device` (cpu, wgpu[:N], vulkan[:N], cuda[:N], tch).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long, default_value = "results/bench/mlm.csv")]
     pub out: PathBuf,
 }
 

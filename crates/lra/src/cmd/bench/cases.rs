@@ -3,17 +3,25 @@
 
 use anyhow::{Context, Result, bail};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
+use lra_data::tokenizer::SpecialTokens;
+use lra_data::{LabelKind, SplitBuilder, SplitFormat, TokenWidth};
 use lra_model::mixer::reference::attention_probs;
 use lra_model::ops::{flash_attention, softmax_attention};
-use lra_model::{MixerDims, MixerInput, MixerKind, TokenMixer};
+use lra_model::pretrained::CheckpointConfig;
+use lra_model::{MaskedLmConfig, MixerDims, MixerInput, MixerKind, TaskShape, TokenMixer};
+use rand::Rng;
 
 use super::measure::{row, time_repeats};
 use super::{
-    AttentionArgs, AttentionOp, BenchRow, EfficiencyArgs, EfficiencyFile, MixerArgs, Mode, StepArgs,
+    AttentionArgs, AttentionOp, BenchRow, EfficiencyArgs, EfficiencyFile, MixerArgs, MlmArgs, Mode,
+    StepArgs,
 };
 use crate::batches::Batch;
+use crate::cmd::pretrain::batches::{MaskedBatch, MaskingPlan, masked_batch};
+use crate::cmd::pretrain::{PretrainConfig, mlm_step};
 use crate::config::{self, ExperimentConfig, Request};
 use crate::device;
+use crate::masking::step_rng;
 use crate::objective::{Objective, Targets};
 use crate::schedule::learning_rate;
 use crate::train::{logits, optimizer, train_step};
@@ -196,6 +204,97 @@ pub(super) fn bench_step(args: &StepArgs) -> Result<BenchRow> {
         args.preset, row.batch, row.seq_len, row.median_ms, row.min_ms, row.peak_mib
     );
     Ok(row)
+}
+
+/// Times `lra pretrain`'s step for each attention and length: batches of full-length sequences
+/// of random ids (`[CLS] … [SEP]`), 15 % of them masked as pretraining masks them, AdamW with the
+/// pretraining defaults at its peak rate.
+pub(super) fn bench_mlm(args: &MlmArgs) -> Result<Vec<BenchRow>> {
+    let checkpoint = CheckpointConfig::read(&args.init)?;
+    let base = device::parse(&args.device)?;
+    let mut rows = Vec::new();
+    for attention in &args.attention {
+        let mixer = config::mixer_settings(config::mixer_kind(attention)?, &toml::Table::new())?;
+        for &n in &args.seq_len {
+            let shape = TaskShape {
+                vocab_size: checkpoint.vocab_size,
+                max_len: n,
+                outputs: 1,
+                dual_encoder: false,
+            };
+            let encoder = checkpoint
+                .model_config()
+                .classifier(shape, mixer.clone())
+                .encoder;
+            let device = base.clone().autodiff();
+            device.seed(0);
+            let mut model = Some(MaskedLmConfig { encoder }.init(&device));
+            let schedule = PretrainConfig::default().train_config();
+            let mut optim = optimizer(&schedule);
+            let batch = random_masked_batch(args.batch, n, checkpoint.vocab_size, &device);
+            let timing = time_repeats(args.repeats, &device, || {
+                let current = model.take().expect("the model is put back after each step");
+                model = Some(mlm_step(current, &mut optim, &batch, &schedule, schedule.lr).0);
+            })?;
+            let row = row(
+                "mlm_step",
+                Mode::Train,
+                attention,
+                n,
+                args.batch,
+                checkpoint.hidden_size,
+                &args.device,
+                &timing,
+            );
+            eprintln!(
+                "{attention:<12} n={n:<6} {:>9.1} ms {:>9.0} MiB {:>9.0} tokens/s",
+                row.median_ms,
+                row.peak_mib,
+                (args.batch * n) as f64 / (row.median_ms / 1e3)
+            );
+            rows.push(row);
+        }
+    }
+    Ok(rows)
+}
+
+/// `batch` packed sequences of `n` random ids, masked by the pretraining's default masking (ids
+/// 0–4 stand for the special tokens: only the shape matters here).
+fn random_masked_batch(batch: usize, n: usize, vocab: usize, device: &Device) -> MaskedBatch {
+    let special = SpecialTokens {
+        pad: 0,
+        unk: 1,
+        cls: 2,
+        sep: 3,
+        mask: 4,
+    };
+    let mut rng = step_rng(0, 0);
+    let mut builder = SplitBuilder::with_format(SplitFormat {
+        docs_per_example: 1,
+        id_offset: 0,
+        width: TokenWidth::for_vocab(vocab, 0),
+        labels: LabelKind::Unlabelled,
+        token_types: false,
+    });
+    for _ in 0..batch {
+        let mut ids = vec![special.cls];
+        ids.extend((2..n).map(|_| rng.random_range(5..vocab as u32)));
+        ids.push(special.sep);
+        builder
+            .push_ids(&[&ids], None, None)
+            .expect("ids fit the width chosen for the vocabulary");
+    }
+    let split = builder.finish();
+    let masking = PretrainConfig::default().masking();
+    let plan = MaskingPlan {
+        masking: &masking,
+        special,
+        vocab,
+        max_len: n,
+        word_starts: None,
+    };
+    let indices: Vec<usize> = (0..batch).collect();
+    masked_batch(&split, &indices, plan, &mut rng, device)
 }
 
 pub(super) fn bench_efficiency(args: &EfficiencyArgs) -> Result<(EfficiencyFile, Vec<BenchRow>)> {

@@ -6,6 +6,8 @@
 //!   random `[batch, heads, n, head_dim]` q, k, v — the counterpart of PyTorch's
 //!   `scaled_dot_product_attention` in `scripts/bench_pytorch.py sdpa`;
 //! - `step`: one training step (forward, backward, AdamW update) of a preset's model;
+//! - `mlm`: one masked-LM pretraining step of a BERT/RoBERTa-shaped model per attention and
+//!   length — the counterpart of transformers' `…ForMaskedLM` in `scripts/bench_pytorch.py mlm`;
 //! - `efficiency`: the LRA paper's efficiency table — a preset's whole model at n = 1K…4K (or
 //!   beyond) for several attentions, steps/s and peak memory relative to softmax.
 //!
@@ -22,8 +24,8 @@ mod report;
 use anyhow::Result;
 
 pub use args::{
-    AttentionArgs, AttentionOp, BenchCommand, EfficiencyArgs, EfficiencyFile, MixerArgs, Mode,
-    StepArgs,
+    AttentionArgs, AttentionOp, BenchCommand, EfficiencyArgs, EfficiencyFile, MixerArgs, MlmArgs,
+    Mode, StepArgs,
 };
 pub use measure::BenchRow;
 pub use report::write_outputs;
@@ -34,6 +36,7 @@ pub fn execute(command: BenchCommand) -> Result<()> {
         BenchCommand::Mixers(args) => (cases::bench_mixers(&args)?, args.out, String::new()),
         BenchCommand::Attention(args) => (cases::bench_attention(&args)?, args.out, String::new()),
         BenchCommand::Step(args) => (vec![cases::bench_step(&args)?], args.out, String::new()),
+        BenchCommand::Mlm(args) => (cases::bench_mlm(&args)?, args.out, String::new()),
         BenchCommand::Efficiency(args) => {
             let (file, rows) = cases::bench_efficiency(&args)?;
             let table = report::efficiency_table(&file, &rows);

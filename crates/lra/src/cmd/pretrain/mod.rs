@@ -8,7 +8,7 @@
 //! of (seed, step). The result is written as a checkpoint folder `checkpoint/` that
 //! `lra run --init` fine-tunes directly.
 
-mod batches;
+pub(crate) mod batches;
 pub mod settings;
 
 use std::path::{Path, PathBuf};
@@ -293,18 +293,35 @@ fn train_step(
     schedule: &TrainConfig,
     lr: f64,
 ) -> Result<MaskedLm> {
-    let loss = mlm_loss(&model, batch);
-    let value = loss.clone().into_scalar::<f32>() as f64;
-    if !value.is_finite() {
+    let (model, loss) = mlm_step(model, optim, batch, schedule, lr);
+    if !loss.is_finite() {
         bail!(
-            "step {}: the MLM loss is {value}; lower --lr (nothing was updated)",
+            "step {}: the MLM loss is {loss}; lower --lr (nothing was updated)",
             state.step + 1
         );
     }
     state.step += 1;
-    state.loss_sum += value;
+    state.loss_sum += loss;
     state.losses += 1;
-    Ok(update(model, optim, loss, schedule, lr))
+    Ok(model)
+}
+
+/// The pretraining step (what `lra bench mlm` times): MLM loss, backward, gradients clipped to
+/// the global norm, AdamW at `lr`. Returns the model and the loss; a non-finite loss leaves the
+/// model as it was.
+pub(crate) fn mlm_step(
+    model: MaskedLm,
+    optim: &mut ModuleOptimizer,
+    batch: &MaskedBatch,
+    schedule: &TrainConfig,
+    lr: f64,
+) -> (MaskedLm, f64) {
+    let loss = mlm_loss(&model, batch);
+    let value = loss.clone().into_scalar::<f32>() as f64;
+    if !value.is_finite() {
+        return (model, value);
+    }
+    (update(model, optim, loss, schedule, lr), value)
 }
 
 /// A finished run's training state is no longer needed once its export is in place.
