@@ -7,7 +7,7 @@ use lra_data::tokenizer::SpecialTokens;
 use lra_model::MaskedLm;
 use rand::Rng;
 
-use crate::masking::{Masking, step_rng};
+use crate::masking::{Masked, Masking, step_rng};
 
 /// What masking a sequence needs to know besides the draws.
 #[derive(Clone, Copy)]
@@ -25,6 +25,20 @@ impl MaskingPlan<'_> {
     fn is_special(&self, id: u32) -> bool {
         let s = self.special;
         [s.pad, s.cls, s.sep, s.mask, s.unk].contains(&id)
+    }
+
+    /// One sequence masked: by pieces, or by whole words when the plan knows where words begin.
+    fn mask(&self, ids: &[u32], rng: &mut impl Rng) -> Masked {
+        let special = |id| self.is_special(id);
+        let (vocab, mask_id) = (self.vocab, self.special.mask);
+        match self.word_starts {
+            Some(starts) => {
+                let starts_word = |id: u32| starts.get(id as usize).copied().unwrap_or(true);
+                let masking = self.masking;
+                masking.apply_whole_words(ids, special, starts_word, vocab, mask_id, rng)
+            }
+            None => self.masking.apply(ids, special, vocab, mask_id, rng),
+        }
     }
 }
 
@@ -51,24 +65,7 @@ pub fn masked_batch(
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (row, &index) in indices.iter().enumerate() {
         let ids: Vec<u32> = split.token_ids(index, 0).take(max_len).collect();
-        let special = |id| plan.is_special(id);
-        let masked = match plan.word_starts {
-            Some(starts) => {
-                let starts_word = |id: u32| starts.get(id as usize).copied().unwrap_or(true);
-                let masking = plan.masking;
-                masking.apply_whole_words(
-                    &ids,
-                    special,
-                    starts_word,
-                    plan.vocab,
-                    plan.special.mask,
-                    rng,
-                )
-            }
-            None => plan
-                .masking
-                .apply(&ids, special, plan.vocab, plan.special.mask, rng),
-        };
+        let masked = plan.mask(&ids, rng);
         for (i, target) in masked.targets.iter().enumerate() {
             if let Some(id) = target {
                 positions.push((row * max_len + i) as i64);
