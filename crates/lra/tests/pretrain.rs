@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use lra::checkpoint::find_with_state;
 use lra::cmd::pretrain::{Ended, PretrainArgs, SettingFlags, execute};
 use lra::cmd::run::RunArgs;
 use lra::interrupt::EXIT_INTERRUPTED;
@@ -107,6 +108,35 @@ fn safetensors_parts(bytes: &[u8]) -> (serde_json::Value, &[u8]) {
     let length = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let header = serde_json::from_slice(&bytes[8..8 + length]).unwrap();
     (header, &bytes[8 + length..])
+}
+
+/// `lra pretrain` arguments of a run of the tiny BERT on `corpus` (seed 5, evaluated every 10
+/// steps), its folder under `out`.
+fn binary_run(corpus: &Path, out: &Path, steps: usize, checkpoint_every: usize) -> Vec<String> {
+    let mut line: Vec<String> = ["pretrain", "--init"].map(String::from).to_vec();
+    line.push(tiny_bert().display().to_string());
+    line.extend(["--corpus".into(), corpus.display().to_string()]);
+    for (flag, value) in [
+        ("--max-len", "32".to_string()),
+        ("--batch-size", "8".into()),
+        ("--steps", steps.to_string()),
+        ("--lr", "2e-3".into()),
+        ("--eval-every", "10".into()),
+        ("--checkpoint-every", checkpoint_every.to_string()),
+        ("--seed", "5".into()),
+    ] {
+        line.extend([flag.to_string(), value]);
+    }
+    line.extend(["--out".into(), out.display().to_string()]);
+    line
+}
+
+/// Runs the binary with `line` and `--quiet` to the end, which must succeed.
+fn run_quietly(line: &[String], cwd: &Path) {
+    let mut quiet = line.to_vec();
+    quiet.push("--quiet".into());
+    let done = lra(&as_strs(&quiet), cwd);
+    assert!(done.status.success(), "{}", stderr(&done));
 }
 
 fn as_strs(line: &[String]) -> Vec<&str> {
@@ -241,29 +271,9 @@ fn sigterm_saves_the_state_exits_75_and_the_resumed_run_equals_an_uninterrupted_
     let _guard = one_training_at_a_time();
     let root = tempfile::tempdir().unwrap();
     let corpus = write_corpus(root.path());
-    let command = |out: &Path| -> Vec<String> {
-        let mut line: Vec<String> = ["pretrain", "--init"].map(String::from).to_vec();
-        line.push(tiny_bert().display().to_string());
-        line.extend(["--corpus".into(), corpus.display().to_string()]);
-        for (flag, value) in [
-            ("--max-len", "32"),
-            ("--batch-size", "8"),
-            ("--steps", "200"),
-            ("--lr", "2e-3"),
-            ("--eval-every", "10"),
-            ("--checkpoint-every", "1000"),
-            ("--seed", "5"),
-        ] {
-            line.extend([flag.to_string(), value.to_string()]);
-        }
-        line.extend(["--out".into(), out.display().to_string()]);
-        line
-    };
+    let command = |out: &Path| binary_run(&corpus, out, 200, 1000);
     let whole_out = root.path().join("whole");
-    let mut quiet = command(&whole_out);
-    quiet.push("--quiet".into());
-    let done = lra(&as_strs(&quiet), root.path());
-    assert!(done.status.success(), "{}", stderr(&done));
+    run_quietly(&command(&whole_out), root.path());
 
     // Signalled as soon as the first evaluation is reported, long before step 200.
     let out = root.path().join("signalled");
@@ -520,4 +530,52 @@ fn a_preset_run_takes_the_presets_settings_under_the_flags() {
     }
     let unknown = common::failure(&["pretrain", "--preset", "cpu-smal"], root.path());
     assert!(unknown.contains("did you mean `cpu-small`?"), "{unknown}");
+}
+
+#[test]
+fn a_run_killed_after_a_periodic_save_resumes_from_it_to_the_uninterrupted_end() {
+    let _guard = one_training_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let corpus = write_corpus(root.path());
+    let command = |out: &Path| binary_run(&corpus, out, 400, 20);
+    let whole_out = root.path().join("whole");
+    run_quietly(&command(&whole_out), root.path());
+
+    // SIGKILL (no handler, no last save) soon after the first periodic save, mid-training.
+    let out = root.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lra"))
+        .args(command(&out))
+        .arg("--quiet")
+        .spawn()
+        .unwrap();
+    // The saved state as a resume finds it (the previous one if the kill fell mid-swap).
+    let state = || {
+        let run = fs::read_dir(&out).ok()?.next()?.ok()?.path();
+        let saved = find_with_state::<serde_json::Value>(&run.join("training_state")).ok()??;
+        Some((run, saved.state["step"].as_u64()? as usize))
+    };
+    let begun = std::time::Instant::now();
+    while state().is_none() {
+        assert!(begun.elapsed().as_secs() < 120, "no training state came");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    child.kill().unwrap();
+    assert!(!child.wait().unwrap().success(), "killed before the end");
+    let (run, step) = state().unwrap();
+    assert!(step % 20 == 0 && step < 400, "saved at step {step}");
+    assert!(!run.join("checkpoint").exists());
+
+    let resumed = lra(
+        &["pretrain", "--resume", &run.display().to_string()],
+        root.path(),
+    );
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let resumed_from = format!("resumed from the training state of step {step}\n");
+    assert!(
+        stderr(&resumed).starts_with(&resumed_from),
+        "{}",
+        stderr(&resumed)
+    );
+    assert_same_outputs(&run, &only_run(&whole_out));
 }
