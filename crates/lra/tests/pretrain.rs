@@ -579,3 +579,45 @@ fn a_run_killed_after_a_periodic_save_resumes_from_it_to_the_uninterrupted_end()
     );
     assert_same_outputs(&run, &only_run(&whole_out));
 }
+
+/// A copy of the tiny BERT without dropout (so runs differ only in how they compute).
+fn tiny_bert_without_dropout(dir: &Path) -> PathBuf {
+    let copy = dir.join("bert-no-dropout");
+    fs::create_dir_all(&copy).unwrap();
+    for entry in fs::read_dir(tiny_bert()).unwrap() {
+        let path = entry.unwrap().path();
+        fs::copy(&path, copy.join(path.file_name().unwrap())).unwrap();
+    }
+    let text = fs::read_to_string(copy.join("config.json")).unwrap();
+    let mut config: serde_json::Value = serde_json::from_str(&text).unwrap();
+    config["hidden_dropout_prob"] = 0.0.into();
+    config["attention_probs_dropout_prob"] = 0.0.into();
+    fs::write(copy.join("config.json"), config.to_string()).unwrap();
+    copy
+}
+
+#[test]
+fn accumulated_micro_batches_train_as_the_whole_batch() {
+    let _guard = one_training_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let corpus = write_corpus(root.path());
+    let init = tiny_bert_without_dropout(root.path());
+    let losses = |accumulate: usize| {
+        let mut run = args(&corpus, root.path(), 30);
+        run.settings.init = Some(init.clone());
+        run.settings.eval_every = Some(10);
+        run.settings.accumulate = Some(accumulate);
+        let rows = execute(&run).unwrap().rows;
+        rows.iter().map(|row| row.train_loss).collect::<Vec<_>>()
+    };
+    let whole = losses(1);
+    for accumulate in [2, 4] {
+        let accumulated = losses(accumulate);
+        for (a, b) in whole.iter().zip(&accumulated) {
+            assert!(
+                (a - b).abs() < 1e-4 * a,
+                "accumulate {accumulate}: {whole:?} vs {accumulated:?}"
+            );
+        }
+    }
+}

@@ -234,7 +234,8 @@ pub(super) fn bench_mlm(args: &MlmArgs) -> Result<Vec<BenchRow>> {
             let batch = random_masked_batch(args.batch, n, checkpoint.vocab_size, &device);
             let timing = time_repeats(args.repeats, &device, || {
                 let current = model.take().expect("the model is put back after each step");
-                model = Some(mlm_step(current, &mut optim, &batch, &schedule, schedule.lr).0);
+                let batch = std::slice::from_ref(&batch);
+                model = Some(mlm_step(current, &mut optim, batch, &schedule, schedule.lr).0);
             })?;
             let row = row(
                 "mlm_step",

@@ -51,6 +51,13 @@ pub struct MaskedBatch {
     targets: Tensor<1, Int>,
 }
 
+impl MaskedBatch {
+    /// How many tokens the batch predicts.
+    pub fn targets(&self) -> usize {
+        self.targets.dims()[0]
+    }
+}
+
 /// The sequences `indices`, masked, padded to `max_len`. A batch whose draw chose no target gets
 /// one (its first ordinary token), so the loss is defined.
 pub fn masked_batch(

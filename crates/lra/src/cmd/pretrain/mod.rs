@@ -15,8 +15,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
-use burn::optim::{GradientsParams, ModuleOptimizer};
-use burn::tensor::Tensor;
+use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use clap::Args;
 use lra_data::SplitData;
 use lra_data::corpus;
@@ -223,22 +222,21 @@ fn pretrain(
         let step = state.step;
         device.seed(step_seed(config.seed, step));
         let indices = order.batch(step, config.batch_size);
-        let batch = masked_batch(
-            &train,
-            &indices,
-            plan,
-            &mut step_rng(config.seed, step),
-            &device,
-        );
+        // One generator through the micro-batches: the same masks whatever `accumulate` is.
+        let mut rng = step_rng(config.seed, step);
+        let micro_batches: Vec<MaskedBatch> = indices
+            .chunks(config.micro_batch_size())
+            .map(|chunk| masked_batch(&train, chunk, plan, &mut rng, &device))
+            .collect();
         let lr = learning_rate(&schedule, step);
-        model = train_step(model, &mut optim, &batch, &mut state, &schedule, lr)?;
+        model = train_step(model, &mut optim, &micro_batches, &mut state, &schedule, lr)?;
         if state.step % config.eval_every == 0 || state.step == config.steps {
             let inference = device.clone().inner();
             let scores = evaluate(
                 &model.valid(),
                 &val,
                 plan,
-                config.batch_size,
+                config.micro_batch_size(),
                 config.seed,
                 &inference,
             );
@@ -283,17 +281,17 @@ fn restore(
     Ok((model, optim, found.state))
 }
 
-/// One optimisation step on `batch`, counted in `state`; a non-finite loss stops the run before
-/// anything is updated.
+/// One optimisation step on the step's micro-batches, counted in `state`; a non-finite loss
+/// stops the run before anything is updated.
 fn train_step(
     model: MaskedLm,
     optim: &mut ModuleOptimizer,
-    batch: &MaskedBatch,
+    micro_batches: &[MaskedBatch],
     state: &mut PretrainState,
     schedule: &TrainConfig,
     lr: f64,
 ) -> Result<MaskedLm> {
-    let (model, loss) = mlm_step(model, optim, batch, schedule, lr);
+    let (model, loss) = mlm_step(model, optim, micro_batches, schedule, lr);
     if !loss.is_finite() {
         bail!(
             "step {}: the MLM loss is {loss}; lower --lr (nothing was updated)",
@@ -306,22 +304,34 @@ fn train_step(
     Ok(model)
 }
 
-/// The pretraining step (what `lra bench mlm` times): MLM loss, backward, gradients clipped to
-/// the global norm, AdamW at `lr`. Returns the model and the loss; a non-finite loss leaves the
-/// model as it was.
+/// The pretraining step (what `lra bench mlm` times): the MLM loss of each micro-batch,
+/// weighted by its share of the step's targets, backward, the gradients summed (so they are
+/// those of the whole batch's mean loss), clipped to the global norm, AdamW at `lr`. Returns the
+/// model and the step's loss; a non-finite loss leaves the model as it was.
 pub(crate) fn mlm_step(
     model: MaskedLm,
     optim: &mut ModuleOptimizer,
-    batch: &MaskedBatch,
+    micro_batches: &[MaskedBatch],
     schedule: &TrainConfig,
     lr: f64,
 ) -> (MaskedLm, f64) {
-    let loss = mlm_loss(&model, batch);
-    let value = loss.clone().into_scalar::<f32>() as f64;
-    if !value.is_finite() {
-        return (model, value);
+    let targets: usize = micro_batches.iter().map(MaskedBatch::targets).sum();
+    let mut accumulated = GradientsAccumulator::new();
+    let mut step_loss = 0.0;
+    for batch in micro_batches {
+        let share = batch.targets() as f64 / targets as f64;
+        let loss = mlm_loss(&model, batch).mul_scalar(share);
+        let value = loss.clone().into_scalar::<f32>() as f64;
+        if !value.is_finite() {
+            return (model, value);
+        }
+        step_loss += value;
+        accumulated.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
     }
-    (update(model, optim, loss, schedule, lr), value)
+    (
+        update(model, optim, accumulated.grads(), schedule, lr),
+        step_loss,
+    )
 }
 
 /// A finished run's training state is no longer needed once its export is in place.
@@ -340,15 +350,14 @@ fn finish(state_dir: &Path, exported: &Path, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-/// Backward, gradients clipped to the global norm, AdamW step at `lr`.
+/// Gradients clipped to the global norm, AdamW step at `lr`.
 fn update(
     model: MaskedLm,
     optim: &mut ModuleOptimizer,
-    loss: Tensor<1>,
+    grads: GradientsParams,
     schedule: &TrainConfig,
     lr: f64,
 ) -> MaskedLm {
-    let grads = GradientsParams::from_grads(loss.backward(), &model);
     let grads = match grad_clip::global_limit(schedule) {
         Some(limit) => {
             let norm = grad_clip::global_norm(&model, &grads);

@@ -71,7 +71,11 @@ pub struct PretrainConfig {
     /// How the checkpoint's learned position table is lengthened when `max_len` exceeds it
     /// (tile or interpolate); unset, a longer `max_len` is an error.
     pub extend_positions: Option<PositionExtension>,
+    /// Sequences per optimisation step.
     pub batch_size: usize,
+    /// Gradient accumulation: each step's batch goes through the model in this many equal
+    /// micro-batches (also the evaluation's batch), their gradients summed before one update.
+    pub accumulate: usize,
     pub steps: usize,
     /// Peak learning rate (AdamW), reached after the warmup and decayed linearly to 0.
     pub lr: f64,
@@ -106,6 +110,7 @@ impl Default for PretrainConfig {
             max_len: 128,
             extend_positions: None,
             batch_size: 32,
+            accumulate: 1,
             steps: 1000,
             lr: 5e-5,
             warmup_steps: 0,
@@ -144,9 +149,13 @@ pub struct SettingFlags {
     /// stretches them linearly [default: unset, a longer --max-len is an error].
     #[arg(long, value_name = "HOW", value_parser = ["tile", "interpolate"])]
     pub extend_positions: Option<String>,
-    /// [default: 32]
+    /// Sequences per optimisation step [default: 32].
     #[arg(long)]
     pub batch_size: Option<usize>,
+    /// Run each step's batch as this many micro-batches, gradients summed (a batch that does not
+    /// fit the device at once) [default: 1].
+    #[arg(long, value_name = "N")]
+    pub accumulate: Option<usize>,
     /// [default: 1000]
     #[arg(long)]
     pub steps: Option<usize>,
@@ -273,10 +282,19 @@ impl PretrainConfig {
             ("eval_every", self.eval_every),
             ("checkpoint_every", self.checkpoint_every),
             ("max_len", self.max_len),
+            ("accumulate", self.accumulate),
         ] {
             if value == 0 {
                 bail!("`{name}` must be at least 1");
             }
+        }
+        if !self.batch_size.is_multiple_of(self.accumulate) {
+            bail!(
+                "`batch_size` {} is not a multiple of `accumulate` {}: the micro-batches must be \
+                 equal",
+                self.batch_size,
+                self.accumulate
+            );
         }
         if !(0.0..1.0).contains(&self.held_out) {
             bail!("`held_out` = {}: expected a share in [0, 1)", self.held_out);
@@ -284,6 +302,11 @@ impl PretrainConfig {
         self.masking().validate().map_err(anyhow::Error::msg)?;
         self.mixer_config()?;
         Ok(())
+    }
+
+    /// Sequences per micro-batch.
+    pub fn micro_batch_size(&self) -> usize {
+        self.batch_size / self.accumulate
     }
 
     /// How tokens are masked.
@@ -455,6 +478,11 @@ mod tests {
         assert!(typed.contains("`lr`"), "{typed}");
         assert!(error("held_out = 1.5").contains("held_out"));
         assert!(error("checkpoint_every = 0").contains("checkpoint_every"));
+        let uneven = error("batch_size = 8\naccumulate = 3");
+        assert!(
+            uneven.contains("batch_size` 8") && uneven.contains("accumulate` 3"),
+            "{uneven}"
+        );
         let no_init = format!(
             "{:#}",
             resolve(toml::Table::new(), "flags", &SettingFlags::default(), &[]).unwrap_err()
