@@ -13,6 +13,8 @@ pooling with padding, ReLU MLP head; AdamW. Not a project dependency: run it fro
         # transformers' BertForSequenceClassification, vs `lra bench step --preset glue/sst2 --init DIR`
     python scripts/bench_pytorch.py mlm --config experiments/bench/bert-base/config.json --seq-len 512 --batch 1
         # transformers' BertForMaskedLM / RobertaForMaskedLM pretraining step, vs `lra bench mlm`
+    python scripts/bench_pytorch.py encode --init DIR --input FILE --seq-len 128 --threads 2
+        # transformers doing `lra encode --init DIR --input FILE --max-len 128`'s job, end to end
     python scripts/bench_pytorch.py step --device cuda   # on a GPU (scripts/gpu-check.sh)
 
 On `--device cuda` every timing waits for the GPU (`torch.cuda.synchronize`), and the peak GPU memory
@@ -205,12 +207,46 @@ def bench_mlm(args):
         median, best, peak = timed(args.repeats, step, dev)
         print(f"mlm_step_transformers,eager,{n},{batch},{config.hidden_size},{dev.type},"
               f"{median:.1f},{best:.1f},{peak},{batch * n / (median / 1e3):.0f}")
+def bench_encode(args):
+    # The job of `lra encode` done with transformers, end to end: load the checkpoint and its
+    # tokenizer, encode every line of --input (a sentence or `a<TAB>b`) in batches padded to
+    # --seq-len as `lra encode` pads them, and write the last hidden states as .npy. Timed from
+    # loading to the file written, `repeats` times; compare with `time lra encode` (whose process
+    # start-up is milliseconds; Python's imports are left out here).
+    import numpy as np
+    from transformers import AutoModel, AutoTokenizer
+
+    n = args.seq_len
+    lines = [line.rstrip("\n").split("\t") for line in open(args.input, encoding="utf-8")]
+
+    def encode():
+        tokenizer = AutoTokenizer.from_pretrained(args.init)
+        model = AutoModel.from_pretrained(args.init, attn_implementation="eager").eval()
+        hidden = []
+        with torch.no_grad():
+            for start in range(0, len(lines), args.batch):
+                batch = lines[start:start + args.batch]
+                pairs = [tuple(b) if len(b) == 2 else (b[0], None) for b in batch]
+                firsts, seconds = zip(*pairs)
+                inputs = tokenizer(list(firsts), None if None in seconds else list(seconds),
+                                   padding="max_length", truncation="longest_first",
+                                   max_length=n, return_tensors="pt")
+                hidden.append(model(**inputs).last_hidden_state.numpy())
+        np.save(args.out, np.concatenate(hidden))
+
+    median, best, _ = timed(args.repeats, encode, torch.device("cpu"))
+    per_second = len(lines) / (median / 1e3)
+    print("bench,attention,seq_len,batch,examples,device,median_ms,min_ms,examples_per_s")
+    print(f"encode_transformers,eager,{n},{args.batch},{len(lines)},cpu,{median:.1f},{best:.1f},{per_second:.1f}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["step", "mixers", "sdpa", "glue", "mlm"])
+    parser.add_argument("what", choices=["step", "mixers", "sdpa", "glue", "mlm", "encode"])
     parser.add_argument("--config", help="glue and mlm: a BERT (or RoBERTa, mlm) config.json")
+    parser.add_argument("--init", help="encode only: a checkpoint folder (save_pretrained)")
+    parser.add_argument("--input", help="encode only: one example a line, `a` or `a<TAB>b`")
+    parser.add_argument("--out", default="/tmp/bench_encode.npy", help="encode only: the .npy written")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
@@ -230,6 +266,9 @@ def main():
     elif args.what == "mlm":
         args.seq_len = args.seq_len or [512]
         bench_mlm(args)
+    elif args.what == "encode":
+        args.seq_len = (args.seq_len or [128])[0]
+        bench_encode(args)
     elif args.what == "sdpa":
         args.seq_len = args.seq_len or [1024, 2048, 4096, 8192, 16384]
         bench_sdpa(args)

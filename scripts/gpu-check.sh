@@ -23,8 +23,10 @@ export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
 # The cargo feature built (`vulkan`: cubecl's SPIR-V compiler, for GPUs; `wgpu`: WGSL shaders,
-# which is what Mesa's software driver runs: it crashes compiling cubecl's SPIR-V matmul kernels),
-# in a target folder of its own, so that the build neither invalidates nor overwrites the CPU one.
+# which is what Mesa's software driver runs: it crashes compiling cubecl's SPIR-V matmul kernels).
+# `build` uses a target folder of its own, so that the bundle's build leaves target/release/lra
+# the CPU one; `ci` shares the workspace's (below).
+workspace_target=${CARGO_TARGET_DIR:-}
 use_feature() {
     feature=$1
     export CARGO_TARGET_DIR="target/$feature"
@@ -51,17 +53,23 @@ install_packages() {
 }
 
 # `lra` and the conformance test executable of a `--features $feature` build, copied to $bundle.
+# Only these two are built: each test executable linked against a GPU backend costs minutes.
 build() {
     local artifacts
-    artifacts=$(cargo test --release --workspace --features "lra/$feature" --no-run \
-        --message-format=json-render-diagnostics | python3 -c '
+    # One cargo call, so that every crate is built once with one feature set: separate calls
+    # resolve features per package and rebuilt Burn's whole stack a second time. The `cli` test
+    # brings the `lra` binary and the lib tests are what `ci` runs; `build` alone ships lra and
+    # conformance.
+    artifacts=$(cargo test --release -p lra-model -p lra --features "lra/$feature" --no-run \
+        --lib --test conformance --test cli --message-format=json-render-diagnostics |
+        python3 -c '
 import json, sys
 for line in sys.stdin:
     message = json.loads(line)
     if message.get("reason") == "compiler-artifact" and message.get("executable"):
-        name = message["target"]["name"]
-        if name in ("lra", "conformance"):
-            print(name, message["executable"])
+        target = message["target"]
+        if (target["name"], target["kind"][0]) in (("lra", "bin"), ("conformance", "test")):
+            print(target["name"], message["executable"])
 ')
     mkdir -p "$bundle"
     for name in lra conformance; do
@@ -75,9 +83,9 @@ for line in sys.stdin:
     echo "gpu-check: built $bundle/lra and $bundle/conformance ($(du -sh "$bundle" | cut -f1))"
 }
 
-# The whole conformance suite on $device; its log goes to $1.
+# The conformance suite on $device (the mixers in LRA_MIXERS, or all); its log goes to $1.
 conformance() {
-    echo "gpu-check: conformance suite on $device"
+    echo "gpu-check: conformance suite on $device ${LRA_MIXERS:+(mixers: $LRA_MIXERS)}"
     LRA_TEST_DEVICE=$device "$bundle/conformance" --test-threads 1 2>&1 | tee "$1"
 }
 
@@ -206,20 +214,36 @@ EOF
 }
 
 # CI on Mesa's software driver (lavapipe): the device table's error paths, the ops' exactness
-# tests, the whole conformance suite and 20 steps of the tiny preset, all on `wgpu` (WGSL).
+# tests, the conformance suite and 20 steps of the tiny preset, all on `wgpu` (WGSL). lavapipe
+# compiles every kernel with LLVM, about 2 minutes per mixer over the suite's 9 tests on 2 cores
+# (the whole registry: over an hour), so CI runs it for mixers that cover the code paths GPU
+# backends take differently (the composed attention reference, iterative pseudo-inverse, random
+# features, FFT convolution): GPU_CI_MIXERS, comma-separated; `all` for every mixer.
+# It builds in the workspace's target folder, after `.ci/run`'s CPU build: every crate whose
+# features the GPU backend leaves alone (tokenizers, parquet, …) is reused, which saves minutes
+# of a cold CI run; target/release/lra is then the wgpu binary, which runs on the CPU too.
 ci() {
     install_packages libvulkan1 mesa-vulkan-drivers
-    use_feature wgpu
+    feature=wgpu
+    if [[ -n $workspace_target ]]; then
+        export CARGO_TARGET_DIR=$workspace_target
+    else
+        unset CARGO_TARGET_DIR
+    fi
     build
     # The software driver JIT-compiles every kernel variant that autotuning tries: try few.
     export CUBECL_AUTOTUNE_LEVEL=${CUBECL_AUTOTUNE_LEVEL:-minimal}
     device=wgpu
     local out="$bundle/ci"
     mkdir -p "$out"
-    LRA_TEST_DEVICE=$device cargo test --release --workspace --features lra/wgpu --lib \
-        -- device:: ops::
-    cargo test --release --workspace --features lra/wgpu --test cli -- absent
-    conformance "$out/conformance.log"
+    # The packages and features of `build`, so that nothing is compiled again.
+    local packages=(-p lra-model -p lra --features lra/wgpu)
+    LRA_TEST_DEVICE=$device cargo test --release "${packages[@]}" --lib \
+        -- device:: ops:: folded_linear::
+    cargo test --release "${packages[@]}" --test cli -- absent
+    local mixers=${GPU_CI_MIXERS:-softmax,nystrom,performer,s4}
+    [[ $mixers == all ]] && mixers=""
+    LRA_MIXERS=$mixers conformance "$out/conformance.log"
     tiny_run 20 "$out/tiny-summary.json"
 }
 

@@ -15,6 +15,7 @@ use burn::tensor::{Bool, Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::encoder::{Encoder, EncoderConfig};
+use crate::folded_linear::FoldedLinear;
 
 /// How the sequence is reduced to one vector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -195,12 +196,15 @@ impl Classifier {
 
     /// The head on pooled vectors (or pair features).
     pub fn head(&self, features: Tensor<2>) -> Tensor<2> {
-        let hidden = self.head_in.forward(features);
+        let hidden = self.head_in.forward_folded(features);
         match self.head {
-            HeadKind::Mlp => self.head_out.forward(self.activation.forward(hidden)),
+            HeadKind::Mlp => self
+                .head_out
+                .forward_folded(self.activation.forward(hidden)),
             HeadKind::Pooler => {
                 let pooled = self.pooler_activation.forward(hidden);
-                self.head_out.forward(self.head_dropout.forward(pooled))
+                self.head_out
+                    .forward_folded(self.head_dropout.forward(pooled))
             }
         }
     }
@@ -384,7 +388,9 @@ mod tests {
         assert_eq!(logits.dims(), [2, 1]);
         let hidden = model.encoder.forward(tokens, pad).hidden;
         let first = hidden.narrow(1, 0, 1).reshape([2, D_MODEL]);
-        let expected = model.head_out.forward(model.head_in.forward(first).tanh());
+        let expected = model
+            .head_out
+            .forward_folded(model.head_in.forward_folded(first).tanh());
         logits
             .into_data()
             .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-6));

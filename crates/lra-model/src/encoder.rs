@@ -12,6 +12,7 @@ use burn::nn::{
 use burn::tensor::{Bool, Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
+use crate::folded_linear::FoldedLinear;
 use crate::mixer::{Mixer, MixerConfig, MixerDims, MixerInput, TokenMixer};
 
 /// Embedding init std, as in the PyTorch LRA code (`normal_(std=0.02)`).
@@ -315,11 +316,11 @@ impl Block {
             } else {
                 norm.forward(x.clone())
             };
-            let mut hidden = self.activation.forward(ffn_in.forward(input));
+            let mut hidden = self.activation.forward(ffn_in.forward_folded(input));
             if self.inner_dropout {
                 hidden = self.dropout.forward(hidden);
             }
-            let update = self.dropout.forward(ffn_out.forward(hidden));
+            let update = self.dropout.forward(ffn_out.forward_folded(hidden));
             x = self.residual(x, update, norm);
         }
         (x, mixed.carry)

@@ -10,6 +10,7 @@ pub mod classifier;
 pub mod device;
 pub mod encoder;
 pub mod error;
+pub mod folded_linear;
 pub mod init;
 pub mod masked_lm;
 pub mod mixer;

@@ -7,6 +7,7 @@ use burn::nn::{Gelu, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Bool, Device, Int, Tensor};
 
 use crate::encoder::{Encoder, EncoderConfig};
+use crate::folded_linear::FoldedLinear;
 
 /// Builds a [`MaskedLm`].
 #[derive(Clone, Debug)]
@@ -77,7 +78,7 @@ impl MaskedLm {
         let transformed = self.head.norm.forward(
             self.head
                 .activation
-                .forward(self.head.dense.forward(hidden)),
+                .forward(self.head.dense.forward_folded(hidden)),
         );
         let embeddings = self.encoder.token_embedding(); // [vocab, d]
         let vocab = embeddings.dims()[0];

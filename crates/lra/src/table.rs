@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, anyhow};
 use serde::{Deserialize, Serialize};
 
+use crate::metrics::Metric;
 use crate::results::Summary;
 use crate::task;
 
@@ -135,7 +136,7 @@ impl Default for AverageRule {
         Self {
             tasks: None,
             fail_counts_as: None,
-            definition: "mean over the table's tasks".to_string(),
+            definition: "mean over the table's tasks (MNLI: matched)".to_string(),
         }
     }
 }
@@ -186,11 +187,12 @@ impl Scores {
     }
 }
 
-/// A table to render: rows in order, tasks in order, scores per (row, task).
+/// A table to render: rows in order, columns in order (one per task, two for MNLI: see
+/// [`column_names`]), scores per (row, column).
 #[derive(Clone, Debug, Default)]
 pub struct Table {
     pub rows: Vec<String>,
-    pub tasks: Vec<String>,
+    pub columns: Vec<String>,
     pub scores: BTreeMap<(String, String), Scores>,
     /// Source column of the published numbers to compare with.
     pub published_source: Option<String>,
@@ -202,6 +204,7 @@ pub struct Table {
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct TableCsvRow {
     pub method: String,
+    /// The column: a task, or a task's second column (`mnli-mm`).
     pub task: String,
     pub seeds: usize,
     pub mean: Option<f64>,
@@ -211,27 +214,30 @@ pub struct TableCsvRow {
 }
 
 impl Table {
-    /// Adds a finished run's score (the task's selection metric on the split it reports, in %)
-    /// to (row, task); a summary without that metric adds nothing.
+    /// Adds a finished run's scores (each column of its task: the selection metric on the split
+    /// the task reports, in %; MNLI also its mismatched dev set) to `row`; a summary without a
+    /// column's metric adds nothing there.
     pub fn add(&mut self, row: &str, task: &str, summary: &Summary) {
-        let (split, metric) = task::find(task)
-            .map(|t| (t.reported_split(), t.selection_metric().name()))
-            .unwrap_or(("test", "accuracy"));
-        if let Some(value) = summary.metric(split, metric) {
-            self.scores
-                .entry((row.to_string(), task.to_string()))
-                .or_default()
-                .0
-                .push(value * 100.0);
+        for (column, split, metric) in columns_of(task) {
+            if let Some(value) = summary.metric(split, metric.name()) {
+                self.scores
+                    .entry((row.to_string(), column))
+                    .or_default()
+                    .0
+                    .push(value * 100.0);
+            }
         }
     }
 
-    /// The tasks the average column is taken over.
+    /// The columns the average is taken over: the rule's, else one per task (MNLI matched).
     fn averaged_tasks(&self) -> Vec<String> {
-        self.average
-            .tasks
-            .clone()
-            .unwrap_or_else(|| self.tasks.clone())
+        self.average.tasks.clone().unwrap_or_else(|| {
+            self.columns
+                .iter()
+                .filter(|column| !is_second_column(column))
+                .cloned()
+                .collect()
+        })
     }
 
     fn scores(&self, row: &str, task: &str) -> Option<&Scores> {
@@ -257,11 +263,14 @@ impl Table {
                  dev for GLUE), mean ± std over seeds.\n\n",
             );
         }
-        out.push_str(&format!("| method | {} | avg |\n", self.tasks.join(" | ")));
-        out.push_str(&format!("|---|{}---|\n", "---|".repeat(self.tasks.len())));
+        out.push_str(&format!(
+            "| method | {} | avg |\n",
+            self.columns.join(" | ")
+        ));
+        out.push_str(&format!("|---|{}---|\n", "---|".repeat(self.columns.len())));
         for row in &self.rows {
             let mut cells: Vec<String> = self
-                .tasks
+                .columns
                 .iter()
                 .map(|task| {
                     let ours = self.scores(row, task).cloned().unwrap_or_default();
@@ -302,7 +311,7 @@ impl Table {
     pub fn csv_rows(&self, numbers: &PublishedNumbers) -> Vec<TableCsvRow> {
         let mut rows = Vec::new();
         for row in &self.rows {
-            for task in &self.tasks {
+            for task in &self.columns {
                 let ours = self.scores(row, task).cloned().unwrap_or_default();
                 let published = self.published(numbers, row, task);
                 rows.push(TableCsvRow {
@@ -324,6 +333,38 @@ impl Table {
         }
         rows
     }
+}
+
+/// `(column, split, metric)` of each table column of `task`; a name the registry does not know
+/// gets one column, its test accuracy.
+fn columns_of(task: &str) -> Vec<(String, &'static str, Metric)> {
+    match task::find(task) {
+        Ok(found) => found
+            .table_columns()
+            .into_iter()
+            .map(|column| (column.name.to_string(), column.split, column.metric))
+            .collect(),
+        Err(_) => vec![(task.to_string(), "test", Metric::Accuracy)],
+    }
+}
+
+/// The table columns of `tasks`, in order (MNLI's `mnli-mm` right after `mnli`).
+pub fn column_names(tasks: &[String]) -> Vec<String> {
+    tasks
+        .iter()
+        .flat_map(|task| columns_of(task).into_iter().map(|(name, _, _)| name))
+        .collect()
+}
+
+/// Whether `column` is a task's second column (`mnli-mm`), which plain averages leave out so
+/// that each task counts once.
+fn is_second_column(column: &str) -> bool {
+    task::TASKS.iter().any(|task| {
+        task.table_columns()
+            .iter()
+            .skip(1)
+            .any(|c| c.name == column)
+    })
 }
 
 fn format_cell(mean: Option<f64>, std: Option<f64>, published: Option<Published>) -> String {
@@ -396,7 +437,7 @@ mod tests {
     fn published_table(source: &str) -> (Table, PublishedNumbers) {
         let table = Table {
             rows: vec!["Transformer".into(), "BigBird".into(), "S4".into()],
-            tasks: LRA_TASKS.iter().map(|t| t.to_string()).collect(),
+            columns: LRA_TASKS.iter().map(|t| t.to_string()).collect(),
             published_source: Some(source.into()),
             average: average_rule(&published_file("averages.csv"), source).unwrap(),
             ..Table::default()

@@ -7,6 +7,7 @@ use std::fs;
 use std::path::Path;
 
 use lra::cmd::run::{RunArgs, execute};
+use lra::table::{PublishedNumbers, Table, column_names};
 use lra_data::fixtures;
 
 mod common;
@@ -143,6 +144,25 @@ fn mnli_scores_both_dev_sets_and_writes_matched_mismatched_and_ax_submissions() 
             );
         }
     }
+    // Tables give the mismatched dev set a column of its own, next to the matched one.
+    let columns = column_names(&["mnli".to_string()]);
+    assert_eq!(columns, ["mnli", "mnli-mm"]);
+    let mut table = Table {
+        rows: vec!["softmax".into()],
+        columns,
+        ..Table::default()
+    };
+    table.add("softmax", "mnli", &summary);
+    for (column, split) in [("mnli", "val"), ("mnli-mm", "validation_mismatched")] {
+        let scores = &table.scores[&("softmax".to_string(), column.to_string())];
+        let expected = summary.metric(split, "accuracy").unwrap() * 100.0;
+        assert_eq!(scores.0, [expected], "{column}");
+    }
+    let markdown = table.markdown(&PublishedNumbers::default());
+    assert!(
+        markdown.contains("| method | mnli | mnli-mm | avg |"),
+        "{markdown}"
+    );
 }
 
 #[test]

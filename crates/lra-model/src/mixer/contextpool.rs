@@ -51,6 +51,8 @@ use super::{
     MixerOutput, MixerSpec, TokenMixer,
 };
 
+use crate::folded_linear::FoldedLinear;
+
 /// Smallest Gaussian width σ (see the module notes).
 const MIN_SIGMA: f64 = 0.1;
 /// This mixer's own registry name, which cannot be its host.
@@ -156,7 +158,7 @@ impl ContextPoolMixer {
     /// Pooling weights of every token over its `2R + 1` neighbours, from the mixer input.
     fn pooling(&self, x: Tensor<3>, pad_mask: Option<Tensor<2, Bool>>) -> Pooling {
         let [batch, seq, _] = x.dims();
-        let mapped = self.mapping.forward(x); // [b, n, 2]
+        let mapped = self.mapping.forward_folded(x); // [b, n, 2]
         let weight_logit = mapped.clone().narrow(2, 0, 1).reshape([batch, seq]);
         let support = sigmoid(mapped.narrow(2, 1, 1).reshape([batch, seq])); // s_i ∈ (0, 1)
         let radius = self.max_support;
@@ -344,7 +346,7 @@ mod tests {
         let radius = module.max_support;
         let mapped = module
             .mapping
-            .forward(x)
+            .forward_folded(x)
             .into_data()
             .try_to_vec::<f32>()
             .unwrap();

@@ -68,6 +68,8 @@ use super::{
     Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
 };
 
+use crate::folded_linear::FoldedLinear;
+
 /// How the landmarks `q̄_c`, `k̄_c` (the proposal means) are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -214,7 +216,7 @@ impl ProposalNet {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.norm.forward(self.linear.forward(x))
+        self.norm.forward(self.linear.forward_folded(x))
     }
 }
 

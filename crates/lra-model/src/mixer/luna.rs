@@ -72,6 +72,8 @@ use super::common::projection::{merge_heads, split_heads};
 use super::common::reference::{attention_probs, key_padding_bias};
 use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, at_least_one};
 
+use crate::folded_linear::FoldedLinear;
+
 /// Settings of [`LunaAttention`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -210,13 +212,13 @@ impl LunaAttention {
     /// Pack: `P̂` `[b, l, d]` attends to the real tokens of `x` `[b, n, d]` → `C_p` `[b, l, d]`.
     fn pack(&self, p: Tensor<3>, x: Tensor<3>, pad_mask: Option<Tensor<2, Bool>>) -> Tensor<3> {
         let h = self.n_heads;
-        let key = self.pack_key.forward(x.clone());
+        let key = self.pack_key.forward_folded(x.clone());
         let value = match &self.pack_value {
-            Some(value) => value.forward(x),
+            Some(value) => value.forward_folded(x),
             None => key.clone(),
         };
         let probs = attention_probs(
-            split_heads(self.pack_query.forward(p), h),
+            split_heads(self.pack_query.forward_folded(p), h),
             split_heads(key, h),
             pad_mask.map(key_padding_bias),
         ); // [b, h, l, n]
@@ -231,18 +233,18 @@ impl LunaAttention {
         unused_slots: Option<Tensor<2, Bool>>,
     ) -> Tensor<3> {
         let h = self.n_heads;
-        let key = self.unpack_key.forward(packed.clone());
+        let key = self.unpack_key.forward_folded(packed.clone());
         let value = match &self.unpack_value {
-            Some(value) => value.forward(packed),
+            Some(value) => value.forward_folded(packed),
             None => key.clone(),
         };
         let probs = attention_probs(
-            split_heads(self.query.forward(x), h),
+            split_heads(self.query.forward_folded(x), h),
             split_heads(key, h),
             unused_slots.map(key_padding_bias),
         ); // [b, h, n, l]
         let context = self.dropout.forward(probs).matmul(split_heads(value, h)); // [b, h, n, dh]
-        self.output.forward(merge_heads(context))
+        self.output.forward_folded(merge_heads(context))
     }
 }
 
@@ -447,11 +449,11 @@ mod tests {
         let expected = merge_heads(softmax_attention(
             split_heads(
                 luna.pack_query
-                    .forward(luna.projected_norm.forward(p.clone())),
+                    .forward_folded(luna.projected_norm.forward(p.clone())),
                 HEADS,
             ),
-            split_heads(luna.pack_key.forward(x.clone()), HEADS),
-            split_heads(pack_value.forward(x), HEADS),
+            split_heads(luna.pack_key.forward_folded(x.clone()), HEADS),
+            split_heads(pack_value.forward_folded(x), HEADS),
             Some(mask),
         ));
         (carry - p)

@@ -49,6 +49,8 @@ use super::common::projection::{merge_heads, split_heads};
 use super::common::reference::PAD_BIAS;
 use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, at_least_one};
 
+use crate::folded_linear::FoldedLinear;
+
 /// Score of a query with itself: lower than any real score, higher than padding (lucidrains'
 /// `TOKEN_SELF_ATTN_VALUE`).
 const SELF_SCORE: f32 = -5e4;
@@ -117,11 +119,11 @@ pub struct ReformerAttention {
 impl TokenMixer for ReformerAttention {
     fn forward(&self, input: MixerInput) -> MixerOutput {
         let MixerInput { x, pad_mask, carry } = input;
-        let qk = split_heads(self.query.forward(x.clone()), self.n_heads);
-        let v = split_heads(self.value.forward(x), self.n_heads);
+        let qk = split_heads(self.query.forward_folded(x.clone()), self.n_heads);
+        let v = split_heads(self.value.forward_folded(x), self.n_heads);
         let context = self.attend_shared(qk, v, pad_mask);
         MixerOutput {
-            x: self.output.forward(merge_heads(context)),
+            x: self.output.forward_folded(merge_heads(context)),
             carry,
         }
     }

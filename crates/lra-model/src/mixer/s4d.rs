@@ -194,6 +194,7 @@ impl TokenMixer for S4d {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::folded_linear::FoldedLinear;
     use burn::tensor::activation::gelu;
 
     fn dims(d_model: usize) -> MixerDims {
@@ -318,7 +319,7 @@ mod tests {
             }
         }
         let conv = Tensor::<3>::from_data(TensorData::new(conv, [1, 16, 2]), &device);
-        let expected = mixer.output.forward(gelu(conv));
+        let expected = mixer.output.forward_folded(gelu(conv));
         mixer
             .forward(MixerInput::new(x))
             .x

@@ -71,6 +71,8 @@ use super::{
     Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
 };
 
+use crate::folded_linear::FoldedLinear;
+
 /// How the sort-net logits become the block-sorting matrix `P`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -245,7 +247,7 @@ impl SinkhornCore {
             .clone()
             .sum_dim(3)
             .reshape([batch, heads, nb, head_dim]);
-        let logits = self.sort_net.forward(summaries).narrow(3, 0, nb); // [b, h, nb, nb]
+        let logits = self.sort_net.forward_folded(summaries).narrow(3, 0, nb); // [b, h, nb, nb]
         let device = logits.device();
         let logits = match self.sort_activation {
             SortActivation::GumbelSinkhorn if is_training(&self.dropout.training, &device) => {

@@ -69,6 +69,8 @@ use super::common::inverse::newton_inverse;
 use super::common::projection::{merge_heads, split_heads};
 use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer};
 
+use crate::folded_linear::FoldedLinear;
+
 /// How the landmarks `q̃` are formed from the scaled queries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -250,7 +252,7 @@ impl SoftAttention {
         let landmarks = match &self.landmark {
             Some(op) => {
                 let flat = q_windows.reshape([batch, heads, windows, r * head_dim]);
-                gelu(op.norm.forward(op.conv.forward(flat)))
+                gelu(op.norm.forward(op.conv.forward_folded(flat)))
             }
             None => {
                 q_windows
@@ -281,11 +283,11 @@ impl SoftAttention {
 impl TokenMixer for SoftAttention {
     fn forward(&self, input: MixerInput) -> MixerOutput {
         let MixerInput { x, pad_mask, carry } = input;
-        let q = split_heads(self.query.forward(x.clone()), self.n_heads);
-        let v = split_heads(self.value.forward(x), self.n_heads);
+        let q = split_heads(self.query.forward_folded(x.clone()), self.n_heads);
+        let v = split_heads(self.value.forward_folded(x), self.n_heads);
         let context = self.attend_tied(q, v, pad_mask);
         MixerOutput {
-            x: self.output.forward(merge_heads(context)),
+            x: self.output.forward_folded(merge_heads(context)),
             carry,
         }
     }

@@ -67,6 +67,8 @@ use super::common::projection::{merge_heads, split_heads};
 use super::common::reference::key_padding_bias;
 use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer};
 
+use crate::folded_linear::FoldedLinear;
+
 /// Which synthetic attention, and whether dot-product logits are added.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -296,8 +298,8 @@ impl SynthesizerAttention {
         let [batch, seq, _] = x.dims();
         let mut logits = self.synthetic_logits(x.clone()); // [b or 1, h, n, n]
         if let Some(QueryKey { query, key }) = &self.dot_product {
-            let q = split_heads(query.forward(x.clone()), self.n_heads);
-            let k = split_heads(key.forward(x), self.n_heads);
+            let q = split_heads(query.forward_folded(x.clone()), self.n_heads);
+            let k = split_heads(key.forward_folded(x), self.n_heads);
             let head_dim = q.dims()[3];
             logits = q.matmul(k.swap_dims(2, 3)) / (head_dim as f64).sqrt() + logits;
         }
@@ -317,7 +319,7 @@ impl SynthesizerAttention {
         );
         match &self.synthetic {
             Synthetic::Dense(dense) => {
-                let hidden = split_heads(relu(dense.hidden.forward(x)), self.n_heads);
+                let hidden = split_heads(relu(dense.hidden.forward_folded(x)), self.n_heads);
                 // Only the first `seq` output columns: logits for the keys that exist.
                 let weight = dense.logits.weight.val().narrow(1, 0, seq);
                 let bias = dense
@@ -344,11 +346,11 @@ impl SynthesizerAttention {
 impl TokenMixer for SynthesizerAttention {
     fn forward(&self, input: MixerInput) -> MixerOutput {
         let MixerInput { x, pad_mask, carry } = input;
-        let v = split_heads(self.value.forward(x.clone()), self.n_heads); // [b, h, n, dh]
+        let v = split_heads(self.value.forward_folded(x.clone()), self.n_heads); // [b, h, n, dh]
         let probs = self.attention_weights(x, pad_mask); // [b, h, n, n]
         let context = self.dropout.forward(probs).matmul(v);
         MixerOutput {
-            x: self.output.forward(merge_heads(context)),
+            x: self.output.forward_folded(merge_heads(context)),
             carry,
         }
     }

@@ -9,7 +9,8 @@ use clap::Args;
 use crate::results::atomic_write;
 use crate::sweep::SweepFile;
 use crate::table::{
-    PublishedNumbers, Table, average_rule, find_summaries, published_file, read_summary,
+    PublishedNumbers, Table, average_rule, column_names, find_summaries, published_file,
+    read_summary,
 };
 
 /// Options of `lra table`.
@@ -75,7 +76,7 @@ fn from_sweep(file: &Path) -> Result<(Table, PathBuf)> {
     let sweep = SweepFile::load(file)?;
     let mut table = Table {
         rows: sweep.rows.iter().map(|r| r.name.clone()).collect(),
-        tasks: sweep.tasks.clone(),
+        columns: column_names(&sweep.tasks),
         published_source: sweep.published.clone(),
         ..Table::default()
     };
@@ -94,12 +95,13 @@ fn from_runs(root: &Path) -> Result<Table> {
         bail!("no finished runs (summary.json) under {}", root.display());
     }
     let mut table = Table::default();
+    let mut tasks: Vec<String> = Vec::new();
     for (_, summary) in &summaries {
         if !table.rows.contains(&summary.attention) {
             table.rows.push(summary.attention.clone());
         }
-        if !table.tasks.contains(&summary.task) {
-            table.tasks.push(summary.task.clone());
+        if !tasks.contains(&summary.task) {
+            tasks.push(summary.task.clone());
         }
         table.add(&summary.attention, &summary.task, summary);
     }
@@ -110,6 +112,7 @@ fn from_runs(root: &Path) -> Result<Table> {
             .position(|task| task.name() == t)
             .unwrap_or(usize::MAX)
     };
-    table.tasks.sort_by_key(order);
+    tasks.sort_by_key(order);
+    table.columns = column_names(&tasks);
     Ok(table)
 }

@@ -14,7 +14,7 @@ use lra_data::{NamedSplit, OnProblem, TaskData};
 use serde::{Deserialize, Serialize};
 
 use super::settings;
-use super::{DataSet, InputLayout, PublishedColumn, Task};
+use super::{DataSet, InputLayout, PublishedColumn, TableColumn, Task};
 use crate::config::TaskConfig;
 use crate::metrics::Metric;
 use crate::objective::{Objective, Predictions};
@@ -200,6 +200,24 @@ impl Task for Glue {
         }
         crc.update(&(set.max_len as u64).to_le_bytes());
         Ok(format!("{}-{:08x}", self.name(), crc.finalize()))
+    }
+    fn table_columns(&self) -> Vec<TableColumn> {
+        let matched = TableColumn {
+            name: self.name(),
+            split: self.reported_split(),
+            metric: self.selection,
+        };
+        match self.task {
+            GlueTask::Mnli => vec![
+                matched,
+                TableColumn {
+                    name: "mnli-mm",
+                    split: "validation_mismatched",
+                    metric: self.selection,
+                },
+            ],
+            _ => vec![matched],
+        }
     }
     fn extra_splits(&self) -> &'static [&'static str] {
         match self.task {

@@ -71,6 +71,15 @@ impl InputLayout {
     }
 }
 
+/// A score-table column: `metric` on `split` of a run's summary, under `name` (also the column of
+/// the published-numbers file that it is compared with).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TableColumn {
+    pub name: &'static str,
+    pub split: &'static str,
+    pub metric: Metric,
+}
+
 /// Where a task's published numbers are: a column of a file under `experiments/published/`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PublishedColumn {
@@ -105,6 +114,16 @@ pub trait Task: Sync {
     /// answers and papers report the dev set (GLUE).
     fn reported_split(&self) -> &'static str {
         "test"
+    }
+    /// The score-table columns this task's runs fill, the first named as the task: its selection
+    /// metric on the reported split. MNLI adds its mismatched dev set (`mnli-mm`), which the
+    /// papers print beside the matched one.
+    fn table_columns(&self) -> Vec<TableColumn> {
+        vec![TableColumn {
+            name: self.name(),
+            split: self.reported_split(),
+            metric: self.selection_metric(),
+        }]
     }
     /// The preset `lra run --task NAME` starts from.
     fn default_preset(&self) -> String {

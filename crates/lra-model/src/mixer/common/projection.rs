@@ -6,6 +6,7 @@ use burn::module::Module;
 use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
+use crate::folded_linear::FoldedLinear;
 use crate::mixer::{AttentionCore, MixerDims, MixerInput, MixerOutput};
 
 /// Builds [`MultiHeadProjection`].
@@ -56,7 +57,7 @@ impl MultiHeadProjection {
         let [q, k, v] = self.project(x);
         let context = core.attend(q, k, v, pad_mask); // [b, h, n, dh]
         MixerOutput {
-            x: self.output.forward(merge_heads(context)),
+            x: self.output.forward_folded(merge_heads(context)),
             carry,
         }
     }
@@ -64,9 +65,9 @@ impl MultiHeadProjection {
     /// Per-head Q, K, V `[b, h, n, d / h]` of token states `[b, n, d]`.
     pub fn project(&self, x: Tensor<3>) -> [Tensor<4>; 3] {
         [
-            split_heads(self.query.forward(x.clone()), self.n_heads),
-            split_heads(self.key.forward(x.clone()), self.n_heads),
-            split_heads(self.value.forward(x), self.n_heads),
+            split_heads(self.query.forward_folded(x.clone()), self.n_heads),
+            split_heads(self.key.forward_folded(x.clone()), self.n_heads),
+            split_heads(self.value.forward_folded(x), self.n_heads),
         ]
     }
 }

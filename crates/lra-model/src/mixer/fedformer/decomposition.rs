@@ -8,6 +8,8 @@ use burn::tensor::module::avg_pool1d;
 use burn::tensor::ops::AvgPoolOptions;
 use burn::tensor::{Bool, Device, Int, Tensor};
 
+use crate::folded_linear::FoldedLinear;
+
 /// FEDformer's `series_decomp_multi` (or `series_decomp` with one window).
 #[derive(Module, Debug)]
 pub(super) struct SeriesDecomposition {
@@ -63,7 +65,7 @@ impl SeriesDecomposition {
         match &self.gate {
             None => averages.into_iter().next().expect("one window"),
             Some(gate) => {
-                let weights = softmax(gate.forward(v.unsqueeze_dim::<4>(3)), 3); // [b, n, d, K]
+                let weights = softmax(gate.forward_folded(v.unsqueeze_dim::<4>(3)), 3); // [b, n, d, K]
                 (Tensor::stack::<4>(averages, 3) * weights)
                     .sum_dim(3)
                     .squeeze_dim(3)

@@ -66,6 +66,7 @@ use burn::tensor::{Bool, Device, Distribution, IndexingUpdateOp, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer};
+use crate::folded_linear::FoldedLinear;
 use crate::mixer::common::spectral::{self, Complex};
 
 /// How the frequency bins of the Fourier block are chosen (`mode_select`).
@@ -268,13 +269,13 @@ impl FedformerMixer {
     /// `FEB(u) = irfft(mixed_spectrum(u W_q)) W_o`.
     fn frequency_block(&self, u: Tensor<3>, pad_mask: Option<&Tensor<2, Bool>>) -> Tensor<3> {
         if let Some(wavelet) = &self.wavelet {
-            let y = wavelet.forward(self.query.forward(u), pad_mask);
-            return self.output.forward(y);
+            let y = wavelet.forward(self.query.forward_folded(u), pad_mask);
+            return self.output.forward_folded(y);
         }
         let seq = u.dims()[1];
-        let q = spectral::zero_padding(self.query.forward(u), pad_mask);
+        let q = spectral::zero_padding(self.query.forward_folded(u), pad_mask);
         let y = spectral::tokens(self.mixed_spectrum(q), self.fft_len, seq);
-        self.output.forward(y)
+        self.output.forward_folded(y)
     }
 }
 

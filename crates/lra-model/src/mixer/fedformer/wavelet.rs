@@ -35,6 +35,7 @@ use burn::tensor::signal::{irfft, rfft};
 use burn::tensor::{Bool, Device, Distribution, Tensor, TensorData};
 
 use super::FedformerConfig;
+use crate::folded_linear::FoldedLinear;
 use crate::mixer::MixerDims;
 use crate::mixer::common::spectral::{self, Complex};
 
@@ -303,14 +304,14 @@ impl WaveletBlock {
         );
         let device = q.device();
         // Zeroed after `Lk0`, whose bias would otherwise give padded tokens a value.
-        let v = spectral::zero_padding(self.lift.forward(q), pad_mask);
+        let v = spectral::zero_padding(self.lift.forward_folded(q), pad_mask);
         let v = Tensor::cat(
             vec![v, Tensor::zeros([batch, self.grid - seq, c * k], &device)],
             1,
         );
         let y = self.transform(v.reshape([batch, self.grid, c, k]));
         self.project
-            .forward(y.narrow(1, 0, seq).reshape([batch, seq, c * k]))
+            .forward_folded(y.narrow(1, 0, seq).reshape([batch, seq, c * k]))
     }
 
     /// `MWT_CZ1d.forward` on a power-of-two length.
@@ -336,7 +337,7 @@ impl WaveletBlock {
             kept.push((ud, kernel(&self.c, detail)));
             s = coarse;
         }
-        let mut s = self.coarsest.forward(s);
+        let mut s = self.coarsest.forward_folded(s);
         for (ud, us) in kept.into_iter().rev() {
             s = synthesise(s + us, ud, &synthesis);
         }

@@ -22,7 +22,8 @@ pub struct BenchRow {
     pub device: String,
     pub median_ms: f64,
     pub min_ms: f64,
-    /// Peak heap growth during the timed calls (CPU backend; 0 where not measurable).
+    /// Peak memory growth during the timed calls: the process heap on the CPU backend, the
+    /// device memory pool's reserved bytes on GPU backends (see [`MemoryProbe`]).
     pub peak_mib: f64,
 }
 
@@ -43,12 +44,12 @@ pub(super) struct Timing {
     pub(super) peak_mib: f64,
 }
 
-/// One warm-up call, then `repeats` timed calls (synchronising the device after each).
+/// One warm-up call (on GPU backends it also compiles and autotunes the kernels), then `repeats`
+/// timed calls, synchronising the device after each.
 pub(super) fn time_repeats(repeats: usize, device: &Device, mut f: impl FnMut()) -> Result<Timing> {
     f();
     device.sync()?;
-    let baseline = memory::current_bytes();
-    memory::reset_peak();
+    let probe = MemoryProbe::start(device);
     let mut times = Vec::with_capacity(repeats);
     for _ in 0..repeats.max(1) {
         let start = Instant::now();
@@ -56,11 +57,47 @@ pub(super) fn time_repeats(repeats: usize, device: &Device, mut f: impl FnMut())
         device.sync()?;
         times.push(start.elapsed().as_secs_f64() * 1e3);
     }
-    let peak = memory::peak_bytes().saturating_sub(baseline);
     Ok(Timing {
         times,
-        peak_mib: peak as f64 / (1024.0 * 1024.0),
+        peak_mib: probe.peak_growth(device) as f64 / (1024.0 * 1024.0),
     })
+}
+
+/// Where peak memory is read. Tensors of the CPU backend live on the process heap, whose peak the
+/// allocator tracks; GPU backends keep tensors in a device memory pool, which reports only its
+/// current state: the pool is emptied first, and the bytes it reserves afterwards are the pages
+/// the timed calls needed at their peak (it keeps them for reuse), as PyTorch's
+/// `max_memory_reserved` counts them.
+enum MemoryProbe {
+    Heap { baseline: usize },
+    DevicePool { baseline: u64 },
+}
+
+impl MemoryProbe {
+    fn start(device: &Device) -> Self {
+        device.memory_cleanup();
+        match device.memory_pool_usage() {
+            Some(usage) => Self::DevicePool {
+                baseline: usage.bytes_reserved,
+            },
+            None => {
+                memory::reset_peak();
+                Self::Heap {
+                    baseline: memory::current_bytes(),
+                }
+            }
+        }
+    }
+
+    /// Bytes above the baseline at the peak since [`MemoryProbe::start`].
+    fn peak_growth(&self, device: &Device) -> u64 {
+        match *self {
+            Self::Heap { baseline } => memory::peak_bytes().saturating_sub(baseline) as u64,
+            Self::DevicePool { baseline } => device
+                .memory_pool_usage()
+                .map_or(0, |usage| usage.bytes_reserved.saturating_sub(baseline)),
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
