@@ -95,6 +95,22 @@ pub struct TrainConfig {
     /// applied) before the run stops; 0 stops at the first.
     #[serde(default)]
     pub skip_nonfinite: usize,
+    /// Which parameters score the test split (and every split after validation): `best` (the
+    /// best validation step, the default, as the PyTorch-LRA and Hugging Face code) or `last`
+    /// (the final step, as the LRA JAX code tests ListOps, Text and Image).
+    #[serde(default)]
+    pub test_with: TestWith,
+}
+
+/// Which parameters score the splits after validation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TestWith {
+    /// The step with the best validation score (`best_model.bpk`).
+    #[default]
+    Best,
+    /// The final step.
+    Last,
 }
 
 impl TrainConfig {

@@ -249,10 +249,14 @@ pub struct Summary {
     pub seed: u64,
     pub steps: usize,
     pub best_step: usize,
+    /// The step whose parameters were tested (`train.test_with`): `best_step` or the last.
+    /// Summaries written before the option existed tested the best step.
+    #[serde(default)]
+    pub tested_step: Option<usize>,
     /// The metric that chose the best checkpoint.
     #[serde(default = "accuracy_name")]
     pub selection_metric: String,
-    /// Named values per split: `val` (at the best step), `test` (of the best checkpoint) and
+    /// Named values per split: `val` and `test` (at the tested step, `tested_step`) and
     /// `baseline` (a constant predictor on the test split: the majority training class).
     #[serde(default)]
     pub metrics: BTreeMap<String, MetricValues>,

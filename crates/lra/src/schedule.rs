@@ -69,6 +69,7 @@ mod tests {
             eval_every: 10,
             eval_batches: 0,
             skip_nonfinite: 0,
+            test_with: Default::default(),
         }
     }
 

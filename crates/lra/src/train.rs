@@ -19,7 +19,7 @@ use lra_model::Classifier;
 
 use crate::batches::{Batch, TrainOrder, make_batch};
 use crate::checkpoint::{self, TrainState, Window};
-use crate::config::{ExperimentConfig, TrainConfig};
+use crate::config::{ExperimentConfig, TestWith, TrainConfig};
 use crate::metrics::{Metric, Outcomes};
 use crate::objective::{Objective, Predictions, Targets};
 use crate::results::{
@@ -270,18 +270,25 @@ pub fn train(
         return Ok(Outcome::Interrupted { step: state.step });
     }
 
-    let best = model
-        .try_load_file(run.best_model())
-        .map_err(|e| anyhow::anyhow!("cannot load best model: {e:?}"))?;
-    let best_val = state
+    let (tested, tested_step) = match t.test_with {
+        TestWith::Best => (
+            model
+                .try_load_file(run.best_model())
+                .map_err(|e| anyhow::anyhow!("cannot load best model: {e:?}"))?,
+            state.best_step,
+        ),
+        TestWith::Last => (model, state.step),
+    };
+    // The last step is always validated, so either step has its row.
+    let tested_val = state
         .history
         .iter()
-        .find(|row| row.step == state.best_step)
+        .find(|row| row.step == tested_step)
         .map(|row| row.val.clone())
         .unwrap_or_default();
-    let finals = evaluate_final(&best, data, config, run, &device)?;
+    let finals = evaluate_final(&tested, data, config, run, &device)?;
     let classification = matches!(objective, Objective::Classification { .. });
-    let mut metrics = BTreeMap::from([("val".to_string(), best_val.clone())]);
+    let mut metrics = BTreeMap::from([("val".to_string(), tested_val.clone())]);
     for (name, evaluation) in &finals.scored {
         metrics.insert(name.clone(), evaluation.values(task));
     }
@@ -314,7 +321,8 @@ pub fn train(
         steps: state.step,
         best_step: state.best_step,
         selection_metric: selection.name().to_string(),
-        best_val_accuracy: best_val.get("accuracy").filter(|_| classification),
+        tested_step: Some(tested_step),
+        best_val_accuracy: tested_val.get("accuracy").filter(|_| classification),
         test_accuracy: test
             .filter(|_| classification)
             .map(|(_, test)| test.value(Metric::Accuracy)),
@@ -331,7 +339,7 @@ pub fn train(
             * config.task.max_len
             * data.docs_per_example()) as f64
             / state.train_seconds,
-        parameters: best.num_params(),
+        parameters: tested.num_params(),
         device: options.device_name.clone(),
         git_commit: git_commit(),
         run_dir: run.path.clone(),

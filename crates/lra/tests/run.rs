@@ -172,3 +172,51 @@ fn config_written_to_the_run_folder_reloads() {
         Some(50)
     );
 }
+
+/// `train.test_with = "last"` scores the test split with the final parameters: the same scores as
+/// a run whose only (hence best) validation is at the final step. `val` and `tested_step` name
+/// the step tested; the default tests the best validation step.
+#[test]
+fn test_with_last_tests_the_final_parameters_and_best_the_best_step() {
+    let _guard = one_training_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let run = |overrides: &[&str]| {
+        let small = [
+            "task.generate.train=512",
+            "task.generate.val=128",
+            "task.generate.test=128",
+            "task.max_len=64",
+            "task.generate.max_len=64",
+        ];
+        let all: Vec<&str> = small.iter().chain(overrides).copied().collect();
+        let (run, outcome) = execute(&tiny_args(root.path(), 40, &all)).unwrap();
+        (finished(outcome), metrics(&run.path))
+    };
+    let (last, last_history) = run(&["train.eval_every=10", "train.test_with=\"last\""]);
+    let (best, best_history) = run(&["train.eval_every=10"]);
+    let (only_final, _) = run(&["train.eval_every=40"]);
+
+    let untimed = |history: &[MetricsRow]| -> Vec<_> {
+        history
+            .iter()
+            .map(|r| (r.step, r.train_loss, r.val.clone()))
+            .collect()
+    };
+    assert_eq!(
+        untimed(&last_history),
+        untimed(&best_history),
+        "the option changes only the final scoring"
+    );
+    assert_eq!(
+        (last.tested_step, best.tested_step),
+        (Some(40), Some(best.best_step))
+    );
+    assert_eq!(only_final.best_step, 40);
+    assert_eq!(last.metrics["test"], only_final.metrics["test"]);
+    assert_eq!(last.metrics["val"], last_history.last().unwrap().val);
+    let best_row = best_history
+        .iter()
+        .find(|r| r.step == best.best_step)
+        .unwrap();
+    assert_eq!(best.metrics["val"], best_row.val);
+}

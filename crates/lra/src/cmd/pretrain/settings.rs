@@ -365,6 +365,7 @@ impl PretrainConfig {
             eval_every: self.eval_every,
             eval_batches: 0,
             skip_nonfinite: 0,
+            test_with: Default::default(),
         }
     }
 }
