@@ -24,8 +24,8 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
 # The cargo feature built (`vulkan`: cubecl's SPIR-V compiler, for GPUs; `wgpu`: WGSL shaders,
 # which is what Mesa's software driver runs: it crashes compiling cubecl's SPIR-V matmul kernels).
-# `build` uses a target folder of its own, so that the bundle's build leaves target/release/lra
-# the CPU one; `ci` shares the workspace's (below).
+# `build` uses a target folder of its own (its feature set differs from the workspace's default);
+# `ci` shares the workspace's (below).
 workspace_target=${CARGO_TARGET_DIR:-}
 use_feature() {
     feature=$1
@@ -52,23 +52,24 @@ install_packages() {
         { apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null; }
 }
 
-# `lra` and the conformance test executable of a `--features $feature` build, copied to $bundle.
-# Only these two are built: each test executable linked against a GPU backend costs minutes.
+# `lra` and the conformance test executable of a `--features $feature` build, copied to $bundle;
+# the arguments select what cargo builds (default: only what the bundle ships, with the `cli` test
+# that brings the `lra` binary).
 build() {
-    local artifacts
-    # One cargo call, so that every crate is built once with one feature set: separate calls
-    # resolve features per package and rebuilt Burn's whole stack a second time. The `cli` test
-    # brings the `lra` binary and the lib tests are what `ci` runs; `build` alone ships lra and
-    # conformance.
-    artifacts=$(cargo test --release -p lra-model -p lra --features "lra/$feature" --no-run \
-        --lib --test conformance --test cli --message-format=json-render-diagnostics |
+    local artifacts selection=("$@")
+    ((${#selection[@]})) ||
+        selection=(-p lra-model -p lra --features "lra/$feature" --lib --test conformance --test cli)
+    artifacts=$(cargo test --release "${selection[@]}" --no-run \
+        --message-format=json-render-diagnostics |
         python3 -c '
 import json, sys
 for line in sys.stdin:
     message = json.loads(line)
     if message.get("reason") == "compiler-artifact" and message.get("executable"):
-        target = message["target"]
-        if (target["name"], target["kind"][0]) in (("lra", "bin"), ("conformance", "test")):
+        # The `lra` binary itself, not its unit-test harness (also a "bin" named lra).
+        target, test_harness = message["target"], message["profile"]["test"]
+        wanted = ("lra", "bin", False), ("conformance", "test", True)
+        if (target["name"], target["kind"][0], test_harness) in wanted:
             print(target["name"], message["executable"])
 ')
     mkdir -p "$bundle"
@@ -220,9 +221,8 @@ EOF
 # (the whole registry: over an hour), so CI runs it for mixers that cover the code paths GPU
 # backends take differently (the composed attention reference, iterative pseudo-inverse, FFT
 # convolution): GPU_CI_MIXERS, comma-separated; `all` for every mixer.
-# It builds in the workspace's target folder, after `.ci/run`'s CPU build: every crate whose
-# features the GPU backend leaves alone (tokenizers, parquet, …) is reused, which saves minutes
-# of a cold CI run; target/release/lra is then the wgpu binary, which runs on the CPU too.
+# `wgpu` is a default feature, so the executables are those `cargo test --release --workspace`
+# built just before in `.ci/run`: the cargo calls here select the same, and compile nothing.
 ci() {
     install_packages libvulkan1 mesa-vulkan-drivers
     feature=wgpu
@@ -231,17 +231,14 @@ ci() {
     else
         unset CARGO_TARGET_DIR
     fi
-    build
+    build --workspace
     # The software driver JIT-compiles every kernel variant that autotuning tries: try few.
     export CUBECL_AUTOTUNE_LEVEL=${CUBECL_AUTOTUNE_LEVEL:-minimal}
     device=wgpu
     local out="$bundle/ci"
     mkdir -p "$out"
-    # The packages and features of `build`, so that nothing is compiled again.
-    local packages=(-p lra-model -p lra --features lra/wgpu)
-    LRA_TEST_DEVICE=$device cargo test --release "${packages[@]}" --lib \
-        -- device:: ops:: folded_linear::
-    cargo test --release "${packages[@]}" --test cli -- absent
+    LRA_TEST_DEVICE=$device cargo test --release --workspace --lib -- device:: ops:: folded_linear::
+    cargo test --release --workspace --test cli -- absent
     local mixers=${GPU_CI_MIXERS:-softmax,nystrom,s4}
     [[ $mixers == all ]] && mixers=""
     LRA_MIXERS=$mixers conformance "$out/conformance.log"
