@@ -1,8 +1,11 @@
 //! Pretraining text: plain-text files (documents separated by blank lines) and JSON-lines files
 //! (one object per line with a string `text`), tokenized by a checkpoint's tokenizer and packed
-//! across document boundaries into full-length sequences, RoBERTa's "full sentences" style:
-//! `[CLS] doc₁ [SEP] doc₂ … [SEP]`, each sequence `max_len` ids (one fewer where a document's
-//! separator ends it) except the last.
+//! across document boundaries into full-length sequences, RoBERTa's "full sentences" style
+//! ([`pack`]): `[CLS] doc₁ [SEP] doc₂ … [SEP]`, each sequence `max_len` ids (one fewer where a
+//! document's separator ends it) except the last; or, BERT style, into segment pairs within a
+//! document, with sentence-order labels ([`segment_pairs`]).
+
+pub mod segment_pairs;
 
 use std::path::Path;
 

@@ -24,7 +24,7 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::processors::roberta::RobertaProcessing;
 use tokenizers::{
-    AddedToken, Encoding, PostProcessor, Tokenizer, TruncationParams, TruncationStrategy,
+    AddedToken, Encoding, PostProcessor, Token, Tokenizer, TruncationParams, TruncationStrategy,
     truncate_encodings,
 };
 
@@ -160,10 +160,7 @@ impl PretrainedTokenizer {
     /// "longest first" (one token at a time from the longer text, as `tokenizers`' `LongestFirst`)
     /// so that the result has at most `max_len` ids. `max_len` must leave room for one text token.
     pub fn encode(&self, text_a: &str, text_b: Option<&str>, max_len: usize) -> Result<Encoded> {
-        let added = self
-            .tokenizer
-            .get_post_processor()
-            .map_or(0, |processor| processor.added_tokens(text_b.is_some()));
+        let added = self.special_token_count(text_b.is_some());
         if max_len <= added {
             return Err(DataError::Invalid(format!(
                 "max_len {max_len} leaves no room for text next to the {added} special tokens"
@@ -184,6 +181,37 @@ impl PretrainedTokenizer {
             .tokenizer
             .post_process(first, second, true)
             .map_err(self.text_error(text_a))?;
+        Ok(Encoded {
+            ids: encoding.get_ids().to_vec(),
+            type_ids: encoding.get_type_ids().to_vec(),
+        })
+    }
+
+    /// How many special tokens [`Self::encode`] adds to one text (`pair = false`) or a pair:
+    /// 2 and 3 for BERT, 2 and 4 for RoBERTa.
+    pub fn special_token_count(&self, pair: bool) -> usize {
+        self.tokenizer
+            .get_post_processor()
+            .map_or(0, |processor| processor.added_tokens(pair))
+    }
+
+    /// Token ids `a` (and `b`) laid out as [`Self::encode`] lays out a text (pair): with the
+    /// checkpoint's special tokens and type ids, not truncated. Pretraining builds its segment
+    /// pairs from ids, so they get the layout fine-tuning will show the model.
+    pub fn with_special_tokens(&self, a: &[u32], b: Option<&[u32]>) -> Result<Encoded> {
+        let encoding = |ids: &[u32], type_id: u32| {
+            let tokens = ids.iter().map(|&id| Token::new(id, String::new(), (0, 0)));
+            Encoding::from_tokens(tokens.collect(), type_id)
+        };
+        let encoding = self
+            .tokenizer
+            .post_process(encoding(a, 0), b.map(|b| encoding(b, 1)), true)
+            .map_err(|error| {
+                DataError::Invalid(format!(
+                    "{}: adding the special tokens: {error}",
+                    self.source.display()
+                ))
+            })?;
         Ok(Encoded {
             ids: encoding.get_ids().to_vec(),
             type_ids: encoding.get_type_ids().to_vec(),
