@@ -23,6 +23,11 @@ Under `crates/lra/tests/fixtures/pretrained/`:
   of the pretraining model loaded from the folder (`BertForPreTraining.prediction_logits` /
   `RobertaForMaskedLM.logits`, eval mode) on the first `MLM_EXAMPLES` examples, zero past each
   example's end (the decoder is tied to the word embeddings, as in the hub's checkpoints).
+* `bert/expected_type_ids.npy`: int64 `[examples, seq]`, the token type ids of the examples above
+  (1 on a pair's second text), 0 past each example's end; `bert/expected_sop_logits.npy`: float32
+  `[examples, 2]`, `BertForPreTraining.seq_relationship_logits` (the pooler and next-sentence
+  head, which `lra pretrain --sop` starts its sentence-order head from) on each example alone with
+  its ids and type ids, eval mode.
 
 Weights are drawn from fixed seeds; every parameter (LayerNorm gains and biases included) is
 redrawn at a scale where a parameter loaded into the wrong place, or not at all, changes the
@@ -121,6 +126,23 @@ def write_reference(folder, base_model_class, mlm_class, mlm_logits):
     print(folder.name, "ids per example:", [len(row) for row in ids])
 
 
+def write_sentence_order_reference(folder):
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = BertForPreTraining.from_pretrained(folder).eval()
+    types, logits = [], []
+    with torch.no_grad():
+        for line in INPUTS:
+            encoded = tokenizer(*line.split("\t"), truncation="longest_first", max_length=MAX_LEN,
+                                return_tensors="pt")
+            types.append(encoded["token_type_ids"][0].numpy())
+            logits.append(model(**encoded).seq_relationship_logits[0].numpy())
+    types_array = np.zeros((len(INPUTS), max(len(row) for row in types)), dtype=np.int64)
+    for i, row in enumerate(types):
+        types_array[i, : len(row)] = row
+    np.save(folder / "expected_type_ids.npy", types_array)
+    np.save(folder / "expected_sop_logits.npy", np.stack(logits).astype(np.float32))
+
+
 def make_bert():
     folder = ROOT / "bert"
     folder.mkdir(parents=True, exist_ok=True)
@@ -133,6 +155,7 @@ def make_bert():
     redraw(model, seed=1)
     model.save_pretrained(folder)  # model.safetensors
     write_reference(folder, BertModel, BertForPreTraining, lambda out: out.prediction_logits)
+    write_sentence_order_reference(folder)
 
 
 def make_roberta():

@@ -17,13 +17,14 @@ pub mod mixer;
 pub mod model_config;
 pub mod ops;
 pub mod pretrained;
+pub mod sentence_order;
 
 pub use classifier::{Classifier, ClassifierConfig, HeadKind, Pooling};
 pub use device::DeviceError;
 pub use encoder::{Encoder, EncoderConfig};
 pub use error::ConfigError;
 pub use init::init_now;
-pub use masked_lm::{MaskedLm, MaskedLmConfig};
+pub use masked_lm::{MaskedLm, MaskedLmConfig, PretrainingOutput};
 pub use mixer::{
     AttentionCore, Caps, Mixer, MixerConfig, MixerDims, MixerInput, MixerKind, MixerOutput,
     TokenMixer,

@@ -1,6 +1,7 @@
 //! The masked-language-model head on the encoder (BERT's `cls.predictions`, RoBERTa's `lm_head`):
-//! `logits = LayerNorm(gelu(dense(h))) · Eᵀ + b`, the decoder tied to the word embeddings `E`.
-//! The model MLM pretraining trains and that pretrained checkpoints' heads import into.
+//! `logits = LayerNorm(gelu(dense(h))) · Eᵀ + b`, the decoder tied to the word embeddings `E`;
+//! optionally beside it the sentence-order head ([`SentenceOrderHead`]). The model MLM (+ SOP)
+//! pretraining trains and that pretrained checkpoints' heads import into.
 
 use burn::module::{Module, Param};
 use burn::nn::{Gelu, LayerNorm, LayerNormConfig, Linear, LinearConfig};
@@ -8,20 +9,24 @@ use burn::tensor::{Bool, Device, Int, Tensor};
 
 use crate::encoder::{Encoder, EncoderConfig};
 use crate::folded_linear::FoldedLinear;
+use crate::sentence_order::SentenceOrderHead;
 
 /// Builds a [`MaskedLm`].
 #[derive(Clone, Debug)]
 pub struct MaskedLmConfig {
     /// The encoder; it must not prepend a learned CLS vector (every output is a token's).
     pub encoder: EncoderConfig,
+    /// Add the sentence-order prediction head.
+    pub sentence_order: bool,
 }
 
 impl MaskedLmConfig {
     /// Initialises the model, drawing every parameter now from the device RNG (the output bias
-    /// starts at zero, as transformers' does).
+    /// starts at zero, as transformers' does). The sentence-order head is drawn last, so the
+    /// rest is the same with or without it.
     pub fn init(&self, device: &Device) -> MaskedLm {
         let d_model = self.encoder.d_model;
-        crate::init_now(MaskedLm {
+        let model = crate::init_now(MaskedLm {
             encoder: self.encoder.init(device),
             head: MlmHead {
                 dense: LinearConfig::new(d_model, d_model).init(device),
@@ -31,7 +36,14 @@ impl MaskedLmConfig {
                     .init(device),
                 bias: Param::from_tensor(Tensor::zeros([self.encoder.vocab_size], device)),
             },
-        })
+            sentence_order: None,
+        });
+        MaskedLm {
+            sentence_order: self
+                .sentence_order
+                .then(|| SentenceOrderHead::new(d_model, device)),
+            ..model
+        }
     }
 }
 
@@ -44,11 +56,21 @@ pub struct MlmHead {
     bias: Param<Tensor<1>>,
 }
 
-/// Encoder + masked-LM head.
+/// Encoder + masked-LM head (+ sentence-order head).
 #[derive(Module, Debug)]
 pub struct MaskedLm {
     encoder: Encoder,
     head: MlmHead,
+    sentence_order: Option<SentenceOrderHead>,
+}
+
+/// The outputs of both pretraining heads.
+#[derive(Debug)]
+pub struct PretrainingOutput {
+    /// Vocabulary logits of every position, `[batch, seq, vocab]`.
+    pub mlm: Tensor<3>,
+    /// Sentence-order logits of every sequence, `[batch, 2]`, when the model has that head.
+    pub sentence_order: Option<Tensor<2>>,
 }
 
 impl MaskedLm {
@@ -60,6 +82,11 @@ impl MaskedLm {
     /// The encoder alone, the head dropped.
     pub fn into_encoder(self) -> Encoder {
         self.encoder
+    }
+
+    /// Whether the model has the sentence-order head.
+    pub fn has_sentence_order(&self) -> bool {
+        self.sentence_order.is_some()
     }
 
     /// Vocabulary logits of every position.
@@ -74,6 +101,31 @@ impl MaskedLm {
         pad_mask: Tensor<2, Bool>,
     ) -> Tensor<3> {
         let hidden = self.encoder.forward_typed(tokens, types, pad_mask).hidden;
+        self.mlm_logits(hidden)
+    }
+
+    /// Both heads' logits from one pass of the encoder.
+    ///
+    /// # Shapes
+    /// - `tokens`, `types`, `pad_mask`: `[batch, seq]` (`true` = padding)
+    pub fn forward_pretraining(
+        &self,
+        tokens: Tensor<2, Int>,
+        types: Option<Tensor<2, Int>>,
+        pad_mask: Tensor<2, Bool>,
+    ) -> PretrainingOutput {
+        let hidden = self.encoder.forward_typed(tokens, types, pad_mask).hidden;
+        PretrainingOutput {
+            sentence_order: self
+                .sentence_order
+                .as_ref()
+                .map(|head| head.forward(hidden.clone())),
+            mlm: self.mlm_logits(hidden),
+        }
+    }
+
+    /// The MLM head on the encoder's states `[batch, seq, d_model]` → `[batch, seq, vocab]`.
+    fn mlm_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [batch, seq, d_model] = hidden.dims();
         let transformed = self.head.norm.forward(
             self.head

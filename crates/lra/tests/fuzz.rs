@@ -254,7 +254,7 @@ fn fuzz_pretrained_file(name: &str, seed: u64) {
             // A size changed in config.json surfaces as a weight whose shape does not fit, an
             // error naming the weights file: either file of the folder will do.
             let loaded = Checkpoint::open(&folder).and_then(|checkpoint| {
-                checkpoint.masked_lm(MixerKind::Softmax.default_config(), 16, &device)
+                checkpoint.masked_lm(MixerKind::Softmax.default_config(), 16, false, &device)
             });
             named(loaded.map_err(anyhow::Error::from), &folder)
         };

@@ -330,7 +330,7 @@ fn position_table(
     let (model, _) = Checkpoint::open(checkpoint)
         .unwrap()
         .extending_positions(how)
-        .masked_lm(MixerKind::Softmax.default_config(), max_len, &device)
+        .masked_lm(MixerKind::Softmax.default_config(), max_len, false, &device)
         .unwrap();
     let table = model
         .encoder()

@@ -2,7 +2,10 @@
 //! `model.safetensors`, the tokenizer's files), so `lra run --init` (or transformers, for the
 //! softmax mixer) loads it like the checkpoint it started from. Keys are the inverse of the
 //! import's mapping; what a mixer adds (Nyström's convolution, …) is written under its own
-//! parameter path, which the import then loads back unchanged.
+//! parameter path, which the import then loads back unchanged. A sentence-order head is written
+//! as `BertForPreTraining`'s pooler and next-sentence head (`<model>.pooler.dense`,
+//! `cls.seq_relationship`, for RoBERTa too, which has no such head of its own): a classifier
+//! fine-tuned from the export takes that pooler, and continued pretraining with SOP the head.
 
 use std::path::Path;
 
@@ -143,6 +146,14 @@ fn export_remapper(family: Family) -> KeyRemapper {
         ],
     };
     patterns.extend(head.map(|(from, to)| (from.to_string(), to.to_string())));
+    patterns.push((
+        r"^sentence_order\.pooler\.".into(),
+        format!("{model}.pooler.dense."),
+    ));
+    patterns.push((
+        r"^sentence_order\.classifier\.".into(),
+        "cls.seq_relationship.".into(),
+    ));
     // LayerNorm parameters under PyTorch's names, whichever the adapter left.
     patterns.push((
         r"(LayerNorm|layer_norm)\.gamma$".into(),

@@ -108,6 +108,7 @@ pub fn import<M: Module>(
             .into_iter()
             .map(|parameter| Loaded {
                 key: key_of(&parameter),
+                note: mapping.load_note(&parameter),
                 parameter,
             })
             .collect(),

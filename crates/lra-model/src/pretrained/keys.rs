@@ -21,6 +21,8 @@
 //! | `cls.predictions.transform.dense` / `lm_head.dense` | `head.dense` (masked LM) |
 //! | `cls.predictions.transform.LayerNorm` / `lm_head.layer_norm` | `head.norm` (masked LM) |
 //! | `cls.predictions.bias` / `lm_head.bias` | `head.bias` (masked LM; the decoder is tied to `encoder.tokens`) |
+//! | `pooler.dense` | `sentence_order.pooler` (masked LM with the sentence-order head) |
+//! | `cls.seq_relationship` | `sentence_order.classifier` (BERT's next-sentence head; same) |
 //!
 //! LayerNorm `weight`/`bias` (or the older `gamma`/`beta`) become Burn's `gamma`/`beta`.
 
@@ -60,6 +62,9 @@ pub struct Mapping {
     /// `Attention<Core>`; deeper for a mixer wrapping a host attention), if it has one.
     pub projection: Option<String>,
 }
+
+/// Where the masked LM keeps its sentence-order head.
+const SENTENCE_ORDER: &str = "sentence_order.";
 
 impl Mapping {
     /// The mapping for `module` (built for `target`) with the mixer `mixer`: the projection's
@@ -155,6 +160,14 @@ impl Mapping {
             ];
             patterns.extend(head.map(|(from, to)| (from.to_string(), to.to_string())));
             patterns.push((
+                r"^pooler\.dense\.".into(),
+                format!("{SENTENCE_ORDER}pooler."),
+            ));
+            patterns.push((
+                r"^cls\.seq_relationship\.".into(),
+                format!("{SENTENCE_ORDER}classifier."),
+            ));
+            patterns.push((
                 r"^head\.norm\.(?:weight|gamma)$".into(),
                 "head.norm.gamma".into(),
             ));
@@ -194,8 +207,11 @@ impl Mapping {
             || key == "cls.predictions.decoder.bias"
             || key == "lm_head.decoder.weight"
             || key == "lm_head.decoder.bias";
+        let sentence_head = key.starts_with("pooler.") || key.starts_with("cls.seq_relationship.");
         if self.target == Target::MaskedLm && tied {
             UnusedReason::TiedDecoder
+        } else if self.target == Target::MaskedLm && sentence_head {
+            UnusedReason::SentenceOrderOff
         } else if key.starts_with("cls.") || key.starts_with("lm_head.") {
             UnusedReason::PretrainingHead
         } else if key.starts_with("classifier.") || key.starts_with("qa_outputs.") {
@@ -226,6 +242,16 @@ impl Mapping {
                     .into(),
             );
         }
+        if let Some(part) = path.strip_prefix(SENTENCE_ORDER) {
+            return Some(match part.starts_with("pooler.") {
+                true => "the sentence-order head's pooler: the checkpoint has none \
+                         (`pooler.dense`); trained from scratch"
+                    .into(),
+                false => "the sentence-order classifier: the checkpoint has no next-sentence \
+                          head (`cls.seq_relationship`) to start it from; trained from scratch"
+                    .into(),
+            });
+        }
         let in_mixer = path
             .strip_prefix(self.target.encoder_prefix())
             .and_then(|rest| rest.strip_prefix("blocks."))
@@ -244,6 +270,17 @@ impl Mapping {
             _ => None,
         }
     }
+
+    /// Why loading `parameter` from its checkpoint tensor deserves a word in the report.
+    pub fn load_note(&self, parameter: &str) -> Option<&'static str> {
+        parameter
+            .strip_prefix(SENTENCE_ORDER)
+            .filter(|part| part.starts_with("classifier."))
+            .map(|_| {
+                "BERT's next-sentence head, the closest start for sentence order (its class 0, \
+                 B continues A, is SOP's 0, in order)"
+            })
+    }
 }
 
 /// Why a checkpoint key was not loaded.
@@ -257,6 +294,9 @@ pub enum UnusedReason {
     FineTunedHead,
     /// The pooler of a checkpoint loaded as an encoder without head.
     PoolerNotUsed,
+    /// The pooler and next-sentence head, loaded into a masked LM only with its sentence-order
+    /// head.
+    SentenceOrderOff,
     /// Attention projections, and the chosen mixer has none.
     NoAttentionProjections { mixer: &'static str },
     /// transformers' position-id buffer (older checkpoints save it): ids are recomputed.
@@ -276,6 +316,9 @@ impl std::fmt::Display for UnusedReason {
                 f.write_str("a fine-tuned task head; this model's head starts from its init")
             }
             Self::PoolerNotUsed => f.write_str("the pooler; an encoder without head has none"),
+            Self::SentenceOrderOff => f.write_str(
+                "pooler / next-sentence head; only the sentence-order head takes it, and it is off",
+            ),
             Self::NoAttentionProjections { mixer } => write!(
                 f,
                 "attention projections; the `{mixer}` mixer has no Q/K/V/output projections"

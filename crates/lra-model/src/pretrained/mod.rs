@@ -140,18 +140,25 @@ impl Checkpoint {
     }
 
     /// The masked LM (encoder + the checkpoint's MLM head, its decoder tied to the word
-    /// embeddings) for sequences of up to `max_len` tokens, with `mixer` in every block. A
-    /// checkpoint without an MLM head (a fine-tuned classifier) is an error naming the missing
+    /// embeddings) for sequences of up to `max_len` tokens, with `mixer` in every block, and
+    /// with `sentence_order` the sentence-order head, started from the checkpoint's pooler and
+    /// next-sentence head where it has them (BERT pretraining checkpoints), else from its init.
+    /// A checkpoint without an MLM head (a fine-tuned classifier) is an error naming the missing
     /// parameters.
     pub fn masked_lm(
         &self,
         mixer: MixerConfig,
         max_len: usize,
+        sentence_order: bool,
         device: &Device,
     ) -> Result<(MaskedLm, ImportReport)> {
         let encoder = self.classifier_config(mixer, 1, max_len)?.encoder;
         let mixer_name = encoder.mixer.kind().name();
-        let mut model = MaskedLmConfig { encoder }.init(device);
+        let mut model = MaskedLmConfig {
+            encoder,
+            sentence_order,
+        }
+        .init(device);
         let report = self.import_into(&mut model, Target::MaskedLm, mixer_name, max_len, device)?;
         Ok((model, report))
     }

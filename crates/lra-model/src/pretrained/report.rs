@@ -14,6 +14,8 @@ pub struct Loaded {
     pub key: String,
     /// The parameter's path in the model (Burn's module path, enum variants skipped).
     pub parameter: String,
+    /// Why this tensor is a fitting start for the parameter, where that is not plain.
+    pub note: Option<&'static str>,
 }
 
 /// A parameter of the model that kept its initial value, and why that is expected.
@@ -105,8 +107,16 @@ impl fmt::Display for ImportReport {
             )?,
         }
         writeln!(f, "loaded:")?;
-        for Loaded { key, parameter } in &self.loaded {
-            writeln!(f, "  {key} -> {parameter}")?;
+        for Loaded {
+            key,
+            parameter,
+            note,
+        } in &self.loaded
+        {
+            match note {
+                Some(note) => writeln!(f, "  {key} -> {parameter} ({note})")?,
+                None => writeln!(f, "  {key} -> {parameter}")?,
+            }
         }
         if !self.left_at_init.is_empty() {
             writeln!(f, "left at init:")?;

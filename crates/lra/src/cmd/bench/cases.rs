@@ -228,7 +228,13 @@ pub(super) fn bench_mlm(args: &MlmArgs) -> Result<Vec<BenchRow>> {
                 .encoder;
             let device = base.clone().autodiff();
             device.seed(0);
-            let mut model = Some(MaskedLmConfig { encoder }.init(&device));
+            let mut model = Some(
+                MaskedLmConfig {
+                    encoder,
+                    sentence_order: false,
+                }
+                .init(&device),
+            );
             let schedule = PretrainConfig::default().train_config();
             let mut optim = optimizer(&schedule);
             let batch = random_masked_batch(args.batch, n, checkpoint.vocab_size, &device);

@@ -172,7 +172,7 @@ fn pretrain(
 
     let device = device::parse(&args.device)?.autodiff();
     device.seed(config.seed);
-    let (model, report) = checkpoint.masked_lm(mixer, config.max_len, &device)?;
+    let (model, report) = checkpoint.masked_lm(mixer, config.max_len, false, &device)?;
     let dir = match dir {
         Some(dir) => dir,
         None => create_run_dir(&args.out, config)?,
