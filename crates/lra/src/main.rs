@@ -54,7 +54,8 @@ enum Command {
     Encode(encode::EncodeArgs),
     /// Masked-LM (continued) pretraining of a BERT/RoBERTa checkpoint with any attention, on a
     /// text corpus; writes a checkpoint `lra run --init` fine-tunes.
-    Pretrain(pretrain::PretrainArgs),
+    // Boxed: its many setting flags would make every `Command` that large.
+    Pretrain(Box<pretrain::PretrainArgs>),
     /// Time mixers or training steps; writes CSV.
     #[command(subcommand)]
     Bench(bench::BenchCommand),

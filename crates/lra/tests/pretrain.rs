@@ -1,7 +1,8 @@
 //! `lra pretrain` on the tiny BERT fixture: a corpus with learnable structure drives the held-out
-//! MLM loss down, the run is a function of its seed, a run stopped (at a step or by SIGTERM) and
-//! resumed ends exactly as an uninterrupted one, the exported checkpoint fine-tunes with
-//! `lra run --init`, and corpus errors name the file and line.
+//! MLM loss down (and, packed as segment pairs, the sentence-order accuracy up), the run is a
+//! function of its seed, a run stopped (at a step or by SIGTERM) and resumed ends exactly as an
+//! uninterrupted one, the exported checkpoint fine-tunes with `lra run --init`, and corpus errors
+//! name the file and line.
 
 use std::fs;
 use std::io::{BufRead, BufReader};
@@ -169,7 +170,13 @@ fn pretraining_lowers_the_held_out_mlm_loss_and_exports_a_checkpoint_that_fine_t
     assert!(last.val_accuracy > first.val_accuracy, "{:?}", run.rows);
     assert!((last.val_perplexity - last.val_loss.exp()).abs() < 1e-9);
     let metrics = fs::read_to_string(run.dir.join("metrics.csv")).unwrap();
-    assert!(metrics.starts_with("step,lr,train_loss,val_loss,val_accuracy,val_perplexity\n"));
+    assert!(metrics.starts_with(
+        "step,lr,train_loss,val_loss,val_accuracy,val_perplexity,val_sop_loss,val_sop_accuracy\n"
+    ));
+    assert!(
+        run.rows.iter().all(|r| r.val_sop_accuracy.is_none()),
+        "no SOP asked for"
+    );
 
     // The export is a checkpoint folder: `lra run --init` fine-tunes it.
     let glue = fixtures::write_keyword_sst2(root.path(), 40, 8, 4);
@@ -186,6 +193,110 @@ fn pretraining_lowers_the_held_out_mlm_loss_and_exports_a_checkpoint_that_fine_t
     };
     let (_, outcome) = lra::cmd::run::execute(&run_args).unwrap();
     assert!(matches!(outcome, Outcome::Finished(_)));
+}
+
+/// Documents of three lines (sentences) in a fixed order — a subject's line, then "hello world
+/// .", then "it ' s paris ." — whose order a model can learn: a pair is in order exactly when
+/// its first segment begins with the subject line.
+fn write_ordered_corpus(dir: &Path) -> PathBuf {
+    let subjects = ["the cat sat", "a dog ran", "the dog sat", "a cat ran"];
+    let mut text = String::new();
+    for d in 0..200 {
+        let subject = subjects[d % subjects.len()];
+        text.push_str(&format!(
+            "{subject} on the mat .\nhello world .\nit ' s paris .\n\n"
+        ));
+    }
+    let path = dir.join("ordered.txt");
+    fs::write(&path, text).unwrap();
+    path
+}
+
+/// [`args`] packing segment pairs with sentence-order prediction, a fifth of the documents
+/// held out.
+fn sop_args(corpus: &Path, out: &Path, steps: usize) -> PretrainArgs {
+    let plain = args(corpus, out, steps);
+    PretrainArgs {
+        settings: SettingFlags {
+            packing: Some("segment-pairs".into()),
+            sop: Some(true),
+            held_out: Some(0.2),
+            ..plain.settings
+        },
+        ..plain
+    }
+}
+
+#[test]
+fn sentence_order_prediction_learns_a_learnable_order_and_the_export_fine_tunes() {
+    let _guard = one_training_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let corpus = write_ordered_corpus(root.path());
+    let run = execute(&sop_args(&corpus, &root.path().join("pretrain"), 100)).unwrap();
+    let (first, last) = (&run.rows[0], run.rows.last().unwrap());
+    let accuracy = |row: &lra::cmd::pretrain::PretrainRow| row.val_sop_accuracy.unwrap();
+    assert!(accuracy(last) >= 0.9, "{:?}", run.rows);
+    assert!(
+        last.val_sop_loss.unwrap() < first.val_sop_loss.unwrap(),
+        "{:?}",
+        run.rows
+    );
+    assert!(last.val_loss < first.val_loss - 0.3, "{:?}", run.rows);
+    let settings = fs::read_to_string(run.dir.join("pretrain.toml")).unwrap();
+    for line in ["packing = \"segment-pairs\"", "sop = true"] {
+        assert!(settings.lines().any(|l| l == line), "{line}: {settings}");
+    }
+    // The tiny BERT is a BertForPreTraining: its next-sentence head starts the SOP head.
+    let report = fs::read_to_string(run.dir.join("import_report.txt")).unwrap();
+    assert!(
+        report.contains("cls.seq_relationship.weight -> sentence_order.classifier.weight"),
+        "{report}"
+    );
+
+    // The export fine-tunes, its classifier starting from the sentence-order pooler.
+    let glue = fixtures::write_keyword_sst2(root.path(), 40, 8, 4);
+    let run_args = RunArgs {
+        task: Some("sst2".into()),
+        init: Some(run.checkpoint().expect("finished").to_path_buf()),
+        data: Some(glue),
+        steps: Some(2),
+        overrides: vec!["task.max_len=32".into(), "train.batch_size=8".into()],
+        out: root.path().join("runs"),
+        device: "cpu".into(),
+        quiet: true,
+        ..RunArgs::default()
+    };
+    let (fine_tuned, outcome) = lra::cmd::run::execute(&run_args).unwrap();
+    assert!(matches!(outcome, Outcome::Finished(_)));
+    let report = fs::read_to_string(fine_tuned.path.join("import_report.txt")).unwrap();
+    assert!(
+        report.contains("bert.pooler.dense.weight -> head_in.weight"),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_sop_run_stopped_and_resumed_ends_exactly_as_an_uninterrupted_one() {
+    let _guard = one_training_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let corpus = write_ordered_corpus(root.path());
+    let settings = |out: &str, stop_at_step| PretrainArgs {
+        settings: SettingFlags {
+            eval_every: Some(10),
+            checkpoint_every: Some(15),
+            ..sop_args(&corpus, &root.path().join(out), 30).settings
+        },
+        stop_at_step,
+        ..sop_args(&corpus, &root.path().join(out), 30)
+    };
+    let whole = execute(&settings("whole", None)).unwrap();
+    assert!(whole.rows.iter().all(|r| r.val_sop_accuracy.is_some()));
+    let stopped = execute(&settings("stopped", Some(17))).unwrap();
+    assert_eq!(stopped.ended, Ended::Stopped { step: 17 });
+    let resumed = execute(&resume(&stopped.dir, &root.path().join("stopped"))).unwrap();
+    assert_eq!(resumed.started_at, 17);
+    assert_eq!(resumed.rows, whole.rows);
+    assert_same_outputs(&resumed.dir, &whole.dir);
 }
 
 #[test]
@@ -218,6 +329,10 @@ fn corpus_errors_name_file_and_line() {
     fs::write(&one, "just one document\n").unwrap();
     let error = format!("{:#}", execute(&args(&one, root.path(), 1)).unwrap_err());
     assert!(error.contains("at least 2"), "{error}");
+    let blank = root.path().join("blank.jsonl");
+    fs::write(&blank, "{\"text\": \"the cat\"}\n{\"text\": \" \"}\n").unwrap();
+    let error = format!("{:#}", execute(&args(&blank, root.path(), 1)).unwrap_err());
+    assert!(error.contains("held-out documents"), "{error}");
 }
 
 #[test]
@@ -596,15 +711,12 @@ fn tiny_bert_without_dropout(dir: &Path) -> PathBuf {
     copy
 }
 
-#[test]
-fn accumulated_micro_batches_train_as_the_whole_batch() {
-    let _guard = one_training_at_a_time();
-    let root = tempfile::tempdir().unwrap();
-    let corpus = write_corpus(root.path());
-    let init = tiny_bert_without_dropout(root.path());
+/// Asserts that `run` (from the tiny BERT without dropout, 30 steps) has the same training losses
+/// with each step's batch in 2 or 4 micro-batches as in one.
+fn assert_accumulation_trains_as_the_whole_batch(run: PretrainArgs, init: &Path) {
     let losses = |accumulate: usize| {
-        let mut run = args(&corpus, root.path(), 30);
-        run.settings.init = Some(init.clone());
+        let mut run = run.clone();
+        run.settings.init = Some(init.to_path_buf());
         run.settings.eval_every = Some(10);
         run.settings.accumulate = Some(accumulate);
         let rows = execute(&run).unwrap().rows;
@@ -620,4 +732,24 @@ fn accumulated_micro_batches_train_as_the_whole_batch() {
             );
         }
     }
+}
+
+#[test]
+fn accumulated_micro_batches_train_as_the_whole_batch() {
+    let _guard = one_training_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let corpus = write_corpus(root.path());
+    let init = tiny_bert_without_dropout(root.path());
+    assert_accumulation_trains_as_the_whole_batch(args(&corpus, root.path(), 30), &init);
+}
+
+/// The sentence-order loss is weighted by each micro-batch's share of the step's sentence-order
+/// targets, which differ from its share of the MLM targets (unpaired segments have none).
+#[test]
+fn accumulated_micro_batches_with_sop_train_as_the_whole_batch() {
+    let _guard = one_training_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let corpus = write_ordered_corpus(root.path());
+    let init = tiny_bert_without_dropout(root.path());
+    assert_accumulation_trains_as_the_whole_batch(sop_args(&corpus, root.path(), 30), &init);
 }

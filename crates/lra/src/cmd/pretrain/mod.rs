@@ -1,11 +1,12 @@
 //! `lra pretrain`: masked-language-model (continued) pretraining of a BERT/RoBERTa checkpoint with
 //! any attention swapped in — the Nyströmformer / YOSO / MRA protocol of starting from pretrained
-//! weights — on a plain-text or JSON-lines corpus. Sequences are packed across documents, 15 % of
-//! tokens (or of whole words) masked per step from the seed (80/10/10), and the held-out
-//! documents scored (MLM loss,
-//! accuracy, perplexity). The training state is saved every `checkpoint_every` steps and on
-//! SIGTERM/SIGINT, and `--resume` continues it exactly: batches, masks and dropout are functions
-//! of (seed, step). The result is written as a checkpoint folder `checkpoint/` that
+//! weights — on a plain-text or JSON-lines corpus. Sequences are packed across documents
+//! (RoBERTa) or as segment pairs within one (BERT), optionally with sentence-order prediction
+//! (ALBERT's SOP, the Nyströmformer paper's second objective); 15 % of tokens (or of whole words)
+//! are masked per step from the seed (80/10/10), and the held-out documents scored (MLM loss,
+//! accuracy, perplexity; SOP loss and accuracy). The training state is saved every
+//! `checkpoint_every` steps and on SIGTERM/SIGINT, and `--resume` continues it exactly: the
+//! packing is a function of the seed, and batches, masks and dropout of (seed, step). The result is written as a checkpoint folder `checkpoint/` that
 //! `lra run --init` fine-tunes directly.
 
 pub(crate) mod batches;
@@ -19,6 +20,7 @@ use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use clap::Args;
 use lra_data::SplitData;
 use lra_data::corpus;
+use lra_data::corpus::segment_pairs::{self, PairPacking};
 use lra_data::tokenizer::PretrainedTokenizer;
 use lra_model::MaskedLm;
 use lra_model::pretrained::Checkpoint;
@@ -32,8 +34,8 @@ use crate::results::{RunDir, atomic_write, new_run_folder};
 use crate::schedule::learning_rate;
 use crate::train::{optimizer, step_seed};
 use crate::{device, grad_clip, interrupt};
-use batches::{MaskedBatch, MaskingPlan, evaluate, masked_batch, mlm_loss};
-pub use settings::{PretrainConfig, SettingFlags};
+use batches::{HeldOutScores, MaskedBatch, MaskingPlan, batch_losses, evaluate, masked_batches};
+pub use settings::{Packing, PretrainConfig, SettingFlags};
 
 /// Options of `lra pretrain`.
 #[derive(Debug, Args, Clone, Default)]
@@ -68,11 +70,16 @@ pub struct PretrainArgs {
 pub struct PretrainRow {
     pub step: usize,
     pub lr: f64,
-    /// Mean MLM loss of the training steps since the last row.
+    /// Mean loss of the training steps since the last row: the MLM's, plus the SOP's with
+    /// sentence-order prediction on.
     pub train_loss: f64,
+    /// Held-out MLM loss, accuracy of the masked tokens and perplexity.
     pub val_loss: f64,
     pub val_accuracy: f64,
     pub val_perplexity: f64,
+    /// Held-out sentence-order loss and accuracy (empty without SOP).
+    pub val_sop_loss: Option<f64>,
+    pub val_sop_accuracy: Option<f64>,
 }
 
 /// How a call to [`execute`] ended.
@@ -172,7 +179,7 @@ fn pretrain(
 
     let device = device::parse(&args.device)?.autodiff();
     device.seed(config.seed);
-    let (model, report) = checkpoint.masked_lm(mixer, config.max_len, false, &device)?;
+    let (model, report) = checkpoint.masked_lm(mixer, config.max_len, config.sop, &device)?;
     let dir = match dir {
         Some(dir) => dir,
         None => create_run_dir(&args.out, config)?,
@@ -222,12 +229,10 @@ fn pretrain(
         let step = state.step;
         device.seed(step_seed(config.seed, step));
         let indices = order.batch(step, config.batch_size);
-        // One generator through the micro-batches: the same masks whatever `accumulate` is.
+        // Masked as one batch: the same masks whatever `accumulate` is.
         let mut rng = step_rng(config.seed, step);
-        let micro_batches: Vec<MaskedBatch> = indices
-            .chunks(config.micro_batch_size())
-            .map(|chunk| masked_batch(&train, chunk, plan, &mut rng, &device))
-            .collect();
+        let micro_batch = config.micro_batch_size();
+        let micro_batches = masked_batches(&train, &indices, micro_batch, plan, &mut rng, &device);
         let lr = learning_rate(&schedule, step);
         model = train_step(model, &mut optim, &micro_batches, &mut state, &schedule, lr)?;
         if state.step % config.eval_every == 0 || state.step == config.steps {
@@ -305,9 +310,11 @@ fn train_step(
 }
 
 /// The pretraining step (what `lra bench mlm` times): the MLM loss of each micro-batch,
-/// weighted by its share of the step's targets, backward, the gradients summed (so they are
-/// those of the whole batch's mean loss), clipped to the global norm, AdamW at `lr`. Returns the
-/// model and the step's loss; a non-finite loss leaves the model as it was.
+/// weighted by its share of the step's targets, plus its sentence-order loss weighted by its
+/// share of the step's sentence-order targets (a micro-batch may have neither), backward, the
+/// gradients summed (so they are those of the whole batch's mean MLM loss + mean SOP loss),
+/// clipped to the global norm, AdamW at `lr`. Returns the model and the step's loss; a
+/// non-finite loss leaves the model as it was.
 pub(crate) fn mlm_step(
     model: MaskedLm,
     optim: &mut ModuleOptimizer,
@@ -316,11 +323,23 @@ pub(crate) fn mlm_step(
     lr: f64,
 ) -> (MaskedLm, f64) {
     let targets: usize = micro_batches.iter().map(MaskedBatch::targets).sum();
+    let order_targets: usize = micro_batches.iter().map(MaskedBatch::order_targets).sum();
     let mut accumulated = GradientsAccumulator::new();
     let mut step_loss = 0.0;
     for batch in micro_batches {
-        let share = batch.targets() as f64 / targets as f64;
-        let loss = mlm_loss(&model, batch).mul_scalar(share);
+        let losses = batch_losses(&model, batch);
+        let mlm = (losses.mlm).map(|mlm| mlm.mul_scalar(batch.targets() as f64 / targets as f64));
+        let sentence_order = (losses.sentence_order).map(|sentence_order| {
+            sentence_order.mul_scalar(batch.order_targets() as f64 / order_targets as f64)
+        });
+        // A micro-batch without targets of either kind adds nothing to the step's loss.
+        let Some(loss) = [mlm, sentence_order]
+            .into_iter()
+            .flatten()
+            .reduce(|a, b| a + b)
+        else {
+            continue;
+        };
         let value = loss.clone().into_scalar::<f32>() as f64;
         if !value.is_finite() {
             return (model, value);
@@ -369,23 +388,24 @@ fn update(
 }
 
 /// Appends the evaluation row (the training loss averaged since the previous one) and reports it.
-fn record_evaluation(
-    state: &mut PretrainState,
-    lr: f64,
-    (val_loss, val_accuracy): (f64, f64),
-    quiet: bool,
-) {
+fn record_evaluation(state: &mut PretrainState, lr: f64, scores: HeldOutScores, quiet: bool) {
     let row = PretrainRow {
         step: state.step,
         lr,
         train_loss: state.loss_sum / state.losses as f64,
-        val_loss,
-        val_accuracy,
-        val_perplexity: val_loss.exp(),
+        val_loss: scores.mlm.loss,
+        val_accuracy: scores.mlm.accuracy,
+        val_perplexity: scores.mlm.loss.exp(),
+        val_sop_loss: scores.sentence_order.map(|sop| sop.loss),
+        val_sop_accuracy: scores.sentence_order.map(|sop| sop.accuracy),
     };
     if !quiet {
+        let sop = match scores.sentence_order {
+            Some(sop) => format!("  sop loss {:.4}  acc {:.4}", sop.loss, sop.accuracy),
+            None => String::new(),
+        };
         eprintln!(
-            "step {:>6}  train loss {:.4}  val loss {:.4}  acc {:.4}  ppl {:.2}",
+            "step {:>6}  train loss {:.4}  val loss {:.4}  acc {:.4}  ppl {:.2}{sop}",
             row.step, row.train_loss, row.val_loss, row.val_accuracy, row.val_perplexity
         );
     }
@@ -410,7 +430,11 @@ fn export(
     Ok(exported)
 }
 
-/// The corpus read, split into training and held-out documents, tokenized and packed.
+/// Seeds the held-out documents' segment pairs apart from the training documents'.
+const HELD_OUT_PAIRS: u64 = 0x6865_6c64_6f75_7421;
+
+/// The corpus read, split into training and held-out documents, tokenized and packed as
+/// `packing` says; each part must give at least one sequence.
 fn corpus_splits(
     config: &PretrainConfig,
     tokenizer: &PretrainedTokenizer,
@@ -428,10 +452,28 @@ fn corpus_splits(
     let held_out =
         ((documents.len() as f64 * config.held_out).round() as usize).clamp(1, documents.len() - 1);
     let (train, val) = documents.split_at(documents.len() - held_out);
-    Ok((
-        corpus::pack(train, tokenizer, config.max_len)?,
-        corpus::pack(val, tokenizer, config.max_len)?,
-    ))
+    let pack = |documents: &[String], seed: u64| match config.packing {
+        Packing::FullSentences => corpus::pack(documents, tokenizer, config.max_len),
+        Packing::SegmentPairs => {
+            let packing = PairPacking {
+                max_len: config.max_len,
+                short_seq_prob: config.short_seq_prob,
+                sentence_order: config.sop,
+                seed,
+            };
+            segment_pairs::pack(documents, tokenizer, packing)
+        }
+    };
+    let (train, val) = (
+        pack(train, config.seed)?,
+        pack(val, config.seed ^ HELD_OUT_PAIRS)?,
+    );
+    for (split, what) in [(&train, "training"), (&val, "held-out")] {
+        if split.is_empty() {
+            bail!("the {what} documents of the corpus give no sequence: they hold no text");
+        }
+    }
+    Ok((train, val))
 }
 
 fn create_run_dir(out: &Path, config: &PretrainConfig) -> Result<PathBuf> {

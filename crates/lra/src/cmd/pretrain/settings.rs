@@ -56,6 +56,19 @@ pub fn load_preset(name: &str) -> Result<(toml::Table, String)> {
     Ok((table, path.display().to_string()))
 }
 
+/// How the corpus becomes training sequences.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Packing {
+    /// RoBERTa's "full sentences": documents one after another, across their boundaries, into
+    /// sequences of `max_len` (RoBERTa, MRA, the released Nyströmformer code).
+    #[default]
+    FullSentences,
+    /// BERT's segment pairs `[CLS] A [SEP] B [SEP]` from one document, cut at a sentence (line)
+    /// boundary (BERT, ALBERT, the Nyströmformer paper); see `lra_data::corpus::segment_pairs`.
+    SegmentPairs,
+}
+
 /// The settings of a pretraining run. Every field but `init` and `corpus` has a default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -68,6 +81,15 @@ pub struct PretrainConfig {
     pub attention: String,
     /// Tokens per packed sequence. Default 128.
     pub max_len: usize,
+    /// How the corpus becomes sequences. Default full-sentences.
+    pub packing: Packing,
+    /// Segment pairs: chance a document's pairs aim at a random shorter length (BERT's
+    /// `short_seq_prob`). Default 0.1.
+    pub short_seq_prob: f64,
+    /// Sentence-order prediction (ALBERT; the Nyströmformer paper's MLM + SOP): segment pairs
+    /// swapped half the time, and a pooler + two-way head on the first token trained beside the
+    /// MLM. Needs segment-pairs packing. Default false.
+    pub sop: bool,
     /// How the checkpoint's learned position table is lengthened when `max_len` exceeds it
     /// (tile or interpolate); unset, a longer `max_len` is an error.
     pub extend_positions: Option<PositionExtension>,
@@ -108,6 +130,9 @@ impl Default for PretrainConfig {
             corpus: Vec::new(),
             attention: "softmax".into(),
             max_len: 128,
+            packing: Packing::FullSentences,
+            short_seq_prob: 0.1,
+            sop: false,
             extend_positions: None,
             batch_size: 32,
             accumulate: 1,
@@ -144,6 +169,20 @@ pub struct SettingFlags {
     /// Tokens per packed sequence [default: 128].
     #[arg(long)]
     pub max_len: Option<usize>,
+    /// How the corpus becomes sequences: `full-sentences` packs documents one after another
+    /// (RoBERTa, MRA); `segment-pairs` makes BERT's `[CLS] A [SEP] B [SEP]` pairs within a
+    /// document, cut at a line [default: full-sentences].
+    #[arg(long, value_name = "HOW", value_parser = ["full-sentences", "segment-pairs"])]
+    pub packing: Option<String>,
+    /// Segment pairs: chance a document's pairs aim at a random shorter length (BERT's
+    /// short_seq_prob) [default: 0.1].
+    #[arg(long)]
+    pub short_seq_prob: Option<f64>,
+    /// Sentence-order prediction (ALBERT, the Nyströmformer paper): segment pairs swapped half
+    /// the time and a sentence-order head trained beside the MLM; needs --packing segment-pairs
+    /// [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub sop: Option<bool>,
     /// Lengthen the checkpoint's learned position table when --max-len exceeds it: `tile`
     /// copies the learned rows one after another (Longformer, Nyströmformer), `interpolate`
     /// stretches them linearly [default: unset, a longer --max-len is an error].
@@ -299,6 +338,18 @@ impl PretrainConfig {
         if !(0.0..1.0).contains(&self.held_out) {
             bail!("`held_out` = {}: expected a share in [0, 1)", self.held_out);
         }
+        if !(0.0..=1.0).contains(&self.short_seq_prob) {
+            bail!(
+                "`short_seq_prob` = {}: expected a probability in [0, 1]",
+                self.short_seq_prob
+            );
+        }
+        if self.sop && self.packing != Packing::SegmentPairs {
+            bail!(
+                "`sop` = true needs `packing` = \"segment-pairs\" (--packing segment-pairs): \
+                 sentence order is that of a pair's two segments"
+            );
+        }
         self.masking().validate().map_err(anyhow::Error::msg)?;
         self.mixer_config()?;
         Ok(())
@@ -389,10 +440,13 @@ mod tests {
         let flags = SettingFlags {
             lr: Some(3e-4),
             attention: Some("nystrom".into()),
+            packing: Some("segment-pairs".into()),
+            sop: Some(true),
             ..given()
         };
         let config = resolve(base, "preset x", &flags, &["pinv_iters=3".into()]).unwrap();
         assert_eq!((config.steps, config.lr), (7, 3e-4));
+        assert_eq!((config.packing, config.sop), (Packing::SegmentPairs, true));
         assert_eq!(config.batch_size, PretrainConfig::default().batch_size);
         assert_eq!(
             config.mixer.get("landmarks"),
@@ -456,6 +510,13 @@ mod tests {
             swapped.mixer.get("mode").and_then(|v| v.as_str()),
             Some("full")
         );
+        let (table, source) = load_preset("nystromformer-bert-base").unwrap();
+        let nystromformer = resolve(table, &source, &given(), &[]).unwrap();
+        assert_eq!(
+            (nystromformer.packing, nystromformer.sop),
+            (Packing::SegmentPairs, true),
+            "the paper's MLM + SOP"
+        );
         let unknown = format!("{:#}", load_preset("mra-roberta").unwrap_err());
         assert!(
             unknown.contains("did you mean `mra-roberta-base`?"),
@@ -479,6 +540,13 @@ mod tests {
         assert!(typed.contains("`lr`"), "{typed}");
         assert!(error("held_out = 1.5").contains("held_out"));
         assert!(error("checkpoint_every = 0").contains("checkpoint_every"));
+        let sop = error("sop = true");
+        assert!(
+            sop.contains("`sop`") && sop.contains("segment-pairs"),
+            "{sop}"
+        );
+        assert!(error("short_seq_prob = 1.5").contains("short_seq_prob"));
+        assert!(error("packing = \"pairs\"").contains("packing"));
         let uneven = error("batch_size = 8\naccumulate = 3");
         assert!(
             uneven.contains("batch_size` 8") && uneven.contains("accumulate` 3"),
