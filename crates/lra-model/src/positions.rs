@@ -71,7 +71,10 @@ impl<'de> Deserialize<'de> for Positions {
 /// # Panics
 /// If `d_model` is odd (the config check rejects it first).
 pub fn sinusoid_table(len: usize, d_model: usize) -> Vec<f32> {
-    assert!(d_model.is_multiple_of(2), "a sinusoidal table needs an even width");
+    assert!(
+        d_model.is_multiple_of(2),
+        "a sinusoidal table needs an even width"
+    );
     let mut table = Vec::with_capacity(len * d_model);
     for position in 0..len {
         for pair in 0..d_model / 2 {
