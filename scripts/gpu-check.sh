@@ -24,8 +24,8 @@ export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
 
 # The cargo feature built (`vulkan`: cubecl's SPIR-V compiler, for GPUs; `wgpu`: WGSL shaders,
 # which is what Mesa's software driver runs: it crashes compiling cubecl's SPIR-V matmul kernels).
-# `build` uses a target folder of its own (its feature set differs from the workspace's default);
-# `ci` shares the workspace's (below).
+# `build` uses a target folder of its own, so that the bundle's build leaves target/release/lra
+# the CPU one; `ci` shares the workspace's with a profile of its own (below).
 workspace_target=${CARGO_TARGET_DIR:-}
 use_feature() {
     feature=$1
@@ -53,13 +53,13 @@ install_packages() {
 }
 
 # `lra` and the conformance test executable of a `--features $feature` build, copied to $bundle;
-# the arguments select what cargo builds (default: only what the bundle ships, with the `cli` test
-# that brings the `lra` binary).
+# the arguments select what cargo builds (default: only what the bundle ships, in release, with the
+# `cli` test that brings the `lra` binary).
 build() {
     local artifacts selection=("$@")
-    ((${#selection[@]})) ||
-        selection=(-p lra-model -p lra --features "lra/$feature" --lib --test conformance --test cli)
-    artifacts=$(cargo test --release "${selection[@]}" --no-run \
+    ((${#selection[@]})) || selection=(-p lra-model -p lra --features "lra/$feature" --release
+        --test conformance --test cli)
+    artifacts=$(cargo test "${selection[@]}" --no-run \
         --message-format=json-render-diagnostics |
         python3 -c '
 import json, sys
@@ -221,8 +221,8 @@ EOF
 # (the whole registry: over an hour), so CI runs it for mixers that cover the code paths GPU
 # backends take differently (the composed attention reference, iterative pseudo-inverse, FFT
 # convolution): GPU_CI_MIXERS, comma-separated; `all` for every mixer.
-# `wgpu` is a default feature, so the executables are those `cargo test --release --workspace`
-# built just before in `.ci/run`: the cargo calls here select the same, and compile nothing.
+# It builds with the `gpu-ci` profile (opt-level 1, Cargo.toml) in the workspace's target folder
+# (target/gpu-ci/), so target/release/ keeps the CPU build.
 ci() {
     install_packages libvulkan1 mesa-vulkan-drivers
     feature=wgpu
@@ -231,14 +231,17 @@ ci() {
     else
         unset CARGO_TARGET_DIR
     fi
-    build --workspace
+    # The packages, features and profile of every cargo call below, so that nothing is compiled
+    # twice (other selections resolve features anew and rebuild Burn).
+    local selection=(-p lra-model -p lra --features lra/wgpu --profile gpu-ci)
+    build "${selection[@]}" --lib --test conformance --test cli
     # The software driver JIT-compiles every kernel variant that autotuning tries: try few.
     export CUBECL_AUTOTUNE_LEVEL=${CUBECL_AUTOTUNE_LEVEL:-minimal}
     device=wgpu
     local out="$bundle/ci"
     mkdir -p "$out"
-    LRA_TEST_DEVICE=$device cargo test --release --workspace --lib -- device:: ops:: folded_linear::
-    cargo test --release --workspace --test cli -- absent
+    LRA_TEST_DEVICE=$device cargo test "${selection[@]}" --lib -- device:: ops:: folded_linear::
+    cargo test "${selection[@]}" --test cli -- absent
     local mixers=${GPU_CI_MIXERS:-softmax,nystrom,s4}
     [[ $mixers == all ]] && mixers=""
     LRA_MIXERS=$mixers conformance "$out/conformance.log"

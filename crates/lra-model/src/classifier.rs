@@ -257,10 +257,13 @@ mod tests {
                 d_model: D_MODEL,
                 n_layers: 1,
                 n_heads: 2,
+                qkv_dim: D_MODEL,
                 d_ffn: 32,
                 ffn: true,
                 norm: crate::encoder::NormPlacement::Pre,
-                positions: true,
+                positions: crate::positions::Positions::Learned,
+                embedding_init_std: crate::encoder::EMBEDDING_STD,
+                cls_init_std: crate::encoder::EMBEDDING_STD,
                 dropout: 0.1,
                 attention_dropout: 0.1,
                 ffn_inner_dropout: true,
@@ -296,7 +299,7 @@ mod tests {
 
     #[test]
     fn dual_encoder_logits_are_the_head_on_a_b_ab_a_minus_b_of_shared_embeddings() {
-        let device = Device::default();
+        let device = Device::flex();
         let model = dual_classifier(&device);
         let a = documents(&device, [&[5, 9, 200, 3], &[7; 10]]);
         let b = documents(&device, [&[1, 2, 3, 4, 5, 6, 7, 8], &[256, 4]]);
@@ -338,7 +341,7 @@ mod tests {
 
     #[test]
     fn the_shared_encoder_embeds_equal_documents_equally() {
-        let device = Device::default();
+        let device = Device::flex();
         let model = dual_classifier(&device);
         let doc: &[i64] = &[40, 41, 42, 43, 44, 45];
         // The same document as a[0], b[1] (padded the same way), next to other documents.
@@ -366,7 +369,7 @@ mod tests {
 
     #[test]
     fn the_pooler_head_is_dense_tanh_then_linear_on_the_first_token() {
-        let device = Device::default();
+        let device = Device::flex();
         device.seed(5);
         let mut config = ClassifierConfig {
             encoder: dual_classifier_config().encoder,
@@ -399,7 +402,7 @@ mod tests {
     #[test]
     #[should_panic(expected = "takes pairs")]
     fn a_dual_encoder_refuses_single_documents() {
-        let device = Device::default();
+        let device = Device::flex();
         let model = dual_classifier(&device);
         let (tokens, pad) = documents(&device, [&[1], &[2]]);
         let _ = model.forward(tokens, pad);

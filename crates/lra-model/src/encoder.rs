@@ -1,4 +1,4 @@
-//! The LRA encoder: token embedding + learned positions, pre-LN blocks (mixer + FFN), final norm.
+//! The LRA encoder: token embedding + positions, pre-LN blocks (mixer + FFN), final norm.
 //! Same shape as the PyTorch LRA code bases (`mlpen/Nystromformer/LRA/code/model.py`) and, with a
 //! CLS token, the original JAX LRA transformer. Block options give the official LRA S4 model's
 //! shape (state-spaces/s4 `SequenceResidualBlock`): post-norm (`prenorm: false`, no final norm),
@@ -14,9 +14,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::folded_linear::FoldedLinear;
 use crate::mixer::{Mixer, MixerConfig, MixerDims, MixerInput, TokenMixer};
+use crate::positions::{Positions, sinusoid_tensor};
 
-/// Embedding init std, as in the PyTorch LRA code (`normal_(std=0.02)`).
-const EMBEDDING_STD: f64 = 0.02;
+/// Embedding init std, as in the PyTorch LRA code (`normal_(std=0.02)`): learned positions and
+/// token types always, token embeddings and the CLS vector by default.
+pub const EMBEDDING_STD: f64 = 0.02;
 
 /// Where each block's LayerNorms sit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,14 +44,20 @@ pub struct EncoderConfig {
     pub n_layers: usize,
     /// Attention heads per mixer.
     pub n_heads: usize,
+    /// Width of the attention's queries, keys and values, all heads together.
+    pub qkv_dim: usize,
     /// Hidden width of the feed-forward network.
     pub d_ffn: usize,
     /// Whether blocks have a feed-forward network after the mixer (the LRA S4 model has none).
     pub ffn: bool,
     /// LayerNorm placement in the blocks.
     pub norm: NormPlacement,
-    /// Learned position embeddings (the LRA S4 model has none: the convolution knows positions).
-    pub positions: bool,
+    /// Position information (the LRA S4 model has none: the convolution knows positions).
+    pub positions: Positions,
+    /// Std of the token embeddings' normal init ([`EMBEDDING_STD`]; 1 in the JAX LRA code).
+    pub embedding_init_std: f64,
+    /// Std of the CLS vector's normal init ([`EMBEDDING_STD`]; 0, zeros, in the JAX LRA code).
+    pub cls_init_std: f64,
     /// Dropout on embeddings, mixer and FFN outputs.
     pub dropout: f64,
     /// Dropout inside the mixer (attention probabilities).
@@ -77,36 +85,37 @@ impl EncoderConfig {
     /// Sizes handed to every mixer.
     pub fn mixer_dims(&self) -> MixerDims {
         MixerDims::new(self.d_model, self.n_heads, self.mixer_len())
+            .with_qkv_dim(self.qkv_dim)
             .with_dropout(self.attention_dropout)
     }
 
     /// Initialises the encoder.
     pub fn init(&self, device: &Device) -> Encoder {
-        let normal = Initializer::Normal {
-            mean: 0.0,
-            std: EMBEDDING_STD,
-        };
+        let normal = |std| Initializer::Normal { mean: 0.0, std };
         let dims = self.mixer_dims();
         // Fields in the order their parameters are drawn (a model is a function of the seed).
         let tokens = EmbeddingConfig::new(self.vocab_size, self.d_model)
-            .with_initializer(normal.clone())
+            .with_initializer(normal(self.embedding_init_std))
             .init(device);
-        let positions = self.positions.then(|| {
+        let positions = (self.positions == Positions::Learned).then(|| {
             EmbeddingConfig::new(self.mixer_len(), self.d_model)
-                .with_initializer(normal.clone())
+                .with_initializer(normal(EMBEDDING_STD))
                 .init(device)
         });
+        let sinusoid = (self.positions == Positions::Sinusoidal)
+            .then(|| sinusoid_tensor(self.mixer_len(), self.d_model, device));
         let cls = self
             .cls_token
-            .then(|| normal.init([1, 1, self.d_model], device));
+            .then(|| normal(self.cls_init_std).init([1, 1, self.d_model], device));
         let token_types = (self.token_types > 0).then(|| {
             EmbeddingConfig::new(self.token_types, self.d_model)
-                .with_initializer(normal.clone())
+                .with_initializer(normal(EMBEDDING_STD))
                 .init(device)
         });
         Encoder {
             tokens,
             positions,
+            sinusoid,
             cls,
             token_types,
             embedding_norm: self.embedding_norm.then(|| self.layer_norm(device)),
@@ -156,6 +165,8 @@ pub struct EncoderOutput {
 pub struct Encoder {
     tokens: Embedding,
     positions: Option<Embedding>,
+    /// The fixed sinusoidal table `[max_len (+ CLS), d_model]`: a constant, not a parameter.
+    sinusoid: Option<Tensor<2>>,
     cls: Option<Param<Tensor<3>>>,
     token_types: Option<Embedding>,
     embedding_norm: Option<LayerNorm>,
@@ -243,6 +254,10 @@ impl Encoder {
             let len = x.dims()[1];
             let positions = Tensor::<1, Int>::arange(0..len as i64, &device).reshape([1, len]);
             x = x + embedding.forward(positions);
+        }
+        if let Some(table) = &self.sinusoid {
+            let len = x.dims()[1];
+            x = x + table.clone().narrow(0, 0, len).unsqueeze::<3>();
         }
         match (&self.token_types, types) {
             (Some(embedding), Some(types)) => x = x + embedding.forward(types),
@@ -352,17 +367,20 @@ mod tests {
     use super::*;
     use crate::mixer::MixerKind;
 
-    fn config(norm: NormPlacement, ffn: bool, positions: bool) -> EncoderConfig {
+    fn config(norm: NormPlacement, ffn: bool, positions: Positions) -> EncoderConfig {
         EncoderConfig {
             vocab_size: 8,
             max_len: 16,
             d_model: 8,
             n_layers: 2,
             n_heads: 2,
+            qkv_dim: 8,
             d_ffn: 16,
             ffn,
             norm,
             positions,
+            embedding_init_std: EMBEDDING_STD,
+            cls_init_std: EMBEDDING_STD,
             dropout: 0.0,
             attention_dropout: 0.0,
             ffn_inner_dropout: true,
@@ -389,7 +407,7 @@ mod tests {
     fn post_norm_block_without_ffn_is_layer_norm_of_the_residual() {
         let device = Device::flex();
         device.seed(1);
-        let encoder = config(NormPlacement::Post, false, true).init(&device);
+        let encoder = config(NormPlacement::Post, false, Positions::Learned).init(&device);
         let block = &encoder.blocks[0];
         assert!(block.ffn_in.is_none() && encoder.norm.is_none());
         let x = Tensor::<3>::random([1, 16, 8], Distribution::Normal(0.0, 1.0), &device);
@@ -408,7 +426,7 @@ mod tests {
     #[test]
     fn options_default_to_the_pre_norm_transformer() {
         let device = Device::flex();
-        let encoder = config(NormPlacement::Pre, true, true).init(&device);
+        let encoder = config(NormPlacement::Pre, true, Positions::Learned).init(&device);
         assert!(encoder.norm.is_some() && encoder.positions.is_some());
         assert!(
             encoder
@@ -426,7 +444,7 @@ mod tests {
     #[test]
     fn without_positions_equal_tokens_give_equal_embeddings() {
         let device = Device::flex();
-        let encoder = config(NormPlacement::Pre, true, false).init(&device);
+        let encoder = config(NormPlacement::Pre, true, Positions::None).init(&device);
         let (ids, mask) = tokens(&device);
         let (x, _) = encoder.embed(ids, None, mask);
         // Tokens 0 and 8 carry the same id.
@@ -440,7 +458,7 @@ mod tests {
     fn token_types_and_embedding_norm_follow_bert() {
         let device = Device::flex();
         device.seed(4);
-        let mut bert = config(NormPlacement::Post, true, true);
+        let mut bert = config(NormPlacement::Post, true, Positions::Learned);
         bert.token_types = 2;
         bert.embedding_norm = true;
         bert.layer_norm_eps = 1e-12;
@@ -470,5 +488,40 @@ mod tests {
         untyped
             .into_data()
             .assert_approx_eq::<f32>(&typed_zero.into_data(), Tolerance::absolute(1e-6));
+    }
+
+    /// The JAX LRA model: the CLS vector (zeros at init) is prepended before the fixed table is
+    /// added, so it takes position 0; the table is no parameter.
+    #[test]
+    fn sinusoidal_positions_add_the_fixed_table_after_the_cls_slot() {
+        let device = Device::flex();
+        device.seed(2);
+        let mut jax = config(NormPlacement::Pre, true, Positions::Sinusoidal);
+        jax.cls_token = true;
+        jax.cls_init_std = 0.0;
+        let encoder = jax.init(&device);
+        assert!(encoder.positions.is_none());
+        let (ids, mask) = tokens(&device);
+        let (x, _) = encoder.embed(ids.clone(), None, mask);
+        let table = sinusoid_tensor(17, 8, &device).unsqueeze::<3>();
+        let cls = Tensor::<3>::zeros([1, 1, 8], &device);
+        let expected = Tensor::cat(vec![cls, encoder.tokens.forward(ids)], 1) + table;
+        x.into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-6));
+        let parameters = encoder.num_params();
+        let learned = config(NormPlacement::Pre, true, Positions::Learned).init(&device);
+        assert_eq!(learned.num_params() - parameters, 16 * 8 - 8);
+    }
+
+    #[test]
+    fn embedding_init_std_scales_the_token_table() {
+        let device = Device::flex();
+        device.seed(3);
+        let mut wide = config(NormPlacement::Pre, true, Positions::Learned);
+        wide.vocab_size = 4096;
+        wide.embedding_init_std = 1.0;
+        let table = wide.init(&device).tokens.weight.val();
+        let std = table.clone().var(1).mean().sqrt().into_scalar::<f32>();
+        assert!((std - 1.0).abs() < 0.05, "std {std}");
     }
 }

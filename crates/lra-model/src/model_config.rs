@@ -5,9 +5,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::classifier::{ClassifierConfig, HeadKind, Pooling};
-use crate::encoder::{EncoderConfig, NormPlacement};
+use crate::encoder::{EMBEDDING_STD, EncoderConfig, NormPlacement};
 use crate::error::ConfigError;
 use crate::mixer::MixerConfig;
+use crate::positions::Positions;
 
 /// Model sizes and options; the mixer is chosen and configured apart (`attention`, `[mixer]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -16,6 +17,10 @@ pub struct ModelConfig {
     pub d_model: usize,
     pub n_layers: usize,
     pub n_heads: usize,
+    /// Width of the attention's queries, keys and values, all heads together. Default: d_model;
+    /// the JAX LRA configs set `qkv_dim` to half the embedding width.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qkv_dim: Option<usize>,
     pub d_ffn: usize,
     pub dropout: f64,
     pub attention_dropout: f64,
@@ -35,9 +40,18 @@ pub struct ModelConfig {
     /// LayerNorm placement: `pre` (default) or `post` (BERT; S4 ListOps/Image `prenorm: false`).
     #[serde(default)]
     pub norm: NormPlacement,
-    /// Learned position embeddings. Default: true (false: the LRA S4 model).
-    #[serde(default = "enabled")]
-    pub positions: bool,
+    /// Positions: `learned` (default), `sinusoidal` (the JAX LRA code's fixed table) or `none`
+    /// (the LRA S4 model); `true`/`false` as in earlier configs mean learned/none.
+    #[serde(default)]
+    pub positions: Positions,
+    /// Std of the token embeddings' normal init. Default: 0.02 (PyTorch LRA code, BERT); the JAX
+    /// LRA code's `nn.Embed` draws from N(0, 1).
+    #[serde(default = "embedding_std")]
+    pub embedding_init_std: f64,
+    /// Std of the CLS vector's normal init (`pooling = "cls"`). Default: 0.02; 0 is zeros, as in
+    /// the JAX LRA code.
+    #[serde(default = "embedding_std")]
+    pub cls_init_std: f64,
     /// Token-type (segment) embeddings: 0 = none (default), 2 for BERT sentence pairs.
     #[serde(default)]
     pub token_types: usize,
@@ -51,6 +65,10 @@ pub struct ModelConfig {
 
 fn enabled() -> bool {
     true
+}
+
+fn embedding_std() -> f64 {
+    EMBEDDING_STD
 }
 
 fn default_layer_norm_eps() -> f64 {
@@ -79,7 +97,29 @@ impl ModelConfig {
                 self.layer_norm_eps
             )));
         }
+        for (field, std) in [
+            ("embedding_init_std", self.embedding_init_std),
+            ("cls_init_std", self.cls_init_std),
+        ] {
+            if !(std.is_finite() && std >= 0.0) {
+                return Err(ConfigError::Inconsistent(format!(
+                    "model.{field} = {std}: expected a standard deviation ≥ 0"
+                )));
+            }
+        }
+        if self.positions == Positions::Sinusoidal && !self.d_model.is_multiple_of(2) {
+            return Err(ConfigError::Inconsistent(format!(
+                "model.positions = \"sinusoidal\" needs an even model.d_model (sin and cos \
+                 columns in pairs), got {}",
+                self.d_model
+            )));
+        }
         Ok(())
+    }
+
+    /// Width of the queries, keys and values (`qkv_dim`, else `d_model`).
+    pub fn qkv_dim(&self) -> usize {
+        self.qkv_dim.unwrap_or(self.d_model)
     }
 
     /// The model for a task, with `mixer` in every block.
@@ -91,10 +131,13 @@ impl ModelConfig {
                 d_model: self.d_model,
                 n_layers: self.n_layers,
                 n_heads: self.n_heads,
+                qkv_dim: self.qkv_dim(),
                 d_ffn: self.d_ffn,
                 ffn: self.ffn,
                 norm: self.norm,
                 positions: self.positions,
+                embedding_init_std: self.embedding_init_std,
+                cls_init_std: self.cls_init_std,
                 dropout: self.dropout,
                 attention_dropout: self.attention_dropout,
                 ffn_inner_dropout: self.ffn_inner_dropout,

@@ -103,20 +103,63 @@ fn padded_positions_do_not_change_real_outputs() {
         if !kind.default_config().caps().honours_padding {
             continue;
         }
-        let mixer = build(kind, 1, &device);
-        let x = random_input(2, &device);
-        let mask = pad_mask(&device);
-        // Overwrite the padded positions with large garbage.
-        let garbage = random_input(3, &device) * 100.0;
-        let pad3 = mask
-            .clone()
-            .reshape([BATCH, SEQ, 1])
-            .expand([BATCH, SEQ, dims().d_model]);
-        let x_garbage = x.clone().mask_where(pad3, garbage);
-        let a = run(&mixer, x, mask.clone()).narrow(1, 0, REAL);
-        let b = run(&mixer, x_garbage, mask).narrow(1, 0, REAL);
-        let tol = tolerance(&device, 1e-5);
-        assert_close(kind, "outputs at real positions", a, b, tol);
+        assert_padding_changes_nothing(kind, &build(kind, 1, &device), &device);
+    }
+}
+
+/// Overwriting the padded positions with large garbage leaves every real output as it was.
+fn assert_padding_changes_nothing(kind: MixerKind, mixer: &Mixer, device: &Device) {
+    let x = random_input(2, device);
+    let mask = pad_mask(device);
+    let garbage = random_input(3, device) * 100.0;
+    let pad3 = mask
+        .clone()
+        .reshape([BATCH, SEQ, 1])
+        .expand([BATCH, SEQ, dims().d_model]);
+    let x_garbage = x.clone().mask_where(pad3, garbage);
+    let a = run(mixer, x, mask.clone()).narrow(1, 0, REAL);
+    let b = run(mixer, x_garbage, mask).narrow(1, 0, REAL);
+    let tol = tolerance(device, 1e-5);
+    assert_close(kind, "outputs at real positions", a, b, tol);
+}
+
+/// `model.qkv_dim` (the JAX LRA configs' narrower queries, keys and values): mixers whose caps
+/// say `qkv_width` build heads `qkv_dim / n_heads` wide and still map `d_model` to `d_model`,
+/// finite and blind to padding; the others refuse it with an error naming the setting.
+#[test]
+fn qkv_dim_narrows_the_heads_where_the_caps_say_so() {
+    let device = test_device();
+    let narrow = dims().with_qkv_dim(8);
+    for kind in kinds_under_test() {
+        let config = kind.default_config();
+        let checked = config.validate(&narrow);
+        if !config.caps().qkv_width {
+            let error = checked.expect_err(&format!("{kind}: accepted qkv_dim 8"));
+            assert!(error.to_string().contains("qkv_dim"), "{kind}: {error}");
+            continue;
+        }
+        checked.unwrap_or_else(|e| panic!("{kind}: qkv_dim 8 refused: {e}"));
+        device.seed(1);
+        let mixer = config.init(&narrow, &device);
+        assert!(
+            mixer.num_params() < build(kind, 1, &device).num_params(),
+            "{kind}: narrower queries, keys and values left the parameter count"
+        );
+        if let Some(parts) = mixer.attention() {
+            let [q, k, v] = parts.projection.project(random_input(4, &device));
+            for head in [q, k, v] {
+                assert_eq!(head.dims(), [BATCH, 2, SEQ, 4], "{kind}: projected heads");
+            }
+        }
+        let out = run(&mixer, random_input(2, &device), pad_mask(&device));
+        assert_eq!(out.dims(), [BATCH, SEQ, dims().d_model], "{kind}: output");
+        assert!(
+            out.is_finite().all().into_scalar::<bool>(),
+            "{kind}: non-finite"
+        );
+        if config.caps().honours_padding {
+            assert_padding_changes_nothing(kind, &mixer, &device);
+        }
     }
 }
 

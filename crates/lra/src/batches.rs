@@ -153,7 +153,7 @@ mod tests {
 
     #[test]
     fn batches_pad_truncate_and_carry_the_second_document() {
-        let device = Device::default();
+        let device = Device::flex();
         let mut builder = SplitBuilder::new(2, 1);
         builder.push(&[b"abcdef", b"x"], 1);
         builder.push(&[b"", b"yz"], 0);

@@ -294,6 +294,7 @@ impl ExperimentConfig {
             self.model.n_heads,
             self.task.max_len + usize::from(self.model.pooling == Pooling::Cls),
         )
+        .with_qkv_dim(self.model.qkv_dim())
         .with_dropout(self.model.attention_dropout)
     }
 

@@ -172,7 +172,7 @@ mod tests {
 
     #[test]
     fn classification_loss_is_cross_entropy_and_predictions_the_argmax() {
-        let device = Device::default();
+        let device = Device::flex();
         let logits = Tensor::<2>::from_data(
             TensorData::new(vec![2.0f32, 0.0, 0.0, 1.0], [2, 2]),
             &device,
@@ -199,7 +199,7 @@ mod tests {
 
     #[test]
     fn regression_loss_is_the_mean_squared_error() {
-        let device = Device::default();
+        let device = Device::flex();
         let output =
             Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 3.0, 0.5], [3, 1]), &device);
         let scores = Targets::Scores(Tensor::from_data(

@@ -264,6 +264,24 @@ fn list_as_json_has_every_mixer_task_and_preset_for_scripts() {
         .collect();
     assert_eq!(names("tasks"), tasks);
     assert_eq!(names("presets"), lra::config::list_presets());
+    // The pretraining presets, each with the first words of its file's comment.
+    assert_eq!(
+        names("pretraining_presets"),
+        lra::cmd::pretrain::settings::list_presets()
+    );
+    let mra = listing["pretraining_presets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "mra-roberta-base")
+        .expect("the MRA preset is listed");
+    assert!(
+        mra["description"]
+            .as_str()
+            .unwrap()
+            .starts_with("MRA step 1"),
+        "{mra}"
+    );
     let retrieval = &listing["tasks"][2];
     assert_eq!(retrieval["input"], "document pairs, dual encoder");
     assert_eq!(retrieval["selection_metric"], "accuracy");

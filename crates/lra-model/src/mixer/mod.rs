@@ -144,6 +144,10 @@ pub struct MixerDims {
     pub d_model: usize,
     /// Number of attention heads (ignored by mixers without heads).
     pub n_heads: usize,
+    /// Width of the queries, keys and values of all heads together (the JAX LRA code's
+    /// `qkv_dim`); `d_model` unless the model says otherwise. Mixers whose caps lack
+    /// [`Caps::qkv_width`] require it equal to `d_model`.
+    pub qkv_dim: usize,
     /// Longest sequence the model accepts (after any CLS token).
     pub max_len: usize,
     /// Dropout on attention probabilities (or the mixer's equivalent).
@@ -156,9 +160,15 @@ impl MixerDims {
         Self {
             d_model,
             n_heads,
+            qkv_dim: d_model,
             max_len,
             dropout: 0.0,
         }
+    }
+
+    /// The same sizes with queries, keys and values `qkv_dim` wide.
+    pub fn with_qkv_dim(self, qkv_dim: usize) -> Self {
+        Self { qkv_dim, ..self }
     }
 
     /// The same sizes with attention dropout `dropout`.
@@ -166,9 +176,9 @@ impl MixerDims {
         Self { dropout, ..self }
     }
 
-    /// Per-head width `d_model / n_heads`.
+    /// Per-head width `qkv_dim / n_heads`.
     pub fn head_dim(&self) -> usize {
-        self.d_model / self.n_heads
+        self.qkv_dim / self.n_heads
     }
 }
 
@@ -182,6 +192,9 @@ pub struct Caps {
     /// Is an [`Attention`] mixer, so [`TokenMixer::attention_core`] is `Some` (what `lra approx`
     /// compares with softmax attention).
     pub attention_core: bool,
+    /// Builds queries, keys and values [`MixerDims::qkv_dim`] wide (every mixer with an
+    /// attention core does, through the shared projections).
+    pub qkv_width: bool,
 }
 
 impl Caps {
@@ -190,6 +203,7 @@ impl Caps {
         exact_softmax: true,
         honours_padding: true,
         attention_core: true,
+        qkv_width: true,
     };
     /// An approximating attention core that honours padding.
     pub const APPROXIMATE_ATTENTION: Caps = Caps {
@@ -200,6 +214,7 @@ impl Caps {
     /// attention at all) that honours padding.
     pub const WITHOUT_CORE: Caps = Caps {
         attention_core: false,
+        qkv_width: false,
         ..Caps::APPROXIMATE_ATTENTION
     };
 }

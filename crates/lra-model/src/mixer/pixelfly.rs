@@ -341,6 +341,7 @@ mod tests {
         let (seq, dim) = (128, 16);
         let dims = MixerDims {
             d_model: 2 * dim,
+            qkv_dim: 2 * dim,
             ..dims()
         };
         let config = |nb_features| PixelflyConfig {

@@ -81,7 +81,10 @@ impl MixerSpec for ReformerConfig {
         "Reformer: shared-QK LSH attention over sorted chunks, several hash rounds";
 
     fn caps(&self) -> Caps {
-        Caps::WITHOUT_CORE
+        Caps {
+            qkv_width: true,
+            ..Caps::WITHOUT_CORE
+        }
     }
 
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
@@ -91,11 +94,11 @@ impl MixerSpec for ReformerConfig {
     }
 
     fn init(&self, dims: &MixerDims, device: &Device) -> ReformerAttention {
-        let linear = || LinearConfig::new(dims.d_model, dims.d_model).init(device);
+        let input = || LinearConfig::new(dims.d_model, dims.qkv_dim).init(device);
         ReformerAttention {
-            query: linear(),
-            value: linear(),
-            output: linear(),
+            query: input(),
+            value: input(),
+            output: LinearConfig::new(dims.qkv_dim, dims.d_model).init(device),
             dropout: DropoutConfig::new(dims.dropout).init(),
             n_heads: dims.n_heads,
             n_hashes: self.n_hashes,

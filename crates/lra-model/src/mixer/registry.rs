@@ -86,6 +86,21 @@ macro_rules! mixers {
                         dims.n_heads, dims.d_model
                     )));
                 }
+                if dims.qkv_dim != dims.d_model {
+                    if !self.caps().qkv_width {
+                        return Err(ConfigError::Inconsistent(format!(
+                            "model.qkv_dim = {} differs from d_model = {}, and `{}` builds its \
+                             queries, keys and values d_model wide (leave qkv_dim unset)",
+                            dims.qkv_dim, dims.d_model, self.kind().name()
+                        )));
+                    }
+                    if dims.qkv_dim == 0 || dims.qkv_dim % dims.n_heads != 0 {
+                        return Err(ConfigError::Inconsistent(format!(
+                            "n_heads = {} must divide model.qkv_dim = {}",
+                            dims.n_heads, dims.qkv_dim
+                        )));
+                    }
+                }
                 let result = match self { $(MixerConfig::$variant(c) => c.validate(dims),)+ };
                 result.map_err(|message| ConfigError::MixerField { mixer: self.kind().name(), message })
             }

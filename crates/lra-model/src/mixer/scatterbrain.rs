@@ -290,6 +290,7 @@ mod tests {
             };
             let dims = MixerDims {
                 d_model: 2 * dim,
+                qkv_dim: 2 * dim,
                 ..dims()
             };
             device.seed(200 + seed);

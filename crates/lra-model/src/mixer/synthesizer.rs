@@ -147,7 +147,10 @@ impl MixerSpec for SynthesizerConfig {
         "Synthesizer: dense/random synthetic attention logits, optionally plus q·k (LRA baseline)";
 
     fn caps(&self) -> Caps {
-        Caps::WITHOUT_CORE
+        Caps {
+            qkv_width: true,
+            ..Caps::WITHOUT_CORE
+        }
     }
 
     fn validate(&self, dims: &MixerDims) -> Result<(), String> {
@@ -177,12 +180,12 @@ impl MixerSpec for SynthesizerConfig {
     }
 
     fn init(&self, dims: &MixerDims, device: &Device) -> SynthesizerAttention {
-        let (d_model, heads, len) = (dims.d_model, dims.n_heads, dims.max_len);
+        let (d_model, qkv, heads, len) = (dims.d_model, dims.qkv_dim, dims.n_heads, dims.max_len);
         let linear = |d_in, d_out| LinearConfig::new(d_in, d_out).init(device);
         let synthetic = match self.variant {
             SynthesizerVariant::Dense | SynthesizerVariant::DensePlusVanilla => {
                 Synthetic::Dense(DenseSynthesizer {
-                    hidden: linear(d_model, d_model),
+                    hidden: linear(d_model, qkv),
                     logits: linear(dims.head_dim(), len),
                 })
             }
@@ -206,11 +209,11 @@ impl MixerSpec for SynthesizerConfig {
         SynthesizerAttention {
             synthetic,
             dot_product: self.variant.plus_vanilla().then(|| QueryKey {
-                query: linear(d_model, d_model),
-                key: linear(d_model, d_model),
+                query: linear(d_model, qkv),
+                key: linear(d_model, qkv),
             }),
-            value: linear(d_model, d_model),
-            output: linear(d_model, d_model),
+            value: linear(d_model, qkv),
+            output: linear(qkv, d_model),
             dropout: DropoutConfig::new(dims.dropout).init(),
             n_heads: heads,
             max_len: len,

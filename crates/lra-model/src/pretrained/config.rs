@@ -7,8 +7,9 @@ use serde::Deserialize;
 
 use super::error::{PretrainedError, Result};
 use crate::classifier::{HeadKind, Pooling};
-use crate::encoder::NormPlacement;
+use crate::encoder::{EMBEDDING_STD, NormPlacement};
 use crate::model_config::ModelConfig;
+use crate::positions::Positions;
 
 /// The model families this import reads (`model_type` in `config.json`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -239,6 +240,7 @@ impl CheckpointConfig {
             d_model: self.hidden_size,
             n_layers: self.num_hidden_layers,
             n_heads: self.num_attention_heads,
+            qkv_dim: None,
             d_ffn: self.intermediate_size,
             dropout: self.hidden_dropout_prob,
             attention_dropout: self.attention_probs_dropout_prob,
@@ -248,7 +250,9 @@ impl CheckpointConfig {
             ffn_inner_dropout: false,
             ffn: true,
             norm: NormPlacement::Post,
-            positions: true,
+            positions: Positions::Learned,
+            embedding_init_std: EMBEDDING_STD,
+            cls_init_std: EMBEDDING_STD,
             token_types: self.type_vocab_size,
             embedding_norm: true,
             layer_norm_eps: self.layer_norm_eps,
@@ -302,7 +306,7 @@ mod tests {
             (768, 12, 12, 3072)
         );
         assert_eq!(model.norm, NormPlacement::Post);
-        assert!(model.embedding_norm && model.positions && model.ffn);
+        assert!(model.embedding_norm && model.positions == Positions::Learned && model.ffn);
         assert_eq!((model.token_types, model.layer_norm_eps), (2, 1e-12));
         assert_eq!(
             (model.pooling, model.head),

@@ -389,7 +389,7 @@ fn split_stats(split: &SplitData, num_classes: usize, max_len: usize) -> SplitSt
 
 /// Times batch assembly (ids and masks into CPU tensors) in training order for about a second.
 fn loader_speed(data: &TaskData, batch_size: usize, max_len: usize) -> LoaderSpeed {
-    let device = Device::default();
+    let device = Device::flex();
     let mut order = TrainOrder::new(0, data.train.len());
     let started = Instant::now();
     let mut batches = 0;

@@ -1,11 +1,13 @@
 //! `lra list`: every registered mixer with its summary and settings (with defaults), every
-//! registered task with its input layout, objective and metrics, and every preset with what it is
-//! for; as text or, for scripts, as JSON (`--format json`).
+//! registered task with its input layout, objective and metrics, every preset and pretraining
+//! preset with what it is for; as text or, for scripts, as JSON (`--format json`).
 
 use clap::{Args, ValueEnum};
 use lra_model::MixerKind;
 use serde::Serialize;
+use std::path::{Path, PathBuf};
 
+use crate::cmd::pretrain::settings as pretrain;
 use crate::config::{list_presets, preset_path};
 use crate::objective::Objective;
 use crate::task::{InputLayout, TASKS};
@@ -31,6 +33,8 @@ pub struct Listing {
     pub mixers: Vec<MixerEntry>,
     pub tasks: Vec<TaskEntry>,
     pub presets: Vec<PresetEntry>,
+    /// `lra pretrain --preset` names (`experiments/pretrain/`).
+    pub pretraining_presets: Vec<PresetEntry>,
 }
 
 #[derive(Debug, Serialize)]
@@ -69,7 +73,22 @@ pub fn listing() -> Listing {
             .map(|&kind| mixer_entry(kind))
             .collect(),
         tasks: TASKS.iter().map(|task| task_entry(*task)).collect(),
-        presets: list_presets().into_iter().map(preset_entry).collect(),
+        presets: list_presets()
+            .into_iter()
+            .map(|name| {
+                let path = preset_path(&name);
+                preset_entry(name, path.as_deref())
+            })
+            .collect(),
+        pretraining_presets: pretrain::list_presets()
+            .into_iter()
+            .map(|name| {
+                let path = pretrain::load_preset(&name)
+                    .ok()
+                    .map(|(_, file)| PathBuf::from(file));
+                preset_entry(name, path.as_deref())
+            })
+            .collect(),
     }
 }
 
@@ -101,8 +120,9 @@ fn task_entry(task: &dyn crate::task::Task) -> TaskEntry {
     }
 }
 
-fn preset_entry(name: String) -> PresetEntry {
-    let text = preset_path(&name)
+/// A preset's name, task and leading comment, read from `path` (`None`: nothing to read).
+fn preset_entry(name: String, path: Option<&Path>) -> PresetEntry {
+    let text = path
         .and_then(|path| std::fs::read_to_string(path).ok())
         .unwrap_or_default();
     let description: Vec<&str> = text
@@ -171,6 +191,11 @@ fn render_text(listing: &Listing) -> String {
         let task = preset.task.as_deref().unwrap_or("?");
         let gist = headline(&preset.description);
         out.push_str(&format!("{:<24} [{task}] {gist}\n", preset.name));
+    }
+    out.push_str("\nPretraining presets (lra pretrain --preset):\n");
+    for preset in &listing.pretraining_presets {
+        let gist = headline(&preset.description);
+        out.push_str(&format!("{:<24} {gist}\n", preset.name));
     }
     out
 }

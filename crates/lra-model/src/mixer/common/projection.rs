@@ -14,8 +14,10 @@ use crate::mixer::{AttentionCore, MixerDims, MixerInput, MixerOutput};
 pub struct MultiHeadProjectionConfig {
     /// Model width.
     pub d_model: usize,
-    /// Number of heads; must divide `d_model`.
+    /// Number of heads; must divide `qkv_dim`.
     pub n_heads: usize,
+    /// Width of the queries, keys and values of all heads together.
+    pub qkv_dim: usize,
 }
 
 impl MultiHeadProjectionConfig {
@@ -24,17 +26,18 @@ impl MultiHeadProjectionConfig {
         Self {
             d_model: dims.d_model,
             n_heads: dims.n_heads,
+            qkv_dim: dims.qkv_dim,
         }
     }
 
     /// Initialises the four projections.
     pub fn init(&self, device: &Device) -> MultiHeadProjection {
-        let linear = || LinearConfig::new(self.d_model, self.d_model).init(device);
+        let input = || LinearConfig::new(self.d_model, self.qkv_dim).init(device);
         MultiHeadProjection {
-            query: linear(),
-            key: linear(),
-            value: linear(),
-            output: linear(),
+            query: input(),
+            key: input(),
+            value: input(),
+            output: LinearConfig::new(self.qkv_dim, self.d_model).init(device),
             n_heads: self.n_heads,
         }
     }
@@ -62,7 +65,7 @@ impl MultiHeadProjection {
         }
     }
 
-    /// Per-head Q, K, V `[b, h, n, d / h]` of token states `[b, n, d]`.
+    /// Per-head Q, K, V `[b, h, n, qkv_dim / h]` of token states `[b, n, d]`.
     pub fn project(&self, x: Tensor<3>) -> [Tensor<4>; 3] {
         [
             split_heads(self.query.forward_folded(x.clone()), self.n_heads),
