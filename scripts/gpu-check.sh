@@ -90,13 +90,14 @@ conformance() {
     LRA_TEST_DEVICE=$device "$bundle/conformance" --test-threads 1 2>&1 | tee "$1"
 }
 
-# A tiny ListOps run on $device; $1: steps (empty: the preset's), $2: where its summary goes.
+# A tiny ListOps run on $device; $1: steps (empty: the preset's), $2: where its summary goes,
+# the rest: more `lra run` options.
 tiny_run() {
     local runs="$bundle/runs"
     local steps=()
     [[ -z "$1" ]] || steps=(--steps "$1")
     echo "gpu-check: tiny ListOps run on $device ${1:+($1 steps)}"
-    "$bundle/lra" run --preset tiny --device "$device" "${steps[@]}" --out "$runs" --quiet
+    "$bundle/lra" run --preset tiny --device "$device" "${steps[@]}" "${@:3}" --out "$runs" --quiet
     local summary
     summary=$(ls -t "$runs"/listops/softmax/*/summary.json | head -1)
     python3 -c '
@@ -221,8 +222,10 @@ EOF
 # (the whole registry: over an hour), so CI runs it for mixers that cover the code paths GPU
 # backends take differently (the composed attention reference, iterative pseudo-inverse, FFT
 # convolution): GPU_CI_MIXERS, comma-separated; `all` for every mixer.
-# It builds with the `gpu-ci` profile (opt-level 1, Cargo.toml) in the workspace's target folder
-# (target/gpu-ci/), so target/release/ keeps the CPU build.
+# It builds in the workspace's target folder, after `.ci/run`'s CPU build: every crate whose
+# features the GPU backend leaves alone (tokenizers, parquet, …) is reused, which saves minutes
+# of a cold CI run (a profile of its own at opt-level 1 rebuilt them all and took longer, 30 min);
+# target/release/lra is then the wgpu binary, which runs on the CPU too.
 ci() {
     install_packages libvulkan1 mesa-vulkan-drivers
     feature=wgpu
@@ -233,7 +236,7 @@ ci() {
     fi
     # The packages, features and profile of every cargo call below, so that nothing is compiled
     # twice (other selections resolve features anew and rebuild Burn).
-    local selection=(-p lra-model -p lra --features lra/wgpu --profile gpu-ci)
+    local selection=(-p lra-model -p lra --features lra/wgpu --release)
     build "${selection[@]}" --lib --test conformance --test cli
     # The software driver JIT-compiles every kernel variant that autotuning tries: try few.
     export CUBECL_AUTOTUNE_LEVEL=${CUBECL_AUTOTUNE_LEVEL:-minimal}
@@ -245,7 +248,8 @@ ci() {
     local mixers=${GPU_CI_MIXERS:-softmax,nystrom,s4}
     [[ $mixers == all ]] && mixers=""
     LRA_MIXERS=$mixers conformance "$out/conformance.log"
-    tiny_run 20 "$out/tiny-summary.json"
+    # Batches of 8 and a 2-batch evaluation: lavapipe runs every kernel on the CPU.
+    tiny_run 20 "$out/tiny-summary.json" --set train.batch_size=8 --set train.eval_batches=2
 }
 
 case ${1:-} in
