@@ -5,7 +5,7 @@
 use clap::{Args, ValueEnum};
 use lra_model::MixerKind;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::cmd::pretrain::settings as pretrain;
 use crate::config::{list_presets, preset_path};
@@ -83,9 +83,7 @@ pub fn listing() -> Listing {
         pretraining_presets: pretrain::list_presets()
             .into_iter()
             .map(|name| {
-                let path = pretrain::load_preset(&name)
-                    .ok()
-                    .map(|(_, file)| PathBuf::from(file));
+                let path = pretrain::preset_file(&name);
                 preset_entry(name, path.as_deref())
             })
             .collect(),

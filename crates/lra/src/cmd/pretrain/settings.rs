@@ -34,21 +34,25 @@ pub fn list_presets() -> Vec<String> {
     names
 }
 
-/// The settings table of preset `name` and its file (to name in errors); an unknown name is an
-/// error listing the presets and suggesting the closest.
-pub fn load_preset(name: &str) -> Result<(toml::Table, String)> {
-    let path = preset_dirs()
+/// The file of pretraining preset `name`, if there is one.
+pub fn preset_file(name: &str) -> Option<PathBuf> {
+    preset_dirs()
         .into_iter()
         .map(|dir| dir.join(PRESET_FOLDER).join(format!("{name}.toml")))
         .find(|path| path.is_file())
-        .ok_or_else(|| {
-            let presets = list_presets();
-            unknown_name(
-                "pretraining preset",
-                name,
-                presets.iter().map(String::as_str),
-            )
-        })?;
+}
+
+/// The settings table of preset `name` and its file (to name in errors); an unknown name is an
+/// error listing the presets and suggesting the closest.
+pub fn load_preset(name: &str) -> Result<(toml::Table, String)> {
+    let path = preset_file(name).ok_or_else(|| {
+        let presets = list_presets();
+        unknown_name(
+            "pretraining preset",
+            name,
+            presets.iter().map(String::as_str),
+        )
+    })?;
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let table =
