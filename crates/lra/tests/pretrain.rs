@@ -275,20 +275,31 @@ fn sentence_order_prediction_learns_a_learnable_order_and_the_export_fine_tunes(
     );
 }
 
+/// `base` evaluated every 10 steps, checkpointed every `checkpoint_every` and stopped after
+/// `stop_at_step` (`None`: run to the end), for the resume tests.
+fn stoppable(
+    base: PretrainArgs,
+    checkpoint_every: usize,
+    stop_at_step: Option<usize>,
+) -> PretrainArgs {
+    PretrainArgs {
+        settings: SettingFlags {
+            eval_every: Some(10),
+            checkpoint_every: Some(checkpoint_every),
+            ..base.settings
+        },
+        stop_at_step,
+        ..base
+    }
+}
+
 #[test]
 fn a_sop_run_stopped_and_resumed_ends_exactly_as_an_uninterrupted_one() {
     let _guard = one_training_at_a_time();
     let root = tempfile::tempdir().unwrap();
     let corpus = write_ordered_corpus(root.path());
-    let settings = |out: &str, stop_at_step| PretrainArgs {
-        settings: SettingFlags {
-            eval_every: Some(10),
-            checkpoint_every: Some(15),
-            ..sop_args(&corpus, &root.path().join(out), 30).settings
-        },
-        stop_at_step,
-        ..sop_args(&corpus, &root.path().join(out), 30)
-    };
+    let settings =
+        |out: &str, stop_at| stoppable(sop_args(&corpus, &root.path().join(out), 30), 15, stop_at);
     let whole = execute(&settings("whole", None)).unwrap();
     assert!(whole.rows.iter().all(|r| r.val_sop_accuracy.is_some()));
     let stopped = execute(&settings("stopped", Some(17))).unwrap();
@@ -340,15 +351,8 @@ fn a_run_stopped_and_resumed_ends_exactly_as_an_uninterrupted_one() {
     let _guard = one_training_at_a_time();
     let root = tempfile::tempdir().unwrap();
     let corpus = write_corpus(root.path());
-    let settings = |out: &str, stop_at_step| PretrainArgs {
-        settings: SettingFlags {
-            eval_every: Some(10),
-            checkpoint_every: Some(20),
-            ..args(&corpus, &root.path().join(out), 50).settings
-        },
-        stop_at_step,
-        ..args(&corpus, &root.path().join(out), 50)
-    };
+    let settings =
+        |out: &str, stop_at| stoppable(args(&corpus, &root.path().join(out), 50), 20, stop_at);
     let whole = execute(&settings("whole", None)).unwrap();
     assert!(matches!(whole.ended, Ended::Finished { .. }));
     assert!(
