@@ -6,14 +6,16 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{
-    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Gelu, Initializer, LayerNorm,
-    LayerNormConfig, Linear, LinearConfig,
+    Dropout, DropoutConfig, Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig,
 };
 use burn::tensor::{Bool, Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::folded_linear::FoldedLinear;
+use crate::layer_norm::LayerNorm;
+use crate::mixer::common::dropout;
 use crate::mixer::{Mixer, MixerConfig, MixerDims, MixerInput, TokenMixer};
+use crate::ops::gelu::gelu;
 use crate::positions::{Positions, sinusoid_tensor};
 
 /// Embedding init std, as in the PyTorch LRA code (`normal_(std=0.02)`): learned positions and
@@ -129,9 +131,7 @@ impl EncoderConfig {
     }
 
     fn layer_norm(&self, device: &Device) -> LayerNorm {
-        LayerNormConfig::new(self.d_model)
-            .with_epsilon(self.layer_norm_eps)
-            .init(device)
+        LayerNorm::new(self.d_model, self.layer_norm_eps, device)
     }
 
     fn init_block(&self, dims: &MixerDims, device: &Device) -> Block {
@@ -142,7 +142,6 @@ impl EncoderConfig {
             ffn_norm: self.ffn.then(|| self.layer_norm(device)),
             ffn_in: ffn(LinearConfig::new(self.d_model, self.d_ffn).init(device)),
             ffn_out: ffn(LinearConfig::new(self.d_ffn, self.d_model).init(device)),
-            activation: Gelu::new(),
             dropout: DropoutConfig::new(self.dropout).init(),
             inner_dropout: self.ffn_inner_dropout,
             post_norm: self.norm == NormPlacement::Post,
@@ -272,7 +271,7 @@ impl Encoder {
         if let Some(norm) = &self.embedding_norm {
             x = norm.forward(x);
         }
-        (self.dropout.forward(x), pad_mask)
+        (dropout(&self.dropout, x), pad_mask)
     }
 
     /// Whether the embedding takes token-type (segment) ids ([`Self::forward_typed`]).
@@ -305,7 +304,6 @@ struct Block {
     ffn_norm: Option<LayerNorm>,
     ffn_in: Option<Linear>,
     ffn_out: Option<Linear>,
-    activation: Gelu,
     dropout: Dropout,
     inner_dropout: bool,
     post_norm: bool,
@@ -322,7 +320,7 @@ impl Block {
             .pad_mask(pad_mask)
             .carry(carry);
         let mixed = self.mixer.forward(input);
-        let mut x = self.residual(x, self.dropout.forward(mixed.x), &self.mixer_norm);
+        let mut x = self.residual(x, dropout(&self.dropout, mixed.x), &self.mixer_norm);
         if let (Some(norm), Some(ffn_in), Some(ffn_out)) =
             (&self.ffn_norm, &self.ffn_in, &self.ffn_out)
         {
@@ -331,11 +329,11 @@ impl Block {
             } else {
                 norm.forward(x.clone())
             };
-            let mut hidden = self.activation.forward(ffn_in.forward_folded(input));
+            let mut hidden = gelu(ffn_in.forward_folded(input));
             if self.inner_dropout {
-                hidden = self.dropout.forward(hidden);
+                hidden = dropout(&self.dropout, hidden);
             }
-            let update = self.dropout.forward(ffn_out.forward_folded(hidden));
+            let update = dropout(&self.dropout, ffn_out.forward_folded(hidden));
             x = self.residual(x, update, norm);
         }
         (x, mixed.carry)

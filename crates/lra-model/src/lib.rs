@@ -12,6 +12,7 @@ pub mod encoder;
 pub mod error;
 pub mod folded_linear;
 pub mod init;
+pub mod layer_norm;
 pub mod masked_lm;
 pub mod mixer;
 pub mod model_config;

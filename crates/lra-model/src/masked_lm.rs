@@ -4,11 +4,13 @@
 //! pretraining trains and that pretrained checkpoints' heads import into.
 
 use burn::module::{Module, Param};
-use burn::nn::{Gelu, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Bool, Device, Int, Tensor};
 
 use crate::encoder::{Encoder, EncoderConfig};
 use crate::folded_linear::FoldedLinear;
+use crate::layer_norm::LayerNorm;
+use crate::ops::gelu::gelu;
 use crate::sentence_order::SentenceOrderHead;
 
 /// Builds a [`MaskedLm`].
@@ -30,10 +32,7 @@ impl MaskedLmConfig {
             encoder: self.encoder.init(device),
             head: MlmHead {
                 dense: LinearConfig::new(d_model, d_model).init(device),
-                activation: Gelu::new(),
-                norm: LayerNormConfig::new(d_model)
-                    .with_epsilon(self.encoder.layer_norm_eps)
-                    .init(device),
+                norm: LayerNorm::new(d_model, self.encoder.layer_norm_eps, device),
                 bias: Param::from_tensor(Tensor::zeros([self.encoder.vocab_size], device)),
             },
             sentence_order: None,
@@ -51,7 +50,6 @@ impl MaskedLmConfig {
 #[derive(Module, Debug)]
 pub struct MlmHead {
     dense: Linear,
-    activation: Gelu,
     norm: LayerNorm,
     bias: Param<Tensor<1>>,
 }
@@ -127,11 +125,10 @@ impl MaskedLm {
     /// The MLM head on the encoder's states `[batch, seq, d_model]` → `[batch, seq, vocab]`.
     fn mlm_logits(&self, hidden: Tensor<3>) -> Tensor<3> {
         let [batch, seq, d_model] = hidden.dims();
-        let transformed = self.head.norm.forward(
-            self.head
-                .activation
-                .forward(self.head.dense.forward_folded(hidden)),
-        );
+        let transformed = self
+            .head
+            .norm
+            .forward(gelu(self.head.dense.forward_folded(hidden)));
         let embeddings = self.encoder.token_embedding(); // [vocab, d]
         let vocab = embeddings.dims()[0];
         let logits = transformed

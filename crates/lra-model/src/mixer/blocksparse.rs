@@ -31,7 +31,8 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use super::common::exact::{attention_dropout, key_bias, scale_queries};
+use super::common::dropout_in_effect;
+use super::common::exact::{key_bias, scale_queries};
 use super::{
     Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
 };
@@ -244,7 +245,7 @@ impl AttentionCore for BlockSparseCore {
         }
         let layout =
             Tensor::<3>::from_data(TensorData::new(layout, [heads, blocks, blocks]), &device);
-        let (dropout, seed) = attention_dropout(&self.dropout, &device);
+        let (dropout, seed) = dropout_in_effect(&self.dropout, &device);
         block_sparse_flash_attention(
             scale_queries(q),
             k,

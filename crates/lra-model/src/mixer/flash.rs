@@ -22,7 +22,8 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::common::exact::{attention_dropout, key_bias, scale_queries};
+use super::common::dropout_in_effect;
+use super::common::exact::{key_bias, scale_queries};
 use super::common::reference::{attention_probs, key_padding_bias};
 use super::{Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig};
 #[cfg(doc)]
@@ -77,7 +78,7 @@ impl AttentionCore for FlashCore {
             return self.dropout.forward(probs).matmul(v);
         }
         let key_bias = key_bias(pad_mask, &k);
-        let (dropout, seed) = attention_dropout(&self.dropout, &q.device());
+        let (dropout, seed) = dropout_in_effect(&self.dropout, &q.device());
         flash_attention(scale_queries(q), k, v, key_bias, dropout, seed)
     }
 }

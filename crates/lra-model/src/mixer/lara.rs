@@ -56,7 +56,7 @@
 //! - No attention dropout (the official `LinearRA` has none).
 
 use burn::module::{Flag, Module, Param};
-use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::{relu, softmax};
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 use serde::{Deserialize, Serialize};
@@ -69,6 +69,7 @@ use super::{
 };
 
 use crate::folded_linear::FoldedLinear;
+use crate::layer_norm::{DEFAULT_EPSILON, LayerNorm};
 
 /// How the landmarks `q̄_c`, `k̄_c` (the proposal means) are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,7 +212,7 @@ impl ProposalNet {
         };
         Self {
             linear,
-            norm: LayerNormConfig::new(width).init(device),
+            norm: LayerNorm::new(width, DEFAULT_EPSILON, device),
         }
     }
 

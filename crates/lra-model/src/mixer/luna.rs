@@ -62,9 +62,7 @@
 use std::f64::consts::FRAC_1_SQRT_2;
 
 use burn::module::{Module, Param};
-use burn::nn::{
-    Dropout, DropoutConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
-};
+use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
 use burn::tensor::{Bool, Device, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -73,6 +71,7 @@ use super::common::reference::{attention_probs, key_padding_bias};
 use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, at_least_one};
 
 use crate::folded_linear::FoldedLinear;
+use crate::layer_norm::{DEFAULT_EPSILON, LayerNorm};
 
 /// Settings of [`LunaAttention`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -124,7 +123,7 @@ impl MixerSpec for LunaConfig {
                 std: (d as f64).powf(-0.5),
             }
             .init([self.projection_length, d], device),
-            projected_norm: LayerNormConfig::new(d).init(device),
+            projected_norm: LayerNorm::new(d, DEFAULT_EPSILON, device),
             pack_query: input(),
             pack_key: input(),
             pack_value: untied(),

@@ -59,8 +59,7 @@
 //!   drawn from `U(±1/√k)` (PyTorch's default for a `(k, 1)` depthwise kernel).
 
 use burn::module::{Module, Param};
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::gelu;
+use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Bool, Device, Distribution, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -70,6 +69,8 @@ use super::common::projection::{merge_heads, split_heads};
 use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer};
 
 use crate::folded_linear::FoldedLinear;
+use crate::layer_norm::{DEFAULT_EPSILON, LayerNorm};
+use crate::ops::gelu::gelu;
 
 /// How the landmarks `q̃` are formed from the scaled queries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,7 +167,7 @@ impl MixerSpec for SoftConfig {
                 conv: LinearConfig::new(stride * head_dim, head_dim)
                     .with_bias(false)
                     .init(device),
-                norm: LayerNormConfig::new(head_dim).init(device),
+                norm: LayerNorm::new(head_dim, DEFAULT_EPSILON, device),
             }),
             SoftLandmarks::Mean => None,
         };

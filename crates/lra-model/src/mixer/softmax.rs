@@ -9,7 +9,8 @@ use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::common::exact::{attention_dropout, key_bias, scale_queries};
+use super::common::dropout_in_effect;
+use super::common::exact::{key_bias, scale_queries};
 use super::common::reference::{attention_probs, key_padding_bias};
 use super::{Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig};
 use crate::ops::softmax_attention::{is_supported, softmax_attention};
@@ -61,7 +62,7 @@ impl AttentionCore for SoftmaxCore {
             return self.dropout.forward(probs).matmul(v);
         }
         let key_bias = key_bias(pad_mask, &k);
-        let (dropout, seed) = attention_dropout(&self.dropout, &device);
+        let (dropout, seed) = dropout_in_effect(&self.dropout, &device);
         softmax_attention(scale_queries(q), k, v, key_bias, dropout, seed)
     }
 }

@@ -1,7 +1,13 @@
-//! Custom tensor operations with handwritten backward passes (Burn backend extensions).
+//! Custom tensor operations with handwritten backward passes (Burn backend extensions), and the
+//! CPU kernels' shared pieces.
 
+mod buffers;
+pub mod dropout;
 pub mod fast_exp;
 pub mod fft_conv;
 pub mod flash_attention;
+pub mod gelu;
+pub mod layer_norm;
+mod simd;
 pub mod softmax_attention;
 pub mod tile_product;

@@ -233,8 +233,8 @@ impl CheckpointConfig {
     /// The project's encoder configured as this checkpoint's model: post-LN blocks, a LayerNorm
     /// over the summed word + position + token-type embeddings, the checkpoint's epsilon and
     /// dropouts, the first token (`[CLS]`/`<s>`) pooled into BERT's pooler head. The feed-forward
-    /// activation is Burn's `Gelu::new()`, the exact erf GELU that `hidden_act = "gelu"` means
-    /// in transformers (not the tanh approximation).
+    /// activation is the exact erf GELU (`ops::gelu`) that `hidden_act = "gelu"` means in
+    /// transformers (not the tanh approximation).
     pub fn model_config(&self) -> ModelConfig {
         ModelConfig {
             d_model: self.hidden_size,

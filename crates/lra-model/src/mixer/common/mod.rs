@@ -29,13 +29,43 @@ pub mod state_space;
 pub mod testing;
 
 use burn::module::{Flag, Param};
-use burn::tensor::{Device, Tensor};
+use burn::nn::Dropout;
+use burn::tensor::{Device, Distribution, Int, Tensor};
+
+use crate::ops;
 
 /// Whether a module with the control flag `training` (Burn's `Dropout::training`, cleared by
 /// `Module::valid`) runs a training call on `device`: only autodiff devices train, so a module
 /// that was never made `valid` still evaluates deterministically on a plain device.
 pub fn is_training(training: &Param<Flag>, device: &Device) -> bool {
     device.is_autodiff() && training.is_enabled()
+}
+
+/// The dropout probability in effect and the seed of its mask: dropout acts only while training
+/// on an autodiff device, and the seed comes from the device RNG so masks follow the run's
+/// seeding like Burn's dropout. `(0, 0)` when no dropout acts.
+pub fn dropout_in_effect(dropout: &Dropout, device: &Device) -> (f32, u64) {
+    let training = is_training(&dropout.training, device);
+    if !training || dropout.prob <= 0.0 {
+        return (0.0, 0);
+    }
+    let draw = Tensor::<1, Int>::random([1], Distribution::Uniform(0.0, 16_777_216.0), device);
+    (dropout.prob as f32, draw.into_scalar::<i64>() as u64)
+}
+
+/// `dropout.forward(x)` with the same semantics (training calls only, scaled by `1/(1 − p)`),
+/// through the fused `ops::dropout` kernel where the device has it.
+pub fn dropout<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {
+    let device = x.device();
+    if !ops::dropout::is_supported(&device) {
+        return dropout.forward(x);
+    }
+    let (prob, seed) = dropout_in_effect(dropout, &device);
+    if prob > 0.0 {
+        ops::dropout::dropout(x, prob, seed)
+    } else {
+        x
+    }
 }
 
 /// A tensor drawn at init and then kept fixed (random features, sketches, noise): a parameter

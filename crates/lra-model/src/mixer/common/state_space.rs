@@ -2,10 +2,11 @@
 //! step-size init, and the block's output tail. Their kernels (DPLR vs diagonal) differ.
 
 use burn::nn::{Dropout, Linear};
-use burn::tensor::activation::{gelu, glu};
+use burn::tensor::activation::glu;
 use burn::tensor::{Device, Distribution, Tensor};
 
 use crate::folded_linear::FoldedLinear;
+use crate::ops::gelu::gelu;
 
 /// Checks the settings shared by S4 and S4D.
 pub fn validate_ssm(d_state: usize, dt_min: f64, dt_max: f64) -> Result<(), String> {
@@ -33,6 +34,6 @@ pub fn log_dt_init(channels: usize, dt_min: f64, dt_max: f64, device: &Device) -
 
 /// GELU → dropout → position-wise linear (→ GLU): the tail of the official S4 block.
 pub fn output_layer(y: Tensor<3>, dropout: &Dropout, output: &Linear, use_glu: bool) -> Tensor<3> {
-    let y = output.forward_folded(dropout.forward(gelu(y)));
+    let y = output.forward_folded(super::dropout(dropout, gelu(y)));
     if use_glu { glu(y, 2) } else { y }
 }

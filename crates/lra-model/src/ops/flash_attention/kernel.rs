@@ -7,8 +7,8 @@ use burn::tensor::TensorData;
 use rayon::prelude::*;
 
 use super::{FlashAttentionKernels, FlashExtras};
+use crate::ops::dropout::keep_mask;
 use crate::ops::fast_exp;
-use crate::ops::softmax_attention::keep_mask;
 use crate::ops::tile_product::{View, product};
 
 /// Defines a method that runs `self.$inline(..)` (an `#[inline(always)]` method) compiled for

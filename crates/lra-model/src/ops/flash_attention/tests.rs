@@ -6,7 +6,7 @@ use burn::tensor::{Distribution, TensorData, Tolerance};
 use super::*;
 use crate::mixer::common::testing::device_with_kernel;
 use crate::mixer::reference::PAD_BIAS;
-use crate::ops::softmax_attention::kept;
+use crate::ops::dropout::kept;
 use crate::ops::softmax_attention::softmax_attention;
 
 const HEADS: usize = 2;
