@@ -7,6 +7,7 @@ use burn::tensor::TensorData;
 use rayon::prelude::*;
 
 use super::{FlashAttentionKernels, FlashExtras};
+use crate::ops::buffers::f32_slice;
 use crate::ops::dropout::keep_mask;
 use crate::ops::fast_exp;
 use crate::ops::tile_product::{View, product};
@@ -83,7 +84,7 @@ impl FlashAttentionKernels for Flex {
             grad_out.to_contiguous(),
         );
         let problem = Problem::new(&q, &k, &v, extras);
-        let (dq, dk, dv) = problem.backward(f32s(&out), f32s(&lse), f32s(&grad_out));
+        let (dq, dk, dv) = problem.backward(f32_slice(&out), f32_slice(&lse), f32_slice(&grad_out));
         let [b, h, n, d] = problem.query_shape();
         let m = problem.keys;
         (
@@ -171,7 +172,10 @@ impl<'a> Problem<'a> {
             heads: layout_shape[0],
             query_blocks: layout_shape[1],
             key_blocks: layout_shape[2],
-            kept: f32s(&layout_tensor).iter().map(|&x| x != 0.0).collect(),
+            kept: f32_slice(&layout_tensor)
+                .iter()
+                .map(|&x| x != 0.0)
+                .collect(),
         };
         assert!(
             block > 0
@@ -181,10 +185,10 @@ impl<'a> Problem<'a> {
             "block layout {layout_shape:?} does not fit {heads} heads, {queries} queries, {keys} keys in blocks of {block}"
         );
         Self {
-            q: f32s(q),
-            k: f32s(k),
-            v: f32s(v),
-            key_bias: f32s(&extras.key_bias.to_contiguous()).to_vec(),
+            q: f32_slice(q),
+            k: f32_slice(k),
+            v: f32_slice(v),
+            key_bias: f32_slice(&extras.key_bias.to_contiguous()).to_vec(),
             layout,
             batch,
             heads,
@@ -509,11 +513,4 @@ fn written_zeros(len: usize) -> Vec<f32> {
     let mut zeros = Vec::with_capacity(len);
     zeros.resize(len, 0.0);
     zeros
-}
-
-/// The elements of a contiguous f32 tensor, in order.
-fn f32s(tensor: &FlexTensor) -> &[f32] {
-    tensor
-        .as_slice::<f32>()
-        .expect("flash attention works on contiguous f32 tensors")
 }
