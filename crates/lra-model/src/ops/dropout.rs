@@ -46,28 +46,23 @@ pub trait DropoutOps: Backend {
 
 impl DropoutOps for Flex {
     fn fused_dropout(x: FlexTensor, prob: f32, seed: u64) -> FlexTensor {
-        apply_mask(x, prob, seed)
+        let mut out = owned_contiguous(x);
+        let keep = 1.0 - prob;
+        out.storage_mut::<f32>()
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(chunk, values)| drop_in_place(values, seed, (chunk * CHUNK) as u64, keep));
+        out
     }
 }
 
-/// The kernel of the inner backend: forward and backward are the same masking.
-pub trait DropoutKernels: Backend {
-    /// `x ⊙ mask / (1 − prob)`.
-    fn mask(x: FloatTensor<Self>, prob: f32, seed: u64) -> FloatTensor<Self>;
-}
-
-impl DropoutKernels for Flex {
-    fn mask(x: FlexTensor, prob: f32, seed: u64) -> FlexTensor {
-        apply_mask(x, prob, seed)
-    }
-}
-
-impl<B: DropoutOps + DropoutKernels, C: CheckpointStrategy> DropoutOps for Autodiff<B, C> {
+/// The backward is the forward's masking applied to the output gradient.
+impl<B: DropoutOps, C: CheckpointStrategy> DropoutOps for Autodiff<B, C> {
     fn fused_dropout(x: FloatTensor<Self>, prob: f32, seed: u64) -> FloatTensor<Self> {
         #[derive(Debug)]
         struct DropoutBackward;
 
-        impl<B: DropoutKernels> Backward<B, 1> for DropoutBackward {
+        impl<B: DropoutOps> Backward<B, 1> for DropoutBackward {
             type State = (f32, u64);
 
             fn backward(
@@ -80,7 +75,7 @@ impl<B: DropoutOps + DropoutKernels, C: CheckpointStrategy> DropoutOps for Autod
                 let grad = grads.consume::<B>(&ops.node);
                 let (prob, seed) = ops.state;
                 if let Some(parent) = parent {
-                    grads.register::<B>(parent.id, B::mask(grad, prob, seed));
+                    grads.register::<B>(parent.id, B::fused_dropout(grad, prob, seed));
                 }
             }
         }
@@ -90,9 +85,10 @@ impl<B: DropoutOps + DropoutKernels, C: CheckpointStrategy> DropoutOps for Autod
             .compute_bound()
             .stateful()
         {
-            OpsKind::Tracked(prep) => {
-                prep.finish((prob, seed), B::mask(x.into_primitive(), prob, seed))
-            }
+            OpsKind::Tracked(prep) => prep.finish(
+                (prob, seed),
+                B::fused_dropout(x.into_primitive(), prob, seed),
+            ),
             OpsKind::UnTracked(prep) => {
                 prep.finish(B::fused_dropout(x.into_primitive(), prob, seed))
             }
@@ -100,20 +96,11 @@ impl<B: DropoutOps + DropoutKernels, C: CheckpointStrategy> DropoutOps for Autod
     }
 }
 
-/// `x ⊙ mask / keep` written over a buffer of its own (`x`'s when nothing else holds it).
-fn apply_mask(x: FlexTensor, prob: f32, seed: u64) -> FlexTensor {
-    let mut out = owned_contiguous(x);
-    let keep = 1.0 - prob;
-    out.storage_mut::<f32>()
-        .par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(chunk, values)| {
-            let mask = keep_mask(seed, (chunk * CHUNK) as u64, keep);
-            for (value, kept) in values.iter_mut().zip(mask) {
-                *value = if kept { *value / keep } else { 0.0 };
-            }
-        });
-    out
+/// `values[i] ⊙ mask / keep` in place, `values[0]` being element `start` of the masked tensor.
+pub(crate) fn drop_in_place(values: &mut [f32], seed: u64, start: u64, keep: f32) {
+    for (value, kept) in values.iter_mut().zip(keep_mask(seed, start, keep)) {
+        *value = if kept { *value / keep } else { 0.0 };
+    }
 }
 
 /// Whether the dropout mask keeps element `index`: 16 bits of a SplitMix64 hash of

@@ -16,7 +16,7 @@ use burn::backend::{Autodiff, Backend, Dispatch, Flex, backend_extension};
 use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
-use super::buffers::{f32_slice, owned_contiguous};
+use super::buffers::{f32_slice, owned_contiguous, written_zeros};
 use super::simd::widest_simd;
 
 /// Elements per parallel task (whole rows): large enough that a task outweighs its scheduling.
@@ -104,8 +104,8 @@ impl LayerNormKernels for Flex {
         let width = gamma.len();
         let x_values = f32_slice(&x);
         let rows = x_values.len() / width;
-        let mut out = vec![0f32; x_values.len()];
-        let mut stats = vec![0f32; 2 * rows];
+        let mut out = written_zeros(x_values.len());
+        let mut stats = written_zeros(2 * rows);
         let block = rows_per_task(width);
         out.par_chunks_mut(block * width)
             .zip(x_values.par_chunks(block * width))

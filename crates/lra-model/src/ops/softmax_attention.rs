@@ -21,7 +21,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rayon::prelude::*;
 
 use super::buffers::{f32_slice, owned_contiguous};
-use super::dropout::keep_mask;
+use super::dropout::{drop_in_place, keep_mask};
 use super::fast_exp;
 
 /// Whether [`softmax_attention`] has a fused kernel for tensors on `device`.
@@ -175,10 +175,7 @@ impl SoftmaxAttentionKernels for Flex {
             .enumerate()
             .for_each(|(row, (grad, p_row))| {
                 if dropout > 0.0 {
-                    let mask = keep_mask(seed, (row * keys) as u64, keep);
-                    for (g, kept) in grad.iter_mut().zip(mask) {
-                        *g = if kept { *g / keep } else { 0.0 };
-                    }
+                    drop_in_place(grad, seed, (row * keys) as u64, keep);
                 }
                 let dot: f32 = grad.iter().zip(p_row).map(|(g, p)| g * p).sum();
                 for (g, p) in grad.iter_mut().zip(p_row) {
