@@ -1,12 +1,13 @@
 //! Small dense products `dst (+)= lhs · rhs` for the fused attention kernels, on borrowed slices
 //! with arbitrary strides (a transposed operand is just a view with swapped strides).
 //!
-//! On CPUs with AVX-512 a register-blocked kernel reads both operands in place: the attention
-//! kernels arrange every right-hand side to have contiguous rows (key/value/`dO` rows, or keys and
-//! values transposed once per head), so nothing is packed per call. The `gemm` crate, which
-//! Burn's CPU backend uses and which does the product elsewhere, packs both operands on every
-//! call; through it FlashAttention ran 10–25 % slower on this project's machine. (An AVX2 copy of this kernel, with 16 registers, was no
-//! faster than the `gemm` crate here, so CPUs without AVX-512 use the crate.)
+//! On CPUs with AVX-512 or AVX2 + FMA a register-blocked kernel reads both operands in place: the
+//! attention kernels arrange every right-hand side to have contiguous rows (key/value/`dO` rows,
+//! or keys and values transposed once per head), so nothing is packed per call. The `gemm` crate,
+//! which Burn's CPU backend uses and which does the product elsewhere, packs both operands on
+//! every call: through it FlashAttention fwd+bwd ran 10–25 % slower with AVX-512 and 3–8 % slower
+//! with AVX2 (n = 2K–4K) on this project's machines. Other CPUs, and transposed right-hand
+//! sides, use the crate.
 
 /// A read-only matrix view: element `(i, p)` is `data[i * row + p * col]`.
 #[derive(Clone, Copy, Debug)]
@@ -40,9 +41,12 @@ impl<'a> View<'a> {
 /// Which code multiplies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kernel {
-    /// The register-blocked AVX-512 kernel (needs a right-hand side with contiguous rows).
+    /// The register-blocked kernel in AVX-512F (needs a right-hand side with contiguous rows).
     #[cfg(target_arch = "x86_64")]
     Avx512,
+    /// The same kernel in AVX2 + FMA.
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
     /// The `gemm` crate (any CPU, any strides).
     Gemm,
 }
@@ -50,8 +54,13 @@ enum Kernel {
 impl Kernel {
     fn for_operands(rhs: &View) -> Self {
         #[cfg(target_arch = "x86_64")]
-        if rhs.col == 1 && is_x86_feature_detected!("avx512f") {
-            return Self::Avx512;
+        if rhs.col == 1 {
+            if is_x86_feature_detected!("avx512f") {
+                return Self::Avx512;
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                return Self::Avx2;
+            }
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = rhs; // only the x86-64 kernel depends on the operands' layout
@@ -112,22 +121,32 @@ fn product_with(
         return;
     }
     match kernel {
-        // SAFETY: AVX-512F is present (Kernel::for_operands, or a test that checked it), every
-        // element addressed lies inside its slice (asserted above), `rhs.col == 1`, and `dst` is
-        // borrowed mutably, so it aliases neither input.
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx512 => unsafe {
-            assert_eq!(rhs.col, 1, "the AVX-512 kernel reads rhs rows as vectors");
-            avx512::product(
-                dst.as_mut_ptr(),
-                dst_row,
-                lhs,
-                rhs,
-                [rows, depth, cols],
-                accumulate,
-            )
-        },
-        // SAFETY: as above (the gemm crate takes any strides).
+        Kernel::Avx512 | Kernel::Avx2 => {
+            assert_eq!(
+                rhs.col, 1,
+                "the register-blocked kernel reads rhs rows as vectors"
+            );
+            let run = if kernel == Kernel::Avx512 {
+                register_blocked::product_avx512
+            } else {
+                register_blocked::product_avx2
+            };
+            // SAFETY: the CPU has the kernel's extension (Kernel::for_operands, or a test that
+            // checked it), every element addressed lies inside its slice (asserted above),
+            // `rhs.col == 1`, and `dst` is borrowed mutably, so it aliases neither input.
+            unsafe {
+                run(
+                    dst.as_mut_ptr(),
+                    dst_row,
+                    lhs,
+                    rhs,
+                    [rows, depth, cols],
+                    accumulate,
+                )
+            }
+        }
+        // SAFETY: `dst` and the views as above (the gemm crate takes any strides).
         Kernel::Gemm => unsafe {
             gemm::gemm(
                 rows,
@@ -155,20 +174,200 @@ fn product_with(
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx512 {
+mod register_blocked {
+    //! One register-blocked kernel for two vector widths: `MR` rows × `NV` vectors of
+    //! accumulators stay in registers for the whole depth, each step broadcasting one `lhs`
+    //! element per row against `NV` `rhs` vectors.
     use std::arch::x86_64::*;
 
     use super::View;
 
-    /// Columns per pass: four 16-lane vectors, so that `rows × 4` accumulators, the four `rhs`
-    /// vectors of a step and one broadcast fit in the 32 vector registers.
-    const PASS: usize = 64;
+    /// The vector instructions the kernel uses, for one x86-64 extension. The methods are
+    /// `#[inline(always)]` so that they compile inside the `#[target_feature]` entry points.
+    pub trait Lanes: Sized {
+        type Vector: Copy;
+        /// Which lanes of the last vector of a pass are inside it.
+        type Mask: Copy;
+        const LANES: usize;
+        /// Columns per pass.
+        const PASS: usize;
+        fn mask(lanes: usize) -> Self::Mask;
+        unsafe fn zero() -> Self::Vector;
+        unsafe fn load(ptr: *const f32) -> Self::Vector;
+        unsafe fn load_masked(ptr: *const f32, mask: Self::Mask) -> Self::Vector;
+        unsafe fn store(ptr: *mut f32, value: Self::Vector);
+        unsafe fn store_masked(ptr: *mut f32, mask: Self::Mask, value: Self::Vector);
+        unsafe fn splat(ptr: *const f32) -> Self::Vector;
+        /// `a · b + c`.
+        unsafe fn fma(a: Self::Vector, b: Self::Vector, c: Self::Vector) -> Self::Vector;
+        /// Runs the pass over all rows with this extension's block shape for `vectors`.
+        unsafe fn rows(pass: &Pass<Self>, vectors: usize, masked: bool, rows: usize);
+    }
+
+    /// AVX-512F: 32 registers of 16 lanes, four vectors a pass (`rows × 4` accumulators, four
+    /// `rhs` vectors and one broadcast fit).
+    pub struct Avx512;
+
+    /// AVX2 + FMA: 16 registers of 8 lanes, two vectors a pass (6 × 2 accumulators, two `rhs`
+    /// vectors and one broadcast: three vectors a pass measured slower, its 16 live registers
+    /// left LLVM none to spare and it shuffled them every step).
+    pub struct Avx2;
+
+    impl Lanes for Avx512 {
+        type Vector = __m512;
+        type Mask = __mmask16;
+        const LANES: usize = 16;
+        const PASS: usize = 64;
+        #[inline(always)]
+        fn mask(lanes: usize) -> __mmask16 {
+            (u32::from(u16::MAX) >> (16 - lanes)) as u16
+        }
+        #[inline(always)]
+        unsafe fn zero() -> __m512 {
+            unsafe { _mm512_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn load(ptr: *const f32) -> __m512 {
+            unsafe { _mm512_loadu_ps(ptr) }
+        }
+        #[inline(always)]
+        unsafe fn load_masked(ptr: *const f32, mask: __mmask16) -> __m512 {
+            unsafe { _mm512_maskz_loadu_ps(mask, ptr) }
+        }
+        #[inline(always)]
+        unsafe fn store(ptr: *mut f32, value: __m512) {
+            unsafe { _mm512_storeu_ps(ptr, value) }
+        }
+        #[inline(always)]
+        unsafe fn store_masked(ptr: *mut f32, mask: __mmask16, value: __m512) {
+            unsafe { _mm512_mask_storeu_ps(ptr, mask, value) }
+        }
+        #[inline(always)]
+        unsafe fn splat(ptr: *const f32) -> __m512 {
+            unsafe { _mm512_set1_ps(*ptr) }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+            unsafe { _mm512_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn rows(pass: &Pass<Self>, vectors: usize, masked: bool, rows: usize) {
+            // SAFETY: forwarded from `product`.
+            unsafe {
+                match (vectors, masked) {
+                    (1, false) => pass.rows::<1, 8, false>(rows),
+                    (1, true) => pass.rows::<1, 8, true>(rows),
+                    (2, false) => pass.rows::<2, 12, false>(rows),
+                    (2, true) => pass.rows::<2, 12, true>(rows),
+                    (3, false) => pass.rows::<3, 8, false>(rows),
+                    (3, true) => pass.rows::<3, 8, true>(rows),
+                    (_, false) => pass.rows::<4, 6, false>(rows),
+                    (_, true) => pass.rows::<4, 6, true>(rows),
+                }
+            }
+        }
+    }
+
+    impl Lanes for Avx2 {
+        type Vector = __m256;
+        type Mask = __m256i;
+        const LANES: usize = 8;
+        const PASS: usize = 16;
+        #[inline(always)]
+        fn mask(lanes: usize) -> __m256i {
+            let lane = |i: usize| -i32::from(i < lanes);
+            // SAFETY: SSE2/AVX `set` of integers, no memory access; the target has AVX (the
+            // kernel is only chosen with AVX2).
+            unsafe {
+                _mm256_setr_epi32(
+                    lane(0),
+                    lane(1),
+                    lane(2),
+                    lane(3),
+                    lane(4),
+                    lane(5),
+                    lane(6),
+                    lane(7),
+                )
+            }
+        }
+        #[inline(always)]
+        unsafe fn zero() -> __m256 {
+            unsafe { _mm256_setzero_ps() }
+        }
+        #[inline(always)]
+        unsafe fn load(ptr: *const f32) -> __m256 {
+            unsafe { _mm256_loadu_ps(ptr) }
+        }
+        #[inline(always)]
+        unsafe fn load_masked(ptr: *const f32, mask: __m256i) -> __m256 {
+            unsafe { _mm256_maskload_ps(ptr, mask) }
+        }
+        #[inline(always)]
+        unsafe fn store(ptr: *mut f32, value: __m256) {
+            unsafe { _mm256_storeu_ps(ptr, value) }
+        }
+        #[inline(always)]
+        unsafe fn store_masked(ptr: *mut f32, mask: __m256i, value: __m256) {
+            unsafe { _mm256_maskstore_ps(ptr, mask, value) }
+        }
+        #[inline(always)]
+        unsafe fn splat(ptr: *const f32) -> __m256 {
+            unsafe { _mm256_broadcast_ss(&*ptr) }
+        }
+        #[inline(always)]
+        unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
+            unsafe { _mm256_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        unsafe fn rows(pass: &Pass<Self>, vectors: usize, masked: bool, rows: usize) {
+            // SAFETY: forwarded from `product`.
+            unsafe {
+                match (vectors, masked) {
+                    (1, false) => pass.rows::<1, 8, false>(rows),
+                    (1, true) => pass.rows::<1, 8, true>(rows),
+                    (_, false) => pass.rows::<2, 6, false>(rows),
+                    (_, true) => pass.rows::<2, 6, true>(rows),
+                }
+            }
+        }
+    }
 
     /// # Safety
-    /// AVX-512F must be available, `rhs.col == 1`, every element addressed must lie inside the
-    /// views and `dst`, and `dst` must not overlap them.
+    /// AVX-512F must be available, and as [`product`].
     #[target_feature(enable = "avx512f")]
-    pub unsafe fn product(
+    pub unsafe fn product_avx512(
+        dst: *mut f32,
+        dst_row: usize,
+        lhs: View,
+        rhs: View,
+        shape: [usize; 3],
+        accumulate: bool,
+    ) {
+        // SAFETY: forwarded.
+        unsafe { product::<Avx512>(dst, dst_row, lhs, rhs, shape, accumulate) }
+    }
+
+    /// # Safety
+    /// AVX2 and FMA must be available, and as [`product`].
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn product_avx2(
+        dst: *mut f32,
+        dst_row: usize,
+        lhs: View,
+        rhs: View,
+        shape: [usize; 3],
+        accumulate: bool,
+    ) {
+        // SAFETY: forwarded.
+        unsafe { product::<Avx2>(dst, dst_row, lhs, rhs, shape, accumulate) }
+    }
+
+    /// # Safety
+    /// `rhs.col == 1`, every element addressed must lie inside the views and `dst`, and `dst`
+    /// must not overlap them.
+    #[inline(always)]
+    unsafe fn product<L: Lanes>(
         dst: *mut f32,
         dst_row: usize,
         lhs: View,
@@ -176,10 +375,11 @@ mod avx512 {
         [rows, depth, cols]: [usize; 3],
         accumulate: bool,
     ) {
-        for c0 in (0..cols).step_by(PASS) {
-            let width = (cols - c0).min(PASS);
-            let vectors = width.div_ceil(16);
-            let pass = Pass {
+        for c0 in (0..cols).step_by(L::PASS) {
+            let width = (cols - c0).min(L::PASS);
+            let vectors = width.div_ceil(L::LANES);
+            let last_lanes = width - L::LANES * (vectors - 1);
+            let pass = Pass::<L> {
                 depth,
                 lhs: lhs.data.as_ptr(),
                 lhs_row: lhs.row,
@@ -189,23 +389,16 @@ mod avx512 {
                 rhs_row: rhs.row,
                 dst: unsafe { dst.add(c0) },
                 dst_row,
-                last_lanes: (u32::from(u16::MAX) >> (16 * vectors - width)) as u16,
+                last_lanes: L::mask(last_lanes),
                 accumulate,
             };
-            // SAFETY: forwarded from the caller; `vectors · 16` covers `width` with the mask.
-            unsafe {
-                match vectors {
-                    1 => pass.rows::<1, 8>(rows),
-                    2 => pass.rows::<2, 12>(rows),
-                    3 => pass.rows::<3, 8>(rows),
-                    _ => pass.rows::<4, 6>(rows),
-                }
-            }
+            // SAFETY: forwarded from the caller; the masked last vector covers `width`.
+            unsafe { L::rows(&pass, vectors, last_lanes < L::LANES, rows) };
         }
     }
 
-    /// One pass over at most [`PASS`] columns of `dst` (pointers already moved to its first one).
-    struct Pass {
+    /// One pass over at most `L::PASS` columns of `dst` (pointers already moved to its first one).
+    pub struct Pass<L: Lanes> {
         depth: usize,
         lhs: *const f32,
         lhs_row: usize,
@@ -214,81 +407,83 @@ mod avx512 {
         rhs_row: usize,
         dst: *mut f32,
         dst_row: usize,
-        /// Lanes of the last vector inside the pass.
-        last_lanes: __mmask16,
+        last_lanes: L::Mask,
         accumulate: bool,
     }
 
-    impl Pass {
+    impl<L: Lanes> Pass<L> {
         /// All `rows`, `MR` at a time, then the rest with a smaller kernel.
-        #[target_feature(enable = "avx512f")]
-        unsafe fn rows<const NV: usize, const MR: usize>(&self, rows: usize) {
+        #[inline(always)]
+        unsafe fn rows<const NV: usize, const MR: usize, const MASKED: bool>(&self, rows: usize) {
             let full = rows - rows % MR;
             for r0 in (0..full).step_by(MR) {
                 // SAFETY: rows r0..r0 + MR exist.
-                unsafe { self.block::<NV, MR>(r0) };
+                unsafe { self.block::<NV, MR, MASKED>(r0) };
             }
             // SAFETY: the remaining rows exist; MR ≤ 12 so the rest is below 12.
             unsafe {
                 match rows - full {
                     0 => {}
-                    1 => self.block::<NV, 1>(full),
-                    2 => self.block::<NV, 2>(full),
-                    3 => self.block::<NV, 3>(full),
-                    4 => self.block::<NV, 4>(full),
-                    5 => self.block::<NV, 5>(full),
-                    6 => self.block::<NV, 6>(full),
-                    7 => self.block::<NV, 7>(full),
-                    8 => self.block::<NV, 8>(full),
-                    9 => self.block::<NV, 9>(full),
-                    10 => self.block::<NV, 10>(full),
-                    _ => self.block::<NV, 11>(full),
+                    1 => self.block::<NV, 1, MASKED>(full),
+                    2 => self.block::<NV, 2, MASKED>(full),
+                    3 => self.block::<NV, 3, MASKED>(full),
+                    4 => self.block::<NV, 4, MASKED>(full),
+                    5 => self.block::<NV, 5, MASKED>(full),
+                    6 => self.block::<NV, 6, MASKED>(full),
+                    7 => self.block::<NV, 7, MASKED>(full),
+                    8 => self.block::<NV, 8, MASKED>(full),
+                    9 => self.block::<NV, 9, MASKED>(full),
+                    10 => self.block::<NV, 10, MASKED>(full),
+                    _ => self.block::<NV, 11, MASKED>(full),
                 }
             }
         }
 
-        /// Loads vector `v` of `NV` at `ptr`, only the pass's lanes for the last one.
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn load<const NV: usize>(&self, ptr: *const f32, v: usize) -> __m512 {
+        /// Loads vector `v` of `NV` at `ptr`, only the pass's lanes for a masked last one.
+        #[inline(always)]
+        unsafe fn load<const NV: usize, const MASKED: bool>(
+            &self,
+            ptr: *const f32,
+            v: usize,
+        ) -> L::Vector {
             // SAFETY: the caller's pointer is valid for the lanes loaded.
             unsafe {
-                if v + 1 == NV {
-                    _mm512_maskz_loadu_ps(self.last_lanes, ptr)
+                if MASKED && v + 1 == NV {
+                    L::load_masked(ptr, self.last_lanes)
                 } else {
-                    _mm512_loadu_ps(ptr)
+                    L::load(ptr)
                 }
             }
         }
 
-        /// `dst[r0..r0 + MR, ..NV·16] (+)= lhs[r0..r0 + MR, :] · rhs`, with the `MR × NV`
+        /// `dst[r0..r0 + MR, ..NV·LANES] (+)= lhs[r0..r0 + MR, :] · rhs`, with the `MR × NV`
         /// accumulators in registers for the whole depth.
-        #[inline]
-        #[target_feature(enable = "avx512f")]
-        unsafe fn block<const NV: usize, const MR: usize>(&self, r0: usize) {
-            let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+        #[inline(always)]
+        unsafe fn block<const NV: usize, const MR: usize, const MASKED: bool>(&self, r0: usize) {
             // SAFETY (whole body): rows r0..r0 + MR of lhs and dst exist, depth rows of rhs
             // exist, and the masked last vector stays inside the pass's columns.
             unsafe {
+                let mut acc = [[L::zero(); NV]; MR];
                 let dst = self.dst.add(r0 * self.dst_row);
                 if self.accumulate {
                     for (i, acc) in acc.iter_mut().enumerate() {
                         for (v, acc) in acc.iter_mut().enumerate() {
-                            *acc = self.load::<NV>(dst.add(i * self.dst_row + 16 * v), v);
+                            let ptr = dst.add(i * self.dst_row + L::LANES * v);
+                            *acc = self.load::<NV, MASKED>(ptr, v);
                         }
                     }
                 }
                 let mut lhs = self.lhs.add(r0 * self.lhs_row);
                 let mut rhs = self.rhs;
                 for _ in 0..self.depth {
-                    let mut b = [_mm512_setzero_ps(); NV];
+                    let mut b = [L::zero(); NV];
                     for (v, b) in b.iter_mut().enumerate() {
-                        *b = self.load::<NV>(rhs.add(16 * v), v);
+                        *b = self.load::<NV, MASKED>(rhs.add(L::LANES * v), v);
                     }
                     for (i, acc) in acc.iter_mut().enumerate() {
-                        let a = _mm512_set1_ps(*lhs.add(i * self.lhs_row));
+                        let a = L::splat(lhs.add(i * self.lhs_row));
                         for (acc, &b) in acc.iter_mut().zip(&b) {
-                            *acc = _mm512_fmadd_ps(a, b, *acc);
+                            *acc = L::fma(a, b, *acc);
                         }
                     }
                     lhs = lhs.add(self.lhs_col);
@@ -296,11 +491,11 @@ mod avx512 {
                 }
                 for (i, acc) in acc.iter().enumerate() {
                     for (v, &acc) in acc.iter().enumerate() {
-                        let ptr = dst.add(i * self.dst_row + 16 * v);
-                        if v + 1 == NV {
-                            _mm512_mask_storeu_ps(ptr, self.last_lanes, acc);
+                        let ptr = dst.add(i * self.dst_row + L::LANES * v);
+                        if MASKED && v + 1 == NV {
+                            L::store_masked(ptr, self.last_lanes, acc);
                         } else {
-                            _mm512_storeu_ps(ptr, acc);
+                            L::store(ptr, acc);
                         }
                     }
                 }
@@ -358,6 +553,10 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx512f") {
             kernels.push(Kernel::Avx512);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            kernels.push(Kernel::Avx2);
         }
         kernels
     }
