@@ -11,6 +11,7 @@ use lra_model::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::param_groups::ParamGroupConfig;
 use crate::suggest::{explain_unknown, unknown_name};
 use crate::task::{self, InputLayout, Task};
 
@@ -78,6 +79,10 @@ pub struct TrainConfig {
     pub warmup_steps: usize,
     pub schedule: Schedule,
     pub weight_decay: f64,
+    /// Parameters with their own weight decay (and peak learning rate), `[[train.param_groups]]`;
+    /// the rest take `weight_decay` and `lr`. Default none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub param_groups: Vec<ParamGroupConfig>,
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,

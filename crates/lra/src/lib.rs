@@ -13,6 +13,7 @@ pub mod memory;
 pub mod metrics;
 pub mod npy;
 pub mod objective;
+pub mod param_groups;
 pub mod plot;
 pub mod progress;
 pub mod results;

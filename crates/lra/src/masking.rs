@@ -24,9 +24,12 @@ pub struct Masking {
     pub mask_share: f64,
     /// Of the chosen, the share replaced by a random token (the rest stay). Default 0.1.
     pub random_share: f64,
-    /// At most this many targets per example (MRA: 77 of 512), the excess dropped at random;
-    /// 0 = no cap.
+    /// At most this many targets per example, the excess dropped at random; 0 = no cap.
     pub max_per_example: usize,
+    /// Exactly this many targets per example instead of `probability`'s draw, chosen uniformly
+    /// among the non-special tokens (all of them when there are fewer), as the MRA code does
+    /// (77 of 512: the top 77 of uniform random scores); 0 = draw by `probability`.
+    pub exact_per_example: usize,
 }
 
 impl Default for Masking {
@@ -36,6 +39,7 @@ impl Default for Masking {
             mask_share: 0.8,
             random_share: 0.1,
             max_per_example: 0,
+            exact_per_example: 0,
         }
     }
 }
@@ -65,6 +69,12 @@ impl Masking {
                 "masking probabilities must lie in [0, 1]: {self:?}"
             ));
         }
+        if self.exact_per_example > 0 && self.max_per_example > 0 {
+            return Err(format!(
+                "an exact count of targets ({}) and a cap ({}) exclude each other",
+                self.exact_per_example, self.max_per_example
+            ));
+        }
         if self.mask_share + self.random_share > 1.0 {
             return Err(format!(
                 "mask_share + random_share = {} exceeds 1",
@@ -84,6 +94,16 @@ impl Masking {
         mask_id: u32,
         rng: &mut impl Rng,
     ) -> Masked {
+        if self.exact_per_example > 0 {
+            let candidates: Vec<usize> = (0..ids.len()).filter(|&i| !special(ids[i])).collect();
+            let count = self.exact_per_example.min(candidates.len());
+            let mut chosen: Vec<usize> = sample(rng, candidates.len(), count)
+                .into_iter()
+                .map(|k| candidates[k])
+                .collect();
+            chosen.sort_unstable();
+            return self.replace(ids, chosen, vocab_size, mask_id, rng);
+        }
         let mut chosen: Vec<usize> = (0..ids.len())
             .filter(|&i| rng.random_bool(self.probability) && !special(ids[i]))
             .collect();
@@ -359,5 +379,39 @@ mod tests {
             .validate()
             .is_err()
         );
+    }
+
+    #[test]
+    fn an_exact_count_chooses_that_many_uniformly_and_never_a_special_token() {
+        let masking = Masking {
+            exact_per_example: 20,
+            ..Masking::default()
+        };
+        let examples = corpus();
+        let mut rng = step_rng(5, 2);
+        let mut hits = vec![0usize; 128];
+        for ids in &examples {
+            let out = masking.apply(ids, special, VOCAB, MASK, &mut rng);
+            assert_eq!(out.targets.iter().flatten().count(), 20);
+            for (i, target) in out.targets.iter().enumerate() {
+                if target.is_some() {
+                    assert!(!special(ids[i]), "special token chosen at {i}");
+                    hits[i] += 1;
+                }
+            }
+        }
+        // Each of the 126 ordinary positions is chosen with probability 20/126.
+        for &h in &hits[1..127] {
+            assert!(within_binomial(h, examples.len(), 20.0 / 126.0), "{hits:?}");
+        }
+        // Fewer candidates than the count: all of them.
+        let short = [2, 11, 12, 3];
+        let out = masking.apply(&short, special, VOCAB, MASK, &mut rng);
+        assert_eq!(out.targets, [None, Some(11), Some(12), None]);
+        let both = Masking {
+            max_per_example: 5,
+            ..masking
+        };
+        assert!(both.validate().is_err());
     }
 }

@@ -61,6 +61,7 @@ mod tests {
             warmup_steps: 10,
             schedule,
             weight_decay: 0.0,
+            param_groups: Vec::new(),
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-6,

@@ -12,6 +12,7 @@ use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
 
 use burn::module::Module;
+use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use lra_data::{LabelKind, SplitData, TaskData};
@@ -28,7 +29,7 @@ use crate::results::{
 };
 use crate::schedule::learning_rate;
 use crate::task::Task;
-use crate::{grad_clip, interrupt};
+use crate::{grad_clip, interrupt, param_groups};
 
 /// How to run, beyond the experiment config.
 #[derive(Clone, Debug)]
@@ -156,7 +157,8 @@ pub fn train(
     );
     let classifier = config.classifier(data.vocab_size, objective.outputs())?;
     let mut model = classifier.init(&device);
-    let mut optim = optimizer(t);
+    param_groups::check(&t.param_groups, &model)?;
+    let mut optim = optimizer(t)?;
     let global_limit = grad_clip::global_limit(t);
     let mut state = TrainState::default();
     run.remove_leftovers()?;
@@ -194,8 +196,9 @@ pub fn train(
         let indices = order.batch(state.step, t.batch_size);
         let batch = make_batch(&data.train, &indices, config.task.max_len, &device);
         let lr = learning_rate(t, state.step);
+        let rates = param_groups::rates(t, lr)?;
         let report;
-        (model, report) = train_step(model, &mut optim, batch, objective, lr, global_limit);
+        (model, report) = train_step(model, &mut optim, batch, objective, rates, global_limit);
         let seconds = started.elapsed().as_secs_f64();
 
         if let Some(fault) = report.non_finite {
@@ -502,13 +505,14 @@ fn for_each_batch(
 
 /// One optimisation step, exactly as `lra run` takes it (and `lra bench step` times it):
 /// forward, the objective's loss, backward, gradients scaled to global norm `max_norm` (when
-/// given), AdamW update (with its own clipping, if any) at rate `lr`.
+/// given), AdamW update (with its own clipping, if any) at rates `lr` (see
+/// [`param_groups::rates`]).
 pub fn train_step(
     model: Classifier,
     optim: &mut ModuleOptimizer,
     batch: Batch,
     objective: Objective,
-    lr: f64,
+    lr: ModuleLearningRate,
     max_norm: Option<f64>,
 ) -> (Classifier, StepReport) {
     let targets = batch
@@ -586,16 +590,28 @@ pub fn logits(model: &Classifier, batch: Batch) -> Tensor<2> {
 }
 
 /// AdamW with the config's betas, epsilon, weight decay and its per-tensor or per-value
-/// clipping (global-norm clipping happens in [`train_step`]).
-pub fn optimizer(t: &TrainConfig) -> ModuleOptimizer {
+/// clipping (global-norm clipping happens in [`train_step`]), and one more AdamW per parameter
+/// group with that group's weight decay.
+pub fn optimizer(t: &TrainConfig) -> Result<ModuleOptimizer> {
+    let adamw = |weight_decay: f64| {
+        AdamWConfig::new()
+            .with_beta_1(t.beta1 as f32)
+            .with_beta_2(t.beta2 as f32)
+            .with_epsilon(t.eps as f32)
+            .with_weight_decay(weight_decay as f32)
+    };
     let clipping = grad_clip::optimizer_clipping(t);
-    AdamWConfig::new()
-        .with_beta_1(t.beta1 as f32)
-        .with_beta_2(t.beta2 as f32)
-        .with_epsilon(t.eps as f32)
-        .with_weight_decay(t.weight_decay as f32)
-        .with_grad_clipping(clipping)
-        .init()
+    let mut optim = adamw(t.weight_decay)
+        .with_grad_clipping(clipping.clone())
+        .init();
+    for group in &t.param_groups {
+        optim = optim.with_group(
+            group.group()?,
+            adamw(group.weight_decay).build(),
+            clipping.as_ref().map(|c| c.init()),
+        );
+    }
+    Ok(optim)
 }
 
 fn record_step(

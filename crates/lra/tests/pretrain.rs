@@ -757,3 +757,43 @@ fn accumulated_micro_batches_with_sop_train_as_the_whole_batch() {
     let init = tiny_bert_without_dropout(root.path());
     assert_accumulation_trains_as_the_whole_batch(sop_args(&corpus, root.path(), 30), &init);
 }
+
+/// The MRA protocol's settings (exactly N targets per sequence, no weight decay on biases and
+/// LayerNorms through a second optimiser group, no clipping) train, record the choice, and a
+/// run stopped and resumed (the groups' optimiser states restored) ends exactly as an
+/// uninterrupted one.
+#[test]
+fn an_mra_preset_run_with_its_parameter_groups_resumes_exactly() {
+    let _guard = one_training_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let corpus = write_corpus(root.path());
+    let settings = |out: &str, stop_at| {
+        let base = args(&corpus, &root.path().join(out), 30);
+        let base = PretrainArgs {
+            preset: Some("mra-roberta-base".into()),
+            settings: SettingFlags {
+                masked_per_example: Some(5),
+                ..base.settings
+            },
+            ..base
+        };
+        stoppable(base, 10, stop_at)
+    };
+    let whole = execute(&settings("whole", None)).unwrap();
+    assert!(matches!(whole.ended, Ended::Finished { .. }));
+    let recorded = fs::read_to_string(whole.dir.join("pretrain.toml")).unwrap();
+    for line in [
+        "masked_per_example = 5",
+        "grad_clip = 0.0",
+        "[[param_groups]]",
+        "weight_decay = 0.0",
+    ] {
+        assert!(recorded.lines().any(|l| l == line), "{line}: {recorded}");
+    }
+    let stopped = execute(&settings("stopped", Some(15))).unwrap();
+    assert_eq!(stopped.ended, Ended::Stopped { step: 15 });
+    let resumed = execute(&resume(&stopped.dir, &root.path().join("stopped"))).unwrap();
+    assert_eq!(resumed.started_at, 15);
+    assert_eq!(resumed.rows, whole.rows);
+    assert_same_outputs(&resumed.dir, &whole.dir);
+}

@@ -20,7 +20,7 @@ use crate::batches::Batch;
 use crate::cmd::pretrain::batches::{MaskedBatch, MaskingPlan, masked_batch};
 use crate::cmd::pretrain::{PretrainConfig, mlm_step};
 use crate::config::{self, ExperimentConfig, Request};
-use crate::device;
+use crate::{device, param_groups};
 use crate::masking::step_rng;
 use crate::objective::{Objective, Targets};
 use crate::schedule::learning_rate;
@@ -236,12 +236,13 @@ pub(super) fn bench_mlm(args: &MlmArgs) -> Result<Vec<BenchRow>> {
                 .init(&device),
             );
             let schedule = PretrainConfig::default().train_config();
-            let mut optim = optimizer(&schedule);
+            let mut optim = optimizer(&schedule)?;
+            let rates = param_groups::rates(&schedule, schedule.lr)?;
             let batch = random_masked_batch(args.batch, n, checkpoint.vocab_size, &device);
             let timing = time_repeats(args.repeats, &device, || {
                 let current = model.take().expect("the model is put back after each step");
                 let batch = std::slice::from_ref(&batch);
-                model = Some(mlm_step(current, &mut optim, batch, &schedule, schedule.lr).0);
+                model = Some(mlm_step(current, &mut optim, batch, &schedule, rates.clone()).0);
             })?;
             let row = row(
                 "mlm_step",
@@ -427,13 +428,14 @@ fn time_model(
         let device = base.autodiff();
         device.seed(config.seed);
         let mut model = Some(model_config.init(&device));
-        let mut optim = optimizer(&config.train);
+        let mut optim = optimizer(&config.train)?;
         let lr = learning_rate(&config.train, config.train.warmup_steps);
+        let rates = param_groups::rates(&config.train, lr)?;
         let batch = random_batch(config, vocab_size, objective, documents, &device);
         time_repeats(repeats, &device, || {
             let current = model.take().expect("the model is put back after each step");
             let limit = crate::grad_clip::global_limit(&config.train);
-            let (next, _) = train_step(current, &mut optim, batch.clone(), objective, lr, limit);
+            let (next, _) = train_step(current, &mut optim, batch.clone(), objective, rates.clone(), limit);
             model = Some(next);
         })?
     };

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
+use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::optim::{GradientsAccumulator, GradientsParams, ModuleOptimizer};
 use clap::Args;
 use lra_data::SplitData;
@@ -33,7 +34,7 @@ use crate::masking::step_rng;
 use crate::results::{RunDir, atomic_write, new_run_folder};
 use crate::schedule::learning_rate;
 use crate::train::{optimizer, step_seed};
-use crate::{device, grad_clip, interrupt};
+use crate::{device, grad_clip, interrupt, param_groups};
 use batches::{HeldOutScores, MaskedBatch, MaskingPlan, batch_losses, evaluate, masked_batches};
 pub use settings::{Packing, PretrainConfig, SettingFlags};
 
@@ -180,6 +181,7 @@ fn pretrain(
     let device = device::parse(&args.device)?.autodiff();
     device.seed(config.seed);
     let (model, report) = checkpoint.masked_lm(mixer, config.max_len, config.sop, &device)?;
+    param_groups::check(&config.param_groups, &model)?;
     let dir = match dir {
         Some(dir) => dir,
         None => create_run_dir(&args.out, config)?,
@@ -192,7 +194,7 @@ fn pretrain(
     let schedule = config.train_config();
     let state_dir = dir.join(TRAINING_STATE);
     let (mut model, mut optim, mut state) =
-        restore(&state_dir, model, optimizer(&schedule), args.quiet)?;
+        restore(&state_dir, model, optimizer(&schedule)?, args.quiet)?;
     let started_at = state.step;
     // The saved history is the truth: rows a killed process wrote after its last save are redone.
     write_rows(&dir.join("metrics.csv"), &state.rows)?;
@@ -296,7 +298,8 @@ fn train_step(
     schedule: &TrainConfig,
     lr: f64,
 ) -> Result<MaskedLm> {
-    let (model, loss) = mlm_step(model, optim, micro_batches, schedule, lr);
+    let rates = param_groups::rates(schedule, lr)?;
+    let (model, loss) = mlm_step(model, optim, micro_batches, schedule, rates);
     if !loss.is_finite() {
         bail!(
             "step {}: the MLM loss is {loss}; lower --lr (nothing was updated)",
@@ -320,7 +323,7 @@ pub(crate) fn mlm_step(
     optim: &mut ModuleOptimizer,
     micro_batches: &[MaskedBatch],
     schedule: &TrainConfig,
-    lr: f64,
+    lr: ModuleLearningRate,
 ) -> (MaskedLm, f64) {
     let targets: usize = micro_batches.iter().map(MaskedBatch::targets).sum();
     let order_targets: usize = micro_batches.iter().map(MaskedBatch::order_targets).sum();
@@ -369,13 +372,13 @@ fn finish(state_dir: &Path, exported: &Path, quiet: bool) -> Result<()> {
     Ok(())
 }
 
-/// Gradients clipped to the global norm, AdamW step at `lr`.
+/// Gradients clipped to the global norm, AdamW step at rates `lr`.
 fn update(
     model: MaskedLm,
     optim: &mut ModuleOptimizer,
     grads: GradientsParams,
     schedule: &TrainConfig,
-    lr: f64,
+    lr: ModuleLearningRate,
 ) -> MaskedLm {
     let grads = match grad_clip::global_limit(schedule) {
         Some(limit) => {

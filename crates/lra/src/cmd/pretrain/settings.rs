@@ -15,6 +15,7 @@ use crate::config::{
     ClipBy, Schedule, TrainConfig, mixer_kind, mixer_settings, parse_value, preset_dirs,
 };
 use crate::masking::Masking;
+use crate::param_groups::ParamGroupConfig;
 use crate::suggest::{explain_unknown, unknown_name};
 
 /// The sub-folder of each preset folder (`experiments/`) that holds the pretraining presets.
@@ -107,8 +108,14 @@ pub struct PretrainConfig {
     pub lr: f64,
     pub warmup_steps: usize,
     pub weight_decay: f64,
+    /// Parameters with their own weight decay (and peak lr), as `[[train.param_groups]]` of
+    /// `lra run`; e.g. no decay on biases and LayerNorms (Hugging Face `Trainer`, MRA).
+    pub param_groups: Vec<ParamGroupConfig>,
     /// AdamW β₂ (RoBERTa and MRA: 0.98; BERT: 0.999).
     pub beta2: f64,
+    /// Gradients clipped to this global norm; 0: no clipping (MRA). Default 1.0 (Hugging Face
+    /// `max_grad_norm`).
+    pub grad_clip: f64,
     /// Share of the documents held out for validation (the last ones; at least one).
     pub held_out: f64,
     /// Validate every this many steps (and at the end).
@@ -118,8 +125,11 @@ pub struct PretrainConfig {
     pub checkpoint_every: usize,
     /// Chance a token is chosen as a target (80/10/10 mask/random/keep).
     pub mask_probability: f64,
-    /// At most this many targets per sequence (MRA: 77 of 512); 0 = no cap.
+    /// At most this many targets per sequence; 0 = no cap.
     pub max_masked: usize,
+    /// Exactly this many targets per sequence, chosen uniformly among its non-special tokens,
+    /// instead of `mask_probability`'s draw (MRA: 77 of 512); 0 = draw by the probability.
+    pub masked_per_example: usize,
     /// Choose whole words (all their word pieces) instead of single pieces.
     pub whole_word_masking: bool,
     pub seed: u64,
@@ -144,12 +154,15 @@ impl Default for PretrainConfig {
             lr: 5e-5,
             warmup_steps: 0,
             weight_decay: 0.01,
+            param_groups: Vec::new(),
             beta2: 0.999,
+            grad_clip: 1.0,
             held_out: 0.05,
             eval_every: 200,
             checkpoint_every: 500,
             mask_probability: 0.15,
             max_masked: 0,
+            masked_per_example: 0,
             whole_word_masking: false,
             seed: 0,
             mixer: toml::Table::new(),
@@ -215,6 +228,9 @@ pub struct SettingFlags {
     /// AdamW β₂ (RoBERTa and MRA: 0.98) [default: 0.999].
     #[arg(long)]
     pub beta2: Option<f64>,
+    /// Clip gradients to this global norm; 0 = no clipping [default: 1.0].
+    #[arg(long)]
+    pub grad_clip: Option<f64>,
     /// Share of the documents held out for validation (the last ones; at least one)
     /// [default: 0.05].
     #[arg(long)]
@@ -229,9 +245,13 @@ pub struct SettingFlags {
     /// Chance a token is chosen as a target (80/10/10 mask/random/keep) [default: 0.15].
     #[arg(long)]
     pub mask_probability: Option<f64>,
-    /// At most this many targets per sequence (MRA: 77 of 512); 0 = no cap [default: 0].
+    /// At most this many targets per sequence; 0 = no cap [default: 0].
     #[arg(long)]
     pub max_masked: Option<usize>,
+    /// Exactly this many targets per sequence instead of --mask-probability's draw (MRA: 77 of
+    /// 512); 0 = draw by the probability [default: 0].
+    #[arg(long, value_name = "N")]
+    pub masked_per_example: Option<usize>,
     /// Choose 15 % of the words and mask all their pieces (BERT `##` continuations, RoBERTa
     /// pieces without a leading space) instead of 15 % of the pieces [default: false].
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
@@ -339,6 +359,12 @@ impl PretrainConfig {
                 self.accumulate
             );
         }
+        if !(self.grad_clip >= 0.0) {
+            bail!(
+                "`grad_clip` = {}: expected a norm ≥ 0 (0: no clipping)",
+                self.grad_clip
+            );
+        }
         if !(0.0..1.0).contains(&self.held_out) {
             bail!("`held_out` = {}: expected a share in [0, 1)", self.held_out);
         }
@@ -352,6 +378,13 @@ impl PretrainConfig {
             bail!(
                 "`sop` = true needs `packing` = \"segment-pairs\" (--packing segment-pairs): \
                  sentence order is that of a pair's two segments"
+            );
+        }
+        if self.masked_per_example > 0 && self.whole_word_masking {
+            bail!(
+                "`masked_per_example` = {} counts single pieces; it cannot be combined with \
+                 `whole_word_masking`, which chooses words",
+                self.masked_per_example
             );
         }
         self.masking().validate().map_err(anyhow::Error::msg)?;
@@ -369,6 +402,7 @@ impl PretrainConfig {
         Masking {
             probability: self.mask_probability,
             max_per_example: self.max_masked,
+            exact_per_example: self.masked_per_example,
             ..Masking::default()
         }
     }
@@ -402,7 +436,7 @@ impl PretrainConfig {
     }
 
     /// The optimiser and schedule: AdamW (β₁ 0.9, ε 1e-6, as RoBERTa), gradients clipped to
-    /// global norm 1, warmup then linear decay to 0.
+    /// the global norm `grad_clip`, warmup then linear decay to 0.
     pub fn train_config(&self) -> TrainConfig {
         TrainConfig {
             steps: self.steps,
@@ -412,10 +446,11 @@ impl PretrainConfig {
             warmup_steps: self.warmup_steps,
             schedule: Schedule::Linear,
             weight_decay: self.weight_decay,
+            param_groups: self.param_groups.clone(),
             beta1: 0.9,
             beta2: self.beta2,
             eps: 1e-6,
-            grad_clip: 1.0,
+            grad_clip: self.grad_clip,
             grad_clip_by: ClipBy::GlobalNorm,
             eval_every: self.eval_every,
             eval_batches: 0,
@@ -499,9 +534,21 @@ mod tests {
         };
         let mra = resolve(table, &source, &flags, &[]).unwrap();
         assert_eq!(
-            (mra.lr, mra.beta2, mra.max_masked, mra.max_len),
+            (mra.lr, mra.beta2, mra.masked_per_example, mra.max_len),
             (1e-5, 0.98, 77, 512)
         );
+        assert_eq!((mra.grad_clip, mra.max_masked), (0.0, 0));
+        assert_eq!(
+            mra.param_groups,
+            [ParamGroupConfig {
+                params: crate::param_groups::BIASES_AND_NORMS.into(),
+                weight_decay: 0.0,
+                lr: None,
+            }]
+        );
+        // Its settings, groups included, read back from the run folder's TOML.
+        let table: toml::Table = toml::from_str(&mra.to_toml().unwrap()).unwrap();
+        assert_eq!(PretrainConfig::from_table(table, "round trip").unwrap(), mra);
         assert_eq!(mra.steps, 20, "the flag wins over the preset");
         let (table, source) = load_preset("mra2-roberta-base").unwrap();
         let swapped = resolve(table, &source, &given(), &["block_per_row=4".into()]).unwrap();
