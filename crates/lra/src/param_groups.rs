@@ -138,7 +138,11 @@ mod tests {
                 self.stack.pop();
             }
             fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                let data = param.val().into_data().try_to_vec::<f32>().expect("f32 values");
+                let data = param
+                    .val()
+                    .into_data()
+                    .try_to_vec::<f32>()
+                    .expect("f32 values");
                 self.found.push((self.stack.join("."), data));
             }
         }
@@ -200,7 +204,10 @@ mod tests {
                 _ => 1.0 - 0.1 * 0.5,
             };
             for (o, n) in old.iter().zip(&new) {
-                assert!((o * factor - n).abs() <= 1e-6 * o.abs().max(1.0), "{path}: {o} → {n}");
+                assert!(
+                    (o * factor - n).abs() <= 1e-6 * o.abs().max(1.0),
+                    "{path}: {o} → {n}"
+                );
             }
         }
     }
@@ -210,10 +217,28 @@ mod tests {
         let (model, _) = model();
         let error = check(&[group(r"layer_norm\.weight$", 0.0, None)], &model).unwrap_err();
         assert!(
-            error.to_string().contains("matches no parameter") && error.to_string().contains("layer_norm"),
+            error.to_string().contains("matches no parameter")
+                && error.to_string().contains("layer_norm"),
             "{error}"
         );
         let error = check(&[group("(unclosed", 0.0, None)], &model).unwrap_err();
         assert!(error.to_string().contains("(unclosed"), "{error}");
+    }
+
+    /// Every committed preset's groups match parameters of the model it builds (the S4 presets'
+    /// SSM groups, for one, would silently match nothing if a path changed).
+    #[test]
+    fn every_presets_groups_match_its_model() {
+        let mut with_groups = 0;
+        for name in crate::config::list_presets() {
+            let config = load_preset(&name).unwrap();
+            if config.train.param_groups.is_empty() {
+                continue;
+            }
+            let model = config.classifier(300, 10).unwrap().init(&Device::flex());
+            check(&config.train.param_groups, &model).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            with_groups += 1;
+        }
+        assert!(with_groups >= 6, "the S4 presets have groups");
     }
 }

@@ -20,11 +20,11 @@ use crate::batches::Batch;
 use crate::cmd::pretrain::batches::{MaskedBatch, MaskingPlan, masked_batch};
 use crate::cmd::pretrain::{PretrainConfig, mlm_step};
 use crate::config::{self, ExperimentConfig, Request};
-use crate::{device, param_groups};
 use crate::masking::step_rng;
 use crate::objective::{Objective, Targets};
 use crate::schedule::learning_rate;
 use crate::train::{logits, optimizer, train_step};
+use crate::{device, param_groups};
 
 impl AttentionOp {
     /// `softmax(q kᵀ + key_bias) v` without dropout; a zero `key_bias` is SDPA without a mask.
@@ -435,7 +435,14 @@ fn time_model(
         time_repeats(repeats, &device, || {
             let current = model.take().expect("the model is put back after each step");
             let limit = crate::grad_clip::global_limit(&config.train);
-            let (next, _) = train_step(current, &mut optim, batch.clone(), objective, rates.clone(), limit);
+            let (next, _) = train_step(
+                current,
+                &mut optim,
+                batch.clone(),
+                objective,
+                rates.clone(),
+                limit,
+            );
             model = Some(next);
         })?
     };

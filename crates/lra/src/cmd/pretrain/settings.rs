@@ -359,7 +359,7 @@ impl PretrainConfig {
                 self.accumulate
             );
         }
-        if !(self.grad_clip >= 0.0) {
+        if self.grad_clip.is_nan() || self.grad_clip < 0.0 {
             bail!(
                 "`grad_clip` = {}: expected a norm ≥ 0 (0: no clipping)",
                 self.grad_clip
@@ -548,7 +548,10 @@ mod tests {
         );
         // Its settings, groups included, read back from the run folder's TOML.
         let table: toml::Table = toml::from_str(&mra.to_toml().unwrap()).unwrap();
-        assert_eq!(PretrainConfig::from_table(table, "round trip").unwrap(), mra);
+        assert_eq!(
+            PretrainConfig::from_table(table, "round trip").unwrap(),
+            mra
+        );
         assert_eq!(mra.steps, 20, "the flag wins over the preset");
         let (table, source) = load_preset("mra2-roberta-base").unwrap();
         let swapped = resolve(table, &source, &given(), &["block_per_row=4".into()]).unwrap();
