@@ -159,6 +159,11 @@ pub enum Schedule {
     Rsqrt,
     /// Linear warmup, then cosine decay to 0.
     Cosine,
+    /// The JAX LRA code's `constant * linear_warmup * cosine_decay` with `steps_per_cycle =
+    /// steps` (its image and Pathfinder configs): `lr · min(1, s/w) · ½(1 + cos(π·p))`, `p =
+    /// max(0, (s − w) / steps) mod 1`. The cycle counts from the end of the warmup but spans all
+    /// `steps`, so the rate never reaches 0 (at the last step: `½(1 + cos(π·(1 − w/steps)))`).
+    JaxCosine,
     /// Linear warmup, then constant.
     Constant,
     /// PyTorch `OneCycleLR(max_lr = lr, pct_start = warmup_steps / steps, anneal_strategy =

@@ -1,6 +1,7 @@
 //! The `lra` harness: experiment configs, the training loop, evaluation, run folders and the CLI
 //! commands. `main.rs` only parses arguments and calls [`cmd`].
 
+pub mod adamw;
 pub mod batches;
 pub mod checkpoint;
 pub mod cmd;

@@ -20,6 +20,10 @@ pub fn learning_rate(train: &TrainConfig, step: usize) -> f64 {
         Schedule::Constant => 1.0,
         Schedule::Linear => 1.0 - after_warmup,
         Schedule::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * after_warmup).cos()),
+        Schedule::JaxCosine => {
+            let progress = ((s - warmup) / total.max(1.0)).max(0.0) % 1.0;
+            (0.5 * (1.0 + (std::f64::consts::PI * progress).cos())).max(0.0)
+        }
         Schedule::Rsqrt => 1.0 / s.max(warmup).max(1.0).sqrt(),
         Schedule::OneCycle => unreachable!("handled above"),
     };
@@ -122,5 +126,26 @@ mod tests {
         // constant * min(1, s/w) * rsqrt(max(s, w))
         assert!((learning_rate(&t, 4) - 0.5 / 10f64.sqrt()).abs() < 1e-12);
         assert!((learning_rate(&t, 39) - 1.0 / 40f64.sqrt()).abs() < 1e-12);
+    }
+
+    /// `train_utils.create_learning_rate_scheduler(factors = "constant * linear_warmup *
+    /// cosine_decay", steps_per_cycle = steps)` written out for w = 10, steps = 100.
+    #[test]
+    fn jax_cosine_counts_from_the_warmup_over_all_steps_and_stays_above_zero() {
+        let t = train(Schedule::JaxCosine);
+        let jax = |s: f64| {
+            let progress = ((s - 10.0) / 100.0).max(0.0) % 1.0;
+            (s / 10.0).min(1.0) * (0.5 * (1.0 + (std::f64::consts::PI * progress).cos()))
+        };
+        for step in [0, 4, 9, 10, 54, 99] {
+            let lr = learning_rate(&t, step);
+            assert!(
+                (lr - jax(step as f64 + 1.0)).abs() < 1e-12,
+                "step {step}: {lr}"
+            );
+        }
+        assert!((learning_rate(&t, 9) - 1.0).abs() < 1e-12);
+        // The last step: p = 0.9, ½(1 + cos 0.9π) ≈ 0.0245, not 0 as `cosine` gives.
+        assert!((learning_rate(&t, 99) - 0.024_471_741_852_423).abs() < 1e-9);
     }
 }

@@ -13,11 +13,12 @@ use std::collections::BTreeMap;
 
 use burn::module::Module;
 use burn::optim::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use lra_data::{LabelKind, SplitData, TaskData};
 use lra_model::Classifier;
 
+use crate::adamw::FusedAdamW;
 use crate::batches::{Batch, TrainOrder, make_batch};
 use crate::checkpoint::{self, TrainState, Window};
 use crate::config::{ExperimentConfig, TestWith, TrainConfig};
@@ -594,22 +595,20 @@ pub fn logits(model: &Classifier, batch: Batch) -> Tensor<2> {
 /// group with that group's weight decay.
 pub fn optimizer(t: &TrainConfig) -> Result<ModuleOptimizer> {
     let adamw = |weight_decay: f64| {
-        AdamWConfig::new()
-            .with_beta_1(t.beta1 as f32)
-            .with_beta_2(t.beta2 as f32)
-            .with_epsilon(t.eps as f32)
-            .with_weight_decay(weight_decay as f32)
+        FusedAdamW::new(
+            t.beta1 as f32,
+            t.beta2 as f32,
+            t.eps as f32,
+            weight_decay as f32,
+        )
     };
-    let clipping = grad_clip::optimizer_clipping(t);
-    let mut optim = adamw(t.weight_decay)
-        .with_grad_clipping(clipping.clone())
-        .init();
+    let clipping = || grad_clip::optimizer_clipping(t).map(|c| c.init());
+    let mut optim = ModuleOptimizer::from(adamw(t.weight_decay));
+    if let Some(clipping) = clipping() {
+        optim = optim.with_grad_clipping(clipping);
+    }
     for group in &t.param_groups {
-        optim = optim.with_group(
-            group.group()?,
-            adamw(group.weight_decay).build(),
-            clipping.as_ref().map(|c| c.init()),
-        );
+        optim = optim.with_group(group.group()?, adamw(group.weight_decay), clipping());
     }
     Ok(optim)
 }

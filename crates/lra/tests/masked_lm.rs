@@ -151,6 +151,7 @@ fn bert_next_sentence_head_starts_the_sentence_order_head_as_transformers_comput
                 example_row(&ids, len, example, &device),
                 Some(example_types),
                 pad,
+                None,
             )
             .sentence_order
             .expect("the sentence-order head")
@@ -201,8 +202,10 @@ fn logits(mlm: &lra_model::MaskedLm, device: &Device) -> Vec<f32> {
     let ids: Vec<i64> = (0..2 * 12).map(|i| 5 + (i * 7) % 60).collect();
     let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [2, 12]), device);
     let pad = Tensor::<2, Bool>::from_data(TensorData::new(vec![false; 24], [2, 12]), device);
-    let output = mlm.forward_pretraining(tokens, None, pad);
-    let mut values = output.mlm.into_data().try_to_vec::<f32>().unwrap();
+    let every = Tensor::<1, Int>::arange(0..24, device);
+    let output = mlm.forward_pretraining(tokens, None, pad, Some(every));
+    let mlm_logits = output.mlm.expect("the MLM logits asked for");
+    let mut values = mlm_logits.into_data().try_to_vec::<f32>().unwrap();
     if let Some(order) = output.sentence_order {
         values.extend(order.into_data().try_to_vec::<f32>().unwrap());
     }
@@ -252,6 +255,45 @@ fn an_exported_masked_lm_imports_back_to_the_same_model_with_its_mixer_extras() 
                 report.unused_reason("cls.seq_relationship.weight"),
                 Some(&UnusedReason::PretrainingHead),
                 "{case}"
+            );
+        }
+    }
+}
+
+/// The pretraining pass runs the MLM head on the masked positions only: its logits are the
+/// rows of the every-position logits at those positions.
+#[test]
+fn the_masked_positions_logits_are_the_full_logits_rows() {
+    let device = Device::flex();
+    device.seed(0);
+    let (mlm, _) = Checkpoint::open(&fixture("roberta"))
+        .unwrap()
+        .masked_lm(MixerKind::Softmax.default_config(), 12, false, &device)
+        .unwrap();
+    let ids: Vec<i64> = (0..2 * 12).map(|i| 5 + (i * 11) % 60).collect();
+    let tokens = Tensor::<2, Int>::from_data(TensorData::new(ids, [2, 12]), &device);
+    let pad = Tensor::<2, Bool>::from_data(TensorData::new(vec![false; 24], [2, 12]), &device);
+    let full = mlm.forward(tokens.clone(), None, pad.clone());
+    let vocab = full.dims()[2];
+    let full = full
+        .reshape([24, vocab])
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let at = [3i64, 7, 12, 23];
+    let masked = Tensor::<1, Int>::from_data(TensorData::new(at.to_vec(), [4]), &device);
+    let rows = mlm
+        .forward_pretraining(tokens, None, pad, Some(masked))
+        .mlm
+        .unwrap();
+    assert_eq!(rows.dims(), [4, vocab]);
+    let rows = rows.into_data().try_to_vec::<f32>().unwrap();
+    for (k, &position) in at.iter().enumerate() {
+        let expected = &full[position as usize * vocab..][..vocab];
+        for (got, want) in rows[k * vocab..][..vocab].iter().zip(expected) {
+            assert!(
+                (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+                "{got} vs {want}"
             );
         }
     }

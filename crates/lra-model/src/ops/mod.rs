@@ -1,6 +1,7 @@
 //! Custom tensor operations with handwritten backward passes (Burn backend extensions), and the
 //! CPU kernels' shared pieces.
 
+pub mod adamw;
 mod buffers;
 pub mod dropout;
 pub mod fast_exp;

@@ -214,14 +214,9 @@ fn batch_logits(model: &MaskedLm, batch: &MaskedBatch) -> BatchLogits {
         batch.tokens.clone(),
         batch.types.clone(),
         batch.pad_mask.clone(),
+        batch.mlm.as_ref().map(|masked| masked.at.clone()),
     );
-    let [b, n, vocab] = output.mlm.dims();
-    let mlm = batch.mlm.as_ref().map(|masked| {
-        output
-            .mlm
-            .reshape([b * n, vocab])
-            .select(0, masked.at.clone())
-    });
+    let mlm = output.mlm;
     let sentence_order = batch.sentence_order.as_ref().map(|order| {
         output
             .sentence_order
