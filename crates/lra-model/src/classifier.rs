@@ -41,6 +41,9 @@ pub enum HeadKind {
     Mlp,
     /// BERT's pooler and classifier: `out(dropout(tanh(dense(x))))`, `dense` being d_model wide.
     Pooler,
+    /// One linear layer, `out(x)` (the JAX LRA Sinkhorn encoder's head:
+    /// `sinkhorn_transformer.py:194-197`, a Dense on the mean).
+    Linear,
 }
 
 /// Builds a [`Classifier`].
@@ -66,7 +69,8 @@ impl ClassifierConfig {
         let hidden = self.head_width();
         crate::init_now(Classifier {
             encoder: self.encoder.init(device),
-            head_in: LinearConfig::new(self.head_input(), hidden).init(device),
+            head_in: (self.head != HeadKind::Linear)
+                .then(|| LinearConfig::new(self.head_input(), hidden).init(device)),
             head_out: LinearConfig::new(hidden, self.num_classes).init(device),
             activation: Relu::new(),
             pooler_activation: Tanh::new(),
@@ -77,11 +81,12 @@ impl ClassifierConfig {
         })
     }
 
-    /// Width of the head's hidden layer.
+    /// Width of the head's hidden layer (the output layer's input).
     fn head_width(&self) -> usize {
         match self.head {
             HeadKind::Mlp => self.head_hidden,
             HeadKind::Pooler => self.encoder.d_model,
+            HeadKind::Linear => self.head_input(),
         }
     }
 
@@ -99,8 +104,8 @@ impl ClassifierConfig {
 #[derive(Module, Debug)]
 pub struct Classifier {
     encoder: Encoder,
-    /// The MLP's hidden layer, or the pooler's dense layer.
-    head_in: Linear,
+    /// The MLP's hidden layer, or the pooler's dense layer (none in the linear head).
+    head_in: Option<Linear>,
     /// The output layer.
     head_out: Linear,
     activation: Relu,
@@ -196,16 +201,20 @@ impl Classifier {
 
     /// The head on pooled vectors (or pair features).
     pub fn head(&self, features: Tensor<2>) -> Tensor<2> {
-        let hidden = self.head_in.forward_folded(features);
-        match self.head {
-            HeadKind::Mlp => self
-                .head_out
-                .forward_folded(self.activation.forward(hidden)),
-            HeadKind::Pooler => {
-                let pooled = self.pooler_activation.forward(hidden);
+        match (self.head, &self.head_in) {
+            (HeadKind::Mlp, Some(hidden)) => {
+                let hidden = self.activation.forward(hidden.forward_folded(features));
+                self.head_out.forward_folded(hidden)
+            }
+            (HeadKind::Pooler, Some(dense)) => {
+                let pooled = self
+                    .pooler_activation
+                    .forward(dense.forward_folded(features));
                 self.head_out
                     .forward_folded(self.head_dropout.forward(pooled))
             }
+            // The linear head (the others always have their first layer).
+            _ => self.head_out.forward_folded(features),
         }
     }
 }
@@ -381,8 +390,9 @@ mod tests {
         };
         config.encoder.token_types = 2;
         let model = config.init(&device).valid();
+        let dense = model.head_in.as_ref().expect("the pooler's dense layer");
         assert_eq!(
-            model.head_in.weight.dims(),
+            dense.weight.dims(),
             [D_MODEL, D_MODEL],
             "the pooler is d_model wide"
         );
@@ -393,7 +403,7 @@ mod tests {
         let first = hidden.narrow(1, 0, 1).reshape([2, D_MODEL]);
         let expected = model
             .head_out
-            .forward_folded(model.head_in.forward_folded(first).tanh());
+            .forward_folded(dense.forward_folded(first).tanh());
         logits
             .into_data()
             .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-6));
@@ -406,5 +416,33 @@ mod tests {
         let model = dual_classifier(&device);
         let (tokens, pad) = documents(&device, [&[1], &[2]]);
         let _ = model.forward(tokens, pad);
+    }
+
+    /// The linear head (the JAX Sinkhorn encoder's): one layer on the pooled vector, no other
+    /// head parameters.
+    #[test]
+    fn the_linear_head_is_one_layer_on_the_mean() {
+        let device = Device::flex();
+        device.seed(6);
+        let config = ClassifierConfig {
+            encoder: dual_classifier_config().encoder,
+            pooling: Pooling::MeanWithPadding,
+            head_hidden: 3,
+            head: HeadKind::Linear,
+            num_classes: 4,
+            dual_encoder: false,
+        };
+        let model = config.init(&device).valid();
+        assert!(model.head_in.is_none());
+        assert_eq!(model.head_out.weight.dims(), [D_MODEL, 4]);
+        let (tokens, pad) = documents(&device, [&[1, 7, 8, 3], &[1, 9, 3]]);
+        let logits = model.forward(tokens.clone(), pad.clone());
+        let hidden = model.encoder.forward(tokens, pad).hidden;
+        let expected = model
+            .head_out
+            .forward_folded(hidden.mean_dim(1).reshape([2, D_MODEL]));
+        logits
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-6));
     }
 }

@@ -27,7 +27,8 @@ pub struct ModelConfig {
     pub pooling: Pooling,
     /// Hidden width of the MLP head (the pooler head is d_model wide).
     pub head_hidden: usize,
-    /// The head: `mlp` (default, the LRA heads) or `pooler` (BERT's dense + tanh, dropout, linear).
+    /// The head: `mlp` (default, the LRA heads), `pooler` (BERT's dense + tanh, dropout, linear)
+    /// or `linear` (one linear layer; `head_hidden` unused).
     #[serde(default)]
     pub head: HeadKind,
     /// Dropout on the FFN's hidden activations too. Default: true (the LRA models); false for

@@ -263,3 +263,29 @@ fn every_sweep_file_resolves_and_matches_its_published_table() {
         "sweep grids are not presets"
     );
 }
+
+/// The JAX Sinkhorn rows classify as that code does: one linear layer on the mean of every
+/// position; Retrieval's dual encoder keeps its head and first-token pooling.
+#[test]
+fn the_sinkhorn_rows_use_the_jax_sinkhorn_head() {
+    use lra_model::{HeadKind, Pooling};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../experiments/sweeps/lra-table1.toml");
+    let sweep = SweepFile::load(&path).unwrap();
+    let mut seen = 0;
+    for cell in sweep
+        .cells()
+        .into_iter()
+        .filter(|c| c.row == "Sinkhorn Transformer")
+    {
+        let model = cell_config(&cell).unwrap().model;
+        let expected = if cell.task == "retrieval" {
+            (HeadKind::Mlp, Pooling::First)
+        } else {
+            (HeadKind::Linear, Pooling::MeanWithPadding)
+        };
+        assert_eq!((model.head, model.pooling), expected, "{}", cell.task);
+        seen += 1;
+    }
+    assert_eq!(seen, 6);
+}

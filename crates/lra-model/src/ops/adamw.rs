@@ -215,11 +215,12 @@ mod tests {
                 fused = param;
                 moments = (m, v);
                 let burn_state = state.as_ref().unwrap();
-                assert_eq!(fused.to_data(), expected.to_data(), "parameter, update {time}");
-                let burn_moments = [
-                    &burn_state.momentum.moment_1,
-                    &burn_state.momentum.moment_2,
-                ];
+                assert_eq!(
+                    fused.to_data(),
+                    expected.to_data(),
+                    "parameter, update {time}"
+                );
+                let burn_moments = [&burn_state.momentum.moment_1, &burn_state.momentum.moment_2];
                 for (ours, burns) in [&moments.0, &moments.1].into_iter().zip(burn_moments) {
                     assert_eq!(ours.to_data(), burns.to_data(), "moment, update {time}");
                 }
