@@ -52,6 +52,21 @@ fn mixer_bench_covers_every_registered_mixer_and_length() {
         .flat_map(|k| [64, 96].map(|n| (k.name().to_string(), "train".to_string(), n)))
         .collect();
     assert_eq!(csv_keys(&out), expected);
+    // Each row says what the CPU kernels ran with (their speed depends on it).
+    let mut reader = csv::Reader::from_path(&out).unwrap();
+    for row in reader.deserialize::<std::collections::HashMap<String, String>>() {
+        let device = &row.unwrap()["device"];
+        assert_eq!(
+            device,
+            &format!("cpu ({})", lra_model::ops::cpu_description()),
+            "{device}"
+        );
+        assert!(
+            ["AVX-512F", "AVX2+FMA", "baseline", "no x86"]
+                .iter()
+                .any(|kind| device.contains(kind))
+        );
+    }
     let svg = std::fs::read_to_string(dir.path().join("mixers-time.svg")).unwrap();
     assert!(
         svg.contains("softmax, slope"),

@@ -12,3 +12,15 @@ pub mod layer_norm;
 mod simd;
 pub mod softmax_attention;
 pub mod tile_product;
+
+pub use simd::vector_extension;
+
+/// What the CPU kernels run with here: the vector extension and the worker threads
+/// (`AVX2+FMA, 2 threads`).
+pub fn cpu_description() -> String {
+    format!(
+        "{}, {} threads",
+        vector_extension(),
+        rayon::current_num_threads()
+    )
+}

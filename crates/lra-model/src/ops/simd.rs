@@ -34,3 +34,21 @@ macro_rules! widest_simd {
 }
 
 pub(crate) use widest_simd;
+
+/// The vector extension the CPU kernels run with on this machine: `"AVX-512F"`, `"AVX2+FMA"` or
+/// `"baseline x86-64"` (SSE2), or `"no x86 SIMD"` elsewhere; benchmarks report it, since the
+/// kernels' speed depends on it.
+pub fn vector_extension() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            return "AVX-512F";
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return "AVX2+FMA";
+        }
+        "baseline x86-64"
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    "no x86 SIMD"
+}

@@ -100,6 +100,16 @@ impl MemoryProbe {
     }
 }
 
+/// The device as given, and on the CPU the vector extension its kernels use and the threads:
+/// `cpu (AVX2+FMA, 2 threads)`.
+fn device_label(device: &str) -> String {
+    if device == "cpu" {
+        format!("cpu ({})", lra_model::ops::cpu_description())
+    } else {
+        device.to_string()
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) fn row(
     bench: &'static str,
@@ -120,7 +130,7 @@ pub(super) fn row(
         seq_len,
         batch,
         d_model,
-        device: device.to_string(),
+        device: device_label(device),
         median_ms: sorted[sorted.len() / 2],
         min_ms: sorted[0],
         peak_mib: timing.peak_mib,
