@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::encoder::{Encoder, EncoderConfig};
 use crate::folded_linear::FoldedLinear;
+use crate::init::{DenseInit, jax_lra_dense};
 
 /// How the sequence is reduced to one vector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,13 +62,15 @@ pub struct ClassifierConfig {
     pub num_classes: usize,
     /// Classify pairs of documents with the shared encoder (retrieval) instead of single ones.
     pub dual_encoder: bool,
+    /// How the dense layers start.
+    pub dense_init: DenseInit,
 }
 
 impl ClassifierConfig {
     /// Initialises the classifier, drawing every parameter now from the device RNG.
     pub fn init(&self, device: &Device) -> Classifier {
         let hidden = self.head_width();
-        crate::init_now(Classifier {
+        let classifier = crate::init_now(Classifier {
             encoder: self.encoder.init(device),
             head_in: (self.head != HeadKind::Linear)
                 .then(|| LinearConfig::new(self.head_input(), hidden).init(device)),
@@ -78,7 +81,11 @@ impl ClassifierConfig {
             pooling: self.pooling,
             head: self.head,
             dual_encoder: self.dual_encoder,
-        })
+        });
+        match self.dense_init {
+            DenseInit::Burn => classifier,
+            DenseInit::JaxLra => jax_lra_dense(classifier),
+        }
     }
 
     /// Width of the head's hidden layer (the output layer's input).
@@ -287,6 +294,7 @@ mod tests {
             head: HeadKind::Mlp,
             num_classes: 2,
             dual_encoder: true,
+            dense_init: DenseInit::Burn,
         }
     }
 
@@ -387,6 +395,7 @@ mod tests {
             head: HeadKind::Pooler,
             num_classes: 1,
             dual_encoder: false,
+            dense_init: DenseInit::Burn,
         };
         config.encoder.token_types = 2;
         let model = config.init(&device).valid();
@@ -431,6 +440,7 @@ mod tests {
             head: HeadKind::Linear,
             num_classes: 4,
             dual_encoder: false,
+            dense_init: DenseInit::Burn,
         };
         let model = config.init(&device).valid();
         assert!(model.head_in.is_none());
@@ -444,5 +454,91 @@ mod tests {
         logits
             .into_data()
             .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-6));
+    }
+
+    /// Every float parameter's values by module path.
+    fn parameters(model: &Classifier) -> Vec<(String, Vec<f32>)> {
+        struct Values {
+            stack: Vec<String>,
+            found: Vec<(String, Vec<f32>)>,
+        }
+        impl burn::module::ModuleVisitor for Values {
+            fn enter_module(&mut self, name: &str, _container_type: &str) {
+                self.stack.push(name.to_string());
+            }
+            fn exit_module(&mut self, _name: &str, _container_type: &str) {
+                self.stack.pop();
+            }
+            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+                let values = param.val().into_data().try_to_vec::<f32>().unwrap();
+                self.found.push((self.stack.join("."), values));
+            }
+        }
+        let mut visitor = Values {
+            stack: Vec::new(),
+            found: Vec::new(),
+        };
+        model.visit(&mut visitor);
+        visitor.found
+    }
+
+    /// `dense_init = "jax_lra"`: attention and FFN kernels within xavier_uniform's bound (and
+    /// beyond Burn's), FFN biases ~1e-6, attention and head biases 0, head kernels within the
+    /// truncated normal's ±2σ; every other parameter as Burn draws it with the same seed.
+    #[test]
+    fn jax_lra_dense_init_draws_the_flax_initialisers() {
+        let device = Device::flex();
+        let mut config = dual_classifier_config();
+        config.dual_encoder = false;
+        config.encoder.mixer = MixerKind::Softmax.default_config();
+        device.seed(9);
+        let burn = parameters(&config.init(&device));
+        config.dense_init = DenseInit::JaxLra;
+        device.seed(9);
+        let jax = parameters(&config.init(&device));
+        let (d, ffn, hidden) = (D_MODEL as f32, 32.0f32, 8.0f32);
+        let mut seen = [0; 5];
+        for ((path, burn), (_, jax)) in burn.iter().zip(&jax) {
+            let max = jax.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let layer = path.rsplit('.').nth(1).unwrap();
+            let attention =
+                path.contains(".mixer.") && matches!(layer, "query" | "key" | "value" | "output");
+            if attention && path.ends_with("weight") {
+                assert!(
+                    max <= (6.0 / (2.0 * d)).sqrt() && max > 1.0 / d.sqrt(),
+                    "{path}"
+                );
+                seen[0] += 1;
+            } else if path.ends_with("ffn_in.weight") || path.ends_with("ffn_out.weight") {
+                assert!(
+                    max <= (6.0 / (d + ffn)).sqrt() && max > 1.0 / ffn.sqrt(),
+                    "{path}"
+                );
+                seen[1] += 1;
+            } else if path.contains("ffn_") && path.ends_with("bias") {
+                assert!(max < 1e-5 && max > 0.0, "{path}: {max}");
+                seen[2] += 1;
+            } else if path.starts_with("head_") && path.ends_with("weight") {
+                let fan_in = if path.starts_with("head_in") {
+                    d
+                } else {
+                    hidden
+                };
+                let two_sigma = 2.0 / fan_in.sqrt() / 0.879_625_7;
+                assert!(max <= two_sigma * 1.000_01, "{path}");
+                seen[3] += 1;
+            } else if (attention || path.starts_with("head_")) && path.ends_with("bias") {
+                assert_eq!(max, 0.0, "{path}");
+                seen[4] += 1;
+            } else {
+                assert_eq!(burn, jax, "{path} keeps Burn's init");
+            }
+        }
+        assert_eq!(
+            seen,
+            [4, 2, 2, 2, 6],
+            "{:?}",
+            jax.iter().map(|p| &p.0).collect::<Vec<_>>()
+        );
     }
 }

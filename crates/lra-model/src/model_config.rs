@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::classifier::{ClassifierConfig, HeadKind, Pooling};
 use crate::encoder::{EMBEDDING_STD, EncoderConfig, NormPlacement};
 use crate::error::ConfigError;
+use crate::init::DenseInit;
 use crate::mixer::MixerConfig;
 use crate::positions::Positions;
 
@@ -31,6 +32,10 @@ pub struct ModelConfig {
     /// or `linear` (one linear layer; `head_hidden` unused).
     #[serde(default)]
     pub head: HeadKind,
+    /// How the dense layers start: `burn` (default; uniform ±1/√fan-in, as PyTorch) or `jax_lra`
+    /// (the JAX LRA code's Flax inits; see [`DenseInit`]).
+    #[serde(default, skip_serializing_if = "DenseInit::is_default")]
+    pub dense_init: DenseInit,
     /// Dropout on the FFN's hidden activations too. Default: true (the LRA models); false for
     /// BERT/RoBERTa, whose FFN drops out its output only.
     #[serde(default = "enabled")]
@@ -153,6 +158,7 @@ impl ModelConfig {
             head: self.head,
             num_classes: task.outputs,
             dual_encoder: task.dual_encoder,
+            dense_init: self.dense_init,
         }
     }
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::error::{PretrainedError, Result};
 use crate::classifier::{HeadKind, Pooling};
 use crate::encoder::{EMBEDDING_STD, NormPlacement};
+use crate::init::DenseInit;
 use crate::model_config::ModelConfig;
 use crate::positions::Positions;
 
@@ -247,6 +248,7 @@ impl CheckpointConfig {
             pooling: Pooling::First,
             head_hidden: self.hidden_size,
             head: HeadKind::Pooler,
+            dense_init: DenseInit::Burn,
             ffn_inner_dropout: false,
             ffn: true,
             norm: NormPlacement::Post,
