@@ -274,6 +274,7 @@ mod tests {
                 n_layers: 1,
                 n_heads: 2,
                 qkv_dim: D_MODEL,
+                attention_bias: true,
                 d_ffn: 32,
                 ffn: true,
                 norm: crate::encoder::NormPlacement::Pre,

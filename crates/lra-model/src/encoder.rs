@@ -48,6 +48,8 @@ pub struct EncoderConfig {
     pub n_heads: usize,
     /// Width of the attention's queries, keys and values, all heads together.
     pub qkv_dim: usize,
+    /// Biases on the attention projections (the JAX LRA code has none).
+    pub attention_bias: bool,
     /// Hidden width of the feed-forward network.
     pub d_ffn: usize,
     /// Whether blocks have a feed-forward network after the mixer (the LRA S4 model has none).
@@ -89,6 +91,7 @@ impl EncoderConfig {
         MixerDims::new(self.d_model, self.n_heads, self.mixer_len())
             .with_qkv_dim(self.qkv_dim)
             .with_dropout(self.attention_dropout)
+            .with_projection_bias(self.attention_bias)
     }
 
     /// Initialises the encoder.
@@ -373,6 +376,7 @@ mod tests {
             n_layers: 2,
             n_heads: 2,
             qkv_dim: 8,
+            attention_bias: true,
             d_ffn: 16,
             ffn,
             norm,

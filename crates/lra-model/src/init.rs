@@ -31,7 +31,8 @@ pub enum DenseInit {
     Burn,
     /// The JAX LRA code's (flax 0.3.6): the attention's query/key/value/output and the FFN's
     /// kernels `xavier_uniform` (`transformer.py:60-75`, `common_layers.py:151-161`), FFN biases
-    /// `N(0, 1e-6²)`, attention biases 0 (theirs have none), the classifier head's kernels
+    /// `N(0, 1e-6²)`, attention biases 0 (theirs have none: `model.attention_bias = false`
+    /// removes ours), the classifier head's kernels
     /// `lecun_normal` (normal truncated at ±2σ, variance 1/fan-in) and biases 0
     /// (`common_layers.py:191-193`, Flax's Dense defaults). Other parameters keep their init.
     JaxLra,

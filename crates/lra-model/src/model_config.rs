@@ -22,6 +22,10 @@ pub struct ModelConfig {
     /// the JAX LRA configs set `qkv_dim` to half the embedding width.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub qkv_dim: Option<usize>,
+    /// Biases on the attention's query/key/value/output projections. Default true; false for
+    /// the JAX LRA models (`transformer.py:60-75`, `bias=False`).
+    #[serde(default = "enabled", skip_serializing_if = "is_enabled")]
+    pub attention_bias: bool,
     pub d_ffn: usize,
     pub dropout: f64,
     pub attention_dropout: f64,
@@ -71,6 +75,10 @@ pub struct ModelConfig {
 
 fn enabled() -> bool {
     true
+}
+
+fn is_enabled(value: &bool) -> bool {
+    *value
 }
 
 fn embedding_std() -> f64 {
@@ -138,6 +146,7 @@ impl ModelConfig {
                 n_layers: self.n_layers,
                 n_heads: self.n_heads,
                 qkv_dim: self.qkv_dim(),
+                attention_bias: self.attention_bias,
                 d_ffn: self.d_ffn,
                 ffn: self.ffn,
                 norm: self.norm,

@@ -163,6 +163,40 @@ fn qkv_dim_narrows_the_heads_where_the_caps_say_so() {
     }
 }
 
+/// `model.attention_bias = false` (the JAX LRA attention has no biases): mixers with query/key/
+/// value projections (caps `qkv_width`) build them without biases, fewer parameters, and still
+/// map finitely; the others refuse it with an error naming the setting.
+#[test]
+fn attention_bias_false_drops_the_projection_biases_where_the_caps_say_so() {
+    let device = test_device();
+    let without = dims().with_projection_bias(false);
+    for kind in kinds_under_test() {
+        let config = kind.default_config();
+        let checked = config.validate(&without);
+        if !config.caps().qkv_width {
+            let error = checked.expect_err(&format!("{kind}: accepted attention_bias = false"));
+            assert!(
+                error.to_string().contains("attention_bias"),
+                "{kind}: {error}"
+            );
+            continue;
+        }
+        checked.unwrap_or_else(|e| panic!("{kind}: attention_bias = false refused: {e}"));
+        device.seed(1);
+        let mixer = config.init(&without, &device);
+        let dropped = build(kind, 1, &device).num_params() - mixer.num_params();
+        assert!(
+            dropped >= 2 * dims().d_model,
+            "{kind}: {dropped} parameters fewer without projection biases"
+        );
+        let out = run(&mixer, random_input(2, &device), pad_mask(&device));
+        assert!(
+            out.is_finite().all().into_scalar::<bool>(),
+            "{kind}: non-finite"
+        );
+    }
+}
+
 #[test]
 fn gradient_reaches_every_parameter_and_the_input() {
     let device = test_device().autodiff();

@@ -306,6 +306,7 @@ impl ExperimentConfig {
         )
         .with_qkv_dim(self.model.qkv_dim())
         .with_dropout(self.model.attention_dropout)
+        .with_projection_bias(self.model.attention_bias)
     }
 
     /// The model for a task with `vocab_size` tokens whose head has `outputs` outputs.

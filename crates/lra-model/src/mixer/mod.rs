@@ -152,6 +152,10 @@ pub struct MixerDims {
     pub max_len: usize,
     /// Dropout on attention probabilities (or the mixer's equivalent).
     pub dropout: f64,
+    /// Biases on the attention's query/key/value/output projections (true; the JAX LRA code's
+    /// attention has none). Mixers whose caps lack [`Caps::qkv_width`] build no such
+    /// projections and require it true.
+    pub projection_bias: bool,
 }
 
 impl MixerDims {
@@ -163,12 +167,21 @@ impl MixerDims {
             qkv_dim: d_model,
             max_len,
             dropout: 0.0,
+            projection_bias: true,
         }
     }
 
     /// The same sizes with queries, keys and values `qkv_dim` wide.
     pub fn with_qkv_dim(self, qkv_dim: usize) -> Self {
         Self { qkv_dim, ..self }
+    }
+
+    /// The same sizes with (or without) biases on the attention projections.
+    pub fn with_projection_bias(self, projection_bias: bool) -> Self {
+        Self {
+            projection_bias,
+            ..self
+        }
     }
 
     /// The same sizes with attention dropout `dropout`.

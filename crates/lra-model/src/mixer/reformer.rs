@@ -94,11 +94,16 @@ impl MixerSpec for ReformerConfig {
     }
 
     fn init(&self, dims: &MixerDims, device: &Device) -> ReformerAttention {
-        let input = || LinearConfig::new(dims.d_model, dims.qkv_dim).init(device);
+        let linear = |d_in, d_out| {
+            LinearConfig::new(d_in, d_out)
+                .with_bias(dims.projection_bias)
+                .init(device)
+        };
+        let input = || linear(dims.d_model, dims.qkv_dim);
         ReformerAttention {
             query: input(),
             value: input(),
-            output: LinearConfig::new(dims.qkv_dim, dims.d_model).init(device),
+            output: linear(dims.qkv_dim, dims.d_model),
             dropout: DropoutConfig::new(dims.dropout).init(),
             n_heads: dims.n_heads,
             n_hashes: self.n_hashes,

@@ -86,6 +86,13 @@ macro_rules! mixers {
                         dims.n_heads, dims.d_model
                     )));
                 }
+                if !dims.projection_bias && !self.caps().qkv_width {
+                    return Err(ConfigError::Inconsistent(format!(
+                        "model.attention_bias = false, but `{}` has no query/key/value \
+                         projections to take the biases from (leave attention_bias unset)",
+                        self.kind().name()
+                    )));
+                }
                 if dims.qkv_dim != dims.d_model {
                     if !self.caps().qkv_width {
                         return Err(ConfigError::Inconsistent(format!(

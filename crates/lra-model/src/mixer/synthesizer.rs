@@ -206,14 +206,19 @@ impl MixerSpec for SynthesizerConfig {
                 })
             }
         };
+        let projection = |d_in, d_out| {
+            LinearConfig::new(d_in, d_out)
+                .with_bias(dims.projection_bias)
+                .init(device)
+        };
         SynthesizerAttention {
             synthetic,
             dot_product: self.variant.plus_vanilla().then(|| QueryKey {
-                query: linear(d_model, qkv),
-                key: linear(d_model, qkv),
+                query: projection(d_model, qkv),
+                key: projection(d_model, qkv),
             }),
-            value: linear(d_model, qkv),
-            output: linear(qkv, d_model),
+            value: projection(d_model, qkv),
+            output: projection(qkv, d_model),
             dropout: DropoutConfig::new(dims.dropout).init(),
             n_heads: heads,
             max_len: len,

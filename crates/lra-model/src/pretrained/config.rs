@@ -249,6 +249,7 @@ impl CheckpointConfig {
             head_hidden: self.hidden_size,
             head: HeadKind::Pooler,
             dense_init: DenseInit::Burn,
+            attention_bias: true,
             ffn_inner_dropout: false,
             ffn: true,
             norm: NormPlacement::Post,

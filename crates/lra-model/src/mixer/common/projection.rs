@@ -18,6 +18,8 @@ pub struct MultiHeadProjectionConfig {
     pub n_heads: usize,
     /// Width of the queries, keys and values of all heads together.
     pub qkv_dim: usize,
+    /// Whether the four projections have biases.
+    pub bias: bool,
 }
 
 impl MultiHeadProjectionConfig {
@@ -27,17 +29,23 @@ impl MultiHeadProjectionConfig {
             d_model: dims.d_model,
             n_heads: dims.n_heads,
             qkv_dim: dims.qkv_dim,
+            bias: dims.projection_bias,
         }
     }
 
     /// Initialises the four projections.
     pub fn init(&self, device: &Device) -> MultiHeadProjection {
-        let input = || LinearConfig::new(self.d_model, self.qkv_dim).init(device);
+        let linear = |d_in, d_out| {
+            LinearConfig::new(d_in, d_out)
+                .with_bias(self.bias)
+                .init(device)
+        };
+        let input = || linear(self.d_model, self.qkv_dim);
         MultiHeadProjection {
             query: input(),
             key: input(),
             value: input(),
-            output: LinearConfig::new(self.qkv_dim, self.d_model).init(device),
+            output: linear(self.qkv_dim, self.d_model),
             n_heads: self.n_heads,
         }
     }
