@@ -78,6 +78,7 @@ impl Optimizer for FusedAdamW {
 mod tests {
     use burn::nn::{Linear, LinearConfig};
     use burn::optim::{GradientsParams, ModuleOptimizer};
+    use lra_model::folded_linear::FoldedLinear;
 
     use super::*;
 
@@ -88,7 +89,7 @@ mod tests {
         for step in 0..3 {
             let x = Tensor::<2>::random([4, 6], burn::tensor::Distribution::Default, device);
             let loss = layer
-                .forward(x)
+                .forward_folded(x)
                 .powf_scalar(2.0)
                 .sum()
                 .mul_scalar(step as f32 + 1.0);
