@@ -78,6 +78,11 @@ pub struct TrainConfig {
     pub lr: f64,
     pub warmup_steps: usize,
     pub schedule: Schedule,
+    /// The schedule's step number for the first update: 1 (default; the first update already
+    /// trains) or 0, as PyTorch schedulers stepped after the optimiser (Hugging Face
+    /// `get_scheduler`) and the JAX LRA code count, whose first update after a warmup has rate 0.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub first_schedule_step: usize,
     pub weight_decay: f64,
     /// Parameters with their own weight decay (and peak learning rate), `[[train.param_groups]]`;
     /// the rest take `weight_decay` and `lr`. Default none.
@@ -116,6 +121,14 @@ pub enum TestWith {
     Best,
     /// The final step.
     Last,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(value: &usize) -> bool {
+    *value == 1
 }
 
 impl TrainConfig {
@@ -278,6 +291,12 @@ impl ExperimentConfig {
                 bail!("train.epochs = {epochs}: expected a positive number of passes")
             }
             _ => {}
+        }
+        if self.train.first_schedule_step > 1 {
+            bail!(
+                "train.first_schedule_step = {}: expected 0 or 1",
+                self.train.first_schedule_step
+            );
         }
         if self.train.lr.is_nan() || self.train.lr <= 0.0 {
             bail!(

@@ -7,7 +7,8 @@ pub fn learning_rate(train: &TrainConfig, step: usize) -> f64 {
     if train.schedule == Schedule::OneCycle {
         return one_cycle(train, step);
     }
-    let s = (step + 1) as f64; // the first update already gets a non-zero rate
+    // Counted from 1 by default, so that the first update already gets a non-zero rate.
+    let s = (step + train.first_schedule_step) as f64;
     let warmup = train.warmup_steps as f64;
     let total = train.steps as f64;
     let warm = if warmup > 0.0 {
@@ -64,6 +65,7 @@ mod tests {
             lr: 1.0,
             warmup_steps: 10,
             schedule,
+            first_schedule_step: 1,
             weight_decay: 0.0,
             param_groups: Vec::new(),
             beta1: 0.9,
@@ -147,5 +149,29 @@ mod tests {
         assert!((learning_rate(&t, 9) - 1.0).abs() < 1e-12);
         // The last step: p = 0.9, ½(1 + cos 0.9π) ≈ 0.0245, not 0 as `cosine` gives.
         assert!((learning_rate(&t, 99) - 0.024_471_741_852_423).abs() < 1e-9);
+    }
+
+    /// Counted from 0, the schedule is Hugging Face's `get_linear_schedule_with_warmup` as the
+    /// `Trainer` steps it (update k at `lr_lambda(k)`): 0 on the first update, `lr` after the
+    /// warmup, `lr · (T − k) / (T − w)` after it.
+    #[test]
+    fn counted_from_zero_the_linear_schedule_is_hugging_faces() {
+        let mut t = train(Schedule::Linear);
+        t.first_schedule_step = 0;
+        let hugging_face = |k: f64| {
+            if k < 10.0 {
+                k / 10.0
+            } else {
+                ((100.0 - k) / 90.0).max(0.0)
+            }
+        };
+        for step in [0, 1, 9, 10, 54, 99] {
+            let lr = learning_rate(&t, step);
+            assert!(
+                (lr - hugging_face(step as f64)).abs() < 1e-12,
+                "step {step}: {lr}"
+            );
+        }
+        assert_eq!(learning_rate(&t, 0), 0.0, "the first update does not move");
     }
 }

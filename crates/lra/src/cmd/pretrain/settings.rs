@@ -116,6 +116,9 @@ pub struct PretrainConfig {
     /// Gradients clipped to this global norm; 0: no clipping (MRA). Default 1.0 (Hugging Face
     /// `max_grad_norm`).
     pub grad_clip: f64,
+    /// The schedule's step number for the first update: 1 (default) or 0 (Hugging Face
+    /// `get_scheduler`, as MRA: the first update after a warmup has rate 0).
+    pub first_schedule_step: usize,
     /// Share of the documents held out for validation (the last ones; at least one).
     pub held_out: f64,
     /// Validate every this many steps (and at the end).
@@ -157,6 +160,7 @@ impl Default for PretrainConfig {
             param_groups: Vec::new(),
             beta2: 0.999,
             grad_clip: 1.0,
+            first_schedule_step: 1,
             held_out: 0.05,
             eval_every: 200,
             checkpoint_every: 500,
@@ -359,6 +363,12 @@ impl PretrainConfig {
                 self.accumulate
             );
         }
+        if self.first_schedule_step > 1 {
+            bail!(
+                "`first_schedule_step` = {}: expected 0 or 1",
+                self.first_schedule_step
+            );
+        }
         if self.grad_clip.is_nan() || self.grad_clip < 0.0 {
             bail!(
                 "`grad_clip` = {}: expected a norm ≥ 0 (0: no clipping)",
@@ -445,6 +455,7 @@ impl PretrainConfig {
             lr: self.lr,
             warmup_steps: self.warmup_steps,
             schedule: Schedule::Linear,
+            first_schedule_step: self.first_schedule_step,
             weight_decay: self.weight_decay,
             param_groups: self.param_groups.clone(),
             beta1: 0.9,
