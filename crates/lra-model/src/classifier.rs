@@ -47,6 +47,23 @@ pub enum HeadKind {
     Linear,
 }
 
+/// The nonlinearity of the MLP head's hidden layer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadActivation {
+    /// The LRA codes' (PyTorch LRA `SCHead`, JAX LRA `classifier_head`).
+    #[default]
+    Relu,
+    /// Exact-erf GELU (state-spaces/s4's retrieval decoder, `configs/pipeline/aan.yaml`).
+    Gelu,
+}
+
+impl HeadActivation {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 /// Builds a [`Classifier`].
 #[derive(Clone, Debug)]
 pub struct ClassifierConfig {
@@ -58,6 +75,8 @@ pub struct ClassifierConfig {
     pub head_hidden: usize,
     /// The head's kind.
     pub head: HeadKind,
+    /// The MLP head's nonlinearity.
+    pub head_activation: HeadActivation,
     /// Output width: classes, or 1 for regression.
     pub num_classes: usize,
     /// Classify pairs of documents with the shared encoder (retrieval) instead of single ones.
@@ -76,6 +95,7 @@ impl ClassifierConfig {
                 .then(|| LinearConfig::new(self.head_input(), hidden).init(device)),
             head_out: LinearConfig::new(hidden, self.num_classes).init(device),
             activation: Relu::new(),
+            head_activation: self.head_activation,
             pooler_activation: Tanh::new(),
             head_dropout: DropoutConfig::new(self.encoder.dropout).init(),
             pooling: self.pooling,
@@ -117,6 +137,8 @@ pub struct Classifier {
     head_out: Linear,
     activation: Relu,
     pooler_activation: Tanh,
+    #[module(skip)]
+    head_activation: HeadActivation,
     head_dropout: Dropout,
     #[module(skip)]
     pooling: Pooling,
@@ -210,7 +232,11 @@ impl Classifier {
     pub fn head(&self, features: Tensor<2>) -> Tensor<2> {
         match (self.head, &self.head_in) {
             (HeadKind::Mlp, Some(hidden)) => {
-                let hidden = self.activation.forward(hidden.forward_folded(features));
+                let hidden = hidden.forward_folded(features);
+                let hidden = match self.head_activation {
+                    HeadActivation::Relu => self.activation.forward(hidden),
+                    HeadActivation::Gelu => crate::ops::gelu::gelu(hidden),
+                };
                 self.head_out.forward_folded(hidden)
             }
             (HeadKind::Pooler, Some(dense)) => {
@@ -251,7 +277,7 @@ fn pool(hidden: Tensor<3>, pad_mask: Tensor<2, Bool>, pooling: Pooling) -> Tenso
 #[cfg(test)]
 mod tests {
     use burn::module::Module;
-    use burn::tensor::{Device, TensorData, Tolerance};
+    use burn::tensor::{Device, Distribution, TensorData, Tolerance};
 
     use super::*;
     use crate::MixerKind;
@@ -293,6 +319,7 @@ mod tests {
             pooling: Pooling::Mean,
             head_hidden: 8,
             head: HeadKind::Mlp,
+            head_activation: HeadActivation::Relu,
             num_classes: 2,
             dual_encoder: true,
             dense_init: DenseInit::Burn,
@@ -394,6 +421,7 @@ mod tests {
             pooling: Pooling::First,
             head_hidden: 3,
             head: HeadKind::Pooler,
+            head_activation: HeadActivation::Relu,
             num_classes: 1,
             dual_encoder: false,
             dense_init: DenseInit::Burn,
@@ -439,6 +467,7 @@ mod tests {
             pooling: Pooling::MeanWithPadding,
             head_hidden: 3,
             head: HeadKind::Linear,
+            head_activation: HeadActivation::Relu,
             num_classes: 4,
             dual_encoder: false,
             dense_init: DenseInit::Burn,
@@ -541,5 +570,30 @@ mod tests {
             "{:?}",
             jax.iter().map(|p| &p.0).collect::<Vec<_>>()
         );
+    }
+
+    /// `head_activation = "gelu"`: the MLP head is `out(gelu(hidden(x)))` (exact-erf GELU).
+    #[test]
+    fn the_gelu_head_applies_gelu_between_its_layers() {
+        let device = Device::flex();
+        device.seed(8);
+        let mut config = dual_classifier_config();
+        config.head_activation = HeadActivation::Gelu;
+        let model = config.init(&device).valid();
+        let features = Tensor::<2>::random([3, 4 * D_MODEL], Distribution::Default, &device)
+            .sub_scalar(0.5)
+            .mul_scalar(8.0);
+        let hidden = model
+            .head_in
+            .as_ref()
+            .unwrap()
+            .forward_folded(features.clone());
+        let expected = model
+            .head_out
+            .forward_folded(burn::tensor::activation::gelu(hidden));
+        model
+            .head(features)
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-5));
     }
 }

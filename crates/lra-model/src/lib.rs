@@ -21,7 +21,7 @@ pub mod positions;
 pub mod pretrained;
 pub mod sentence_order;
 
-pub use classifier::{Classifier, ClassifierConfig, HeadKind, Pooling};
+pub use classifier::{Classifier, ClassifierConfig, HeadActivation, HeadKind, Pooling};
 pub use device::DeviceError;
 pub use encoder::{Encoder, EncoderConfig};
 pub use error::ConfigError;

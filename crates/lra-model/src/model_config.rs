@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::classifier::{ClassifierConfig, HeadKind, Pooling};
+use crate::classifier::{ClassifierConfig, HeadActivation, HeadKind, Pooling};
 use crate::encoder::{EMBEDDING_STD, EncoderConfig, NormPlacement};
 use crate::error::ConfigError;
 use crate::init::DenseInit;
@@ -36,6 +36,9 @@ pub struct ModelConfig {
     /// or `linear` (one linear layer; `head_hidden` unused).
     #[serde(default)]
     pub head: HeadKind,
+    /// The MLP head's nonlinearity: `relu` (default) or `gelu` (the S4 retrieval decoder).
+    #[serde(default, skip_serializing_if = "HeadActivation::is_default")]
+    pub head_activation: HeadActivation,
     /// How the dense layers start: `burn` (default; uniform ±1/√fan-in, as PyTorch) or `jax_lra`
     /// (the JAX LRA code's Flax inits; see [`DenseInit`]).
     #[serde(default, skip_serializing_if = "DenseInit::is_default")]
@@ -165,6 +168,7 @@ impl ModelConfig {
             pooling: self.pooling,
             head_hidden: self.head_hidden,
             head: self.head,
+            head_activation: self.head_activation,
             num_classes: task.outputs,
             dual_encoder: task.dual_encoder,
             dense_init: self.dense_init,

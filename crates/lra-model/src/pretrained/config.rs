@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::error::{PretrainedError, Result};
-use crate::classifier::{HeadKind, Pooling};
+use crate::classifier::{HeadActivation, HeadKind, Pooling};
 use crate::encoder::{EMBEDDING_STD, NormPlacement};
 use crate::init::DenseInit;
 use crate::model_config::ModelConfig;
@@ -248,6 +248,7 @@ impl CheckpointConfig {
             pooling: Pooling::First,
             head_hidden: self.hidden_size,
             head: HeadKind::Pooler,
+            head_activation: HeadActivation::Relu,
             dense_init: DenseInit::Burn,
             attention_bias: true,
             ffn_inner_dropout: false,
