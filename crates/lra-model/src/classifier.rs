@@ -281,6 +281,7 @@ mod tests {
 
     use super::*;
     use crate::MixerKind;
+    use crate::parameters::parameter_values;
 
     const SEQ: usize = 12;
     const D_MODEL: usize = 16;
@@ -486,32 +487,6 @@ mod tests {
             .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-6));
     }
 
-    /// Every float parameter's values by module path.
-    fn parameters(model: &Classifier) -> Vec<(String, Vec<f32>)> {
-        struct Values {
-            stack: Vec<String>,
-            found: Vec<(String, Vec<f32>)>,
-        }
-        impl burn::module::ModuleVisitor for Values {
-            fn enter_module(&mut self, name: &str, _container_type: &str) {
-                self.stack.push(name.to_string());
-            }
-            fn exit_module(&mut self, _name: &str, _container_type: &str) {
-                self.stack.pop();
-            }
-            fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-                let values = param.val().into_data().try_to_vec::<f32>().unwrap();
-                self.found.push((self.stack.join("."), values));
-            }
-        }
-        let mut visitor = Values {
-            stack: Vec::new(),
-            found: Vec::new(),
-        };
-        model.visit(&mut visitor);
-        visitor.found
-    }
-
     /// `dense_init = "jax_lra"`: attention and FFN kernels within xavier_uniform's bound (and
     /// beyond Burn's), FFN biases ~1e-6, attention and head biases 0, head kernels within the
     /// truncated normal's ±2σ; every other parameter as Burn draws it with the same seed.
@@ -522,15 +497,17 @@ mod tests {
         config.dual_encoder = false;
         config.encoder.mixer = MixerKind::Softmax.default_config();
         device.seed(9);
-        let burn = parameters(&config.init(&device));
+        let burn = parameter_values(&config.init(&device));
         config.dense_init = DenseInit::JaxLra;
         device.seed(9);
-        let jax = parameters(&config.init(&device));
+        let jax = parameter_values(&config.init(&device));
         let (d, ffn, hidden) = (D_MODEL as f32, 32.0f32, 8.0f32);
         let mut seen = [0; 5];
         for ((path, burn), (_, jax)) in burn.iter().zip(&jax) {
             let max = jax.iter().fold(0f32, |m, v| m.max(v.abs()));
             let layer = path.rsplit('.').nth(1).unwrap();
+            let redrawn = path.ends_with("weight")
+                && (layer.starts_with("ffn_") || layer.starts_with("head_"));
             let attention =
                 path.contains(".mixer.") && matches!(layer, "query" | "key" | "value" | "output");
             if attention && path.ends_with("weight") {
@@ -562,6 +539,9 @@ mod tests {
                 seen[4] += 1;
             } else {
                 assert_eq!(burn, jax, "{path} keeps Burn's init");
+            }
+            if redrawn || (attention && path.ends_with("weight")) {
+                assert_ne!(burn, jax, "{path} is drawn anew");
             }
         }
         assert_eq!(

@@ -17,6 +17,7 @@ pub mod masked_lm;
 pub mod mixer;
 pub mod model_config;
 pub mod ops;
+pub mod parameters;
 pub mod positions;
 pub mod pretrained;
 pub mod sentence_order;

@@ -113,6 +113,10 @@ mod tests {
     #[test]
     fn the_fused_optimiser_trains_exactly_as_burns_adamw() {
         let device = Device::flex().autodiff();
+        assert!(
+            is_supported(&device.clone().inner()),
+            "the layer's parameters reach the fused kernel, not Burn's AdamW"
+        );
         let fused = ModuleOptimizer::from(FusedAdamW::new(0.9, 0.98, 1e-6, 0.01));
         let burn = AdamWConfig::new()
             .with_beta_1(0.9)

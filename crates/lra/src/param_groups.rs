@@ -3,9 +3,9 @@
 //! decay on biases and LayerNorm parameters (`Trainer`, and the MRA code's optimiser).
 
 use anyhow::{Result, bail};
-use burn::module::{Module, ModuleVisitor, Param, ParamGroup, ParamId};
+use burn::module::{Module, ParamGroup};
 use burn::optim::lr_scheduler::module_lr_scheduler::{ModuleLearningRate, ModuleLrScheduler};
-use burn::tensor::Tensor;
+use lra_model::parameters::parameter_paths;
 use serde::{Deserialize, Serialize};
 
 use crate::config::TrainConfig;
@@ -36,31 +36,6 @@ impl ParamGroupConfig {
         ParamGroup::from_regex(&self.params)
             .map_err(|e| anyhow::anyhow!("train.param_groups: `{}`: {e:?}", self.params))
     }
-}
-
-/// The path and id of every float parameter of `module`, in visiting order.
-pub fn parameter_paths<M: Module>(module: &M) -> Vec<(String, ParamId)> {
-    struct Paths {
-        stack: Vec<String>,
-        found: Vec<(String, ParamId)>,
-    }
-    impl ModuleVisitor for Paths {
-        fn enter_module(&mut self, name: &str, _container_type: &str) {
-            self.stack.push(name.to_string());
-        }
-        fn exit_module(&mut self, _name: &str, _container_type: &str) {
-            self.stack.pop();
-        }
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            self.found.push((self.stack.join("."), param.id));
-        }
-    }
-    let mut paths = Paths {
-        stack: Vec::new(),
-        found: Vec::new(),
-    };
-    module.visit(&mut paths);
-    paths.found
 }
 
 /// Checks every group's pattern and that it matches a parameter of `module` (a pattern that
@@ -102,7 +77,9 @@ pub fn rates(train: &TrainConfig, rate: f64) -> Result<ModuleLearningRate> {
 mod tests {
     use burn::optim::GradientsParams;
     use burn::tensor::Device;
+    use burn::tensor::Tensor;
     use lra_model::Classifier;
+    use lra_model::parameters::parameter_values;
 
     use super::*;
     use crate::config::load_preset;
@@ -122,36 +99,6 @@ mod tests {
             weight_decay,
             lr,
         }
-    }
-
-    /// Every parameter's values by path.
-    fn values(model: &Classifier) -> Vec<(String, Vec<f32>)> {
-        struct Values {
-            stack: Vec<String>,
-            found: Vec<(String, Vec<f32>)>,
-        }
-        impl ModuleVisitor for Values {
-            fn enter_module(&mut self, name: &str, _container_type: &str) {
-                self.stack.push(name.to_string());
-            }
-            fn exit_module(&mut self, _name: &str, _container_type: &str) {
-                self.stack.pop();
-            }
-            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-                let data = param
-                    .val()
-                    .into_data()
-                    .try_to_vec::<f32>()
-                    .expect("f32 values");
-                self.found.push((self.stack.join("."), data));
-            }
-        }
-        let mut visitor = Values {
-            stack: Vec::new(),
-            found: Vec::new(),
-        };
-        model.visit(&mut visitor);
-        visitor.found
     }
 
     #[test]
@@ -188,7 +135,7 @@ mod tests {
             group(r"^head_out\.weight$", 0.5, Some(0.2)),
         ];
         check(&train.param_groups, &model).unwrap();
-        let before = values(&model);
+        let before = parameter_values(&model);
         let device = Device::flex().autodiff();
         let tokens = Tensor::<2, burn::tensor::Int>::ones([2, 16], &device);
         let mask = Tensor::<2, burn::tensor::Bool>::from_data([[false; 16]; 2], &device);
@@ -196,7 +143,7 @@ mod tests {
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         let mut optim = optimizer(&train).unwrap();
         let model = optim.step(rates(&train, 0.1).unwrap(), model, grads);
-        for ((path, old), (_, new)) in before.iter().zip(values(&model)) {
+        for ((path, old), (_, new)) in before.iter().zip(parameter_values(&model)) {
             let last = path.rsplit('.').next().unwrap();
             let factor = match (path.as_str(), last) {
                 (_, "bias" | "gamma" | "beta") => 1.0,
