@@ -26,8 +26,13 @@ pub enum Pooling {
     Cls,
     /// Mean over real tokens (padding excluded).
     Mean,
-    /// Mean over all positions, padding included (mlpen PyTorch LRA code).
+    /// Mean over all positions, the padded positions' final states included (the JAX LRA code's
+    /// `jnp.mean(encoded, axis=1)`, `common_layers.py:183`).
     MeanWithPadding,
+    /// The padded positions' states zeroed, then the mean over all positions: the real tokens'
+    /// sum divided by the padded length (the PyTorch LRA code, mlpen and Skyformer
+    /// `model_transformer.py`: `self.norm(X) * mask[:, :, None]`, then `mean(dim = 1)`).
+    MeanWithZeroedPadding,
     /// The first token's final state: a real `[CLS]`/`<s>` token the tokenizer put there
     /// (BERT, RoBERTa).
     First,
@@ -83,6 +88,8 @@ pub struct ClassifierConfig {
     pub dual_encoder: bool,
     /// How the dense layers start.
     pub dense_init: DenseInit,
+    /// Token id 0 is padding wherever it occurs (see [`crate::ModelConfig::zero_ids_are_padding`]).
+    pub zero_ids_are_padding: bool,
 }
 
 impl ClassifierConfig {
@@ -101,6 +108,7 @@ impl ClassifierConfig {
             pooling: self.pooling,
             head: self.head,
             dual_encoder: self.dual_encoder,
+            zero_ids_are_padding: self.zero_ids_are_padding,
         });
         match self.dense_init {
             DenseInit::Burn => classifier,
@@ -146,6 +154,8 @@ pub struct Classifier {
     head: HeadKind,
     #[module(skip)]
     dual_encoder: bool,
+    #[module(skip)]
+    zero_ids_are_padding: bool,
 }
 
 impl Classifier {
@@ -190,6 +200,7 @@ impl Classifier {
             !self.dual_encoder,
             "a dual-encoder classifier takes pairs: use forward_pair"
         );
+        let pad_mask = self.padding_mask(&tokens, pad_mask);
         let encoded = self.encoder.forward_typed(tokens, Some(types), pad_mask);
         self.head(pool(encoded.hidden, encoded.pad_mask, self.pooling))
     }
@@ -224,8 +235,23 @@ impl Classifier {
 
     /// The pooled encoding of each sequence, `[batch, seq]` → `[batch, d_model]`.
     pub fn embed(&self, tokens: Tensor<2, Int>, pad_mask: Tensor<2, Bool>) -> Tensor<2> {
+        let pad_mask = self.padding_mask(&tokens, pad_mask);
         let encoded = self.encoder.forward(tokens, pad_mask);
         pool(encoded.hidden, encoded.pad_mask, self.pooling)
+    }
+
+    /// The padding mask the encoder sees: `pad_mask`, and with `zero_ids_are_padding` every
+    /// position whose token id is 0 as well.
+    pub fn padding_mask(
+        &self,
+        tokens: &Tensor<2, Int>,
+        pad_mask: Tensor<2, Bool>,
+    ) -> Tensor<2, Bool> {
+        if self.zero_ids_are_padding {
+            pad_mask.bool_or(tokens.clone().equal_elem(0))
+        } else {
+            pad_mask
+        }
     }
 
     /// The head on pooled vectors (or pair features).
@@ -263,6 +289,10 @@ fn pool(hidden: Tensor<3>, pad_mask: Tensor<2, Bool>, pooling: Pooling) -> Tenso
     match pooling {
         Pooling::Cls | Pooling::First => hidden.narrow(1, 0, 1).reshape([batch, d_model]),
         Pooling::MeanWithPadding => hidden.mean_dim(1).reshape([batch, d_model]),
+        Pooling::MeanWithZeroedPadding => {
+            let real = pad_mask.bool_not().float().reshape([batch, seq, 1]);
+            (hidden * real).mean_dim(1).reshape([batch, d_model])
+        }
         Pooling::Mean => {
             let real = pad_mask.bool_not().float().reshape([batch, seq, 1]); // [b, n, 1]
             let count = real.clone().sum_dim(1).clamp_min(1.0); // [b, 1, 1]
@@ -296,6 +326,7 @@ mod tests {
         ClassifierConfig {
             encoder: EncoderConfig {
                 vocab_size: 257,
+                input_values: None,
                 max_len: SEQ,
                 d_model: D_MODEL,
                 n_layers: 1,
@@ -305,6 +336,7 @@ mod tests {
                 d_ffn: 32,
                 ffn: true,
                 norm: crate::encoder::NormPlacement::Pre,
+                normalization: crate::sequence_norm::Normalization::Layer,
                 positions: crate::positions::Positions::Learned,
                 embedding_init_std: crate::encoder::EMBEDDING_STD,
                 cls_init_std: crate::encoder::EMBEDDING_STD,
@@ -324,6 +356,7 @@ mod tests {
             num_classes: 2,
             dual_encoder: true,
             dense_init: DenseInit::Burn,
+            zero_ids_are_padding: false,
         }
     }
 
@@ -426,6 +459,7 @@ mod tests {
             num_classes: 1,
             dual_encoder: false,
             dense_init: DenseInit::Burn,
+            zero_ids_are_padding: false,
         };
         config.encoder.token_types = 2;
         let model = config.init(&device).valid();
@@ -472,6 +506,7 @@ mod tests {
             num_classes: 4,
             dual_encoder: false,
             dense_init: DenseInit::Burn,
+            zero_ids_are_padding: false,
         };
         let model = config.init(&device).valid();
         assert!(model.head_in.is_none());
@@ -485,6 +520,73 @@ mod tests {
         logits
             .into_data()
             .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-6));
+    }
+
+    /// `mean_with_zeroed_padding` (the PyTorch LRA code's pooling): the real positions' final
+    /// states summed and divided by the padded length; `mean_with_padding` (the JAX code's)
+    /// averages every position's state.
+    #[test]
+    fn the_two_padded_means_differ_exactly_in_the_padded_states() {
+        let device = Device::flex();
+        let mut config = dual_classifier_config();
+        config.dual_encoder = false;
+        config.head = HeadKind::Linear;
+        let (tokens, pad) = documents(&device, [&[1, 7, 8, 3], &[1, 9, 3, 4, 4, 4, 4, 4, 2]]);
+        let mut logits = |pooling| {
+            config.pooling = pooling;
+            device.seed(6);
+            let model = config.init(&device).valid();
+            let hidden = model.encoder.forward(tokens.clone(), pad.clone()).hidden;
+            (model.forward(tokens.clone(), pad.clone()), hidden, model)
+        };
+        let (zeroed, hidden, model) = logits(Pooling::MeanWithZeroedPadding);
+        let rows = pad.clone().bool_not().float().reshape([2, SEQ, 1]);
+        let real_sum = (hidden.clone() * rows).sum_dim(1).reshape([2, D_MODEL]);
+        let expected = model.head_out.forward_folded(real_sum / SEQ as f32);
+        zeroed
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-6));
+        let (with_padding, _, model) = logits(Pooling::MeanWithPadding);
+        let expected = model
+            .head_out
+            .forward_folded(hidden.mean_dim(1).reshape([2, D_MODEL]));
+        with_padding
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-6));
+        let gap = (zeroed - with_padding).abs().max().into_scalar::<f32>();
+        assert!(
+            gap > 1e-3,
+            "the padded states must count in one mean only: {gap}"
+        );
+    }
+
+    /// `zero_ids_are_padding`: the model sees id 0 as padding wherever it is, exactly as if the
+    /// caller's mask had marked it; without the option the same tokens give other logits.
+    #[test]
+    fn zero_ids_are_padding_wherever_they_occur() {
+        let device = Device::flex();
+        let mut config = dual_classifier_config();
+        config.dual_encoder = false;
+        let build = |config: &ClassifierConfig| {
+            device.seed(8);
+            config.init(&device).valid()
+        };
+        let (tokens, pad) = documents(&device, [&[5, 0, 7, 0, 0, 9], &[0, 3, 4, 0]]);
+        config.zero_ids_are_padding = true;
+        let masked = build(&config).forward(tokens.clone(), pad.clone());
+        config.zero_ids_are_padding = false;
+        let plain = build(&config);
+        let explicit = pad.clone().bool_or(tokens.clone().equal_elem(0));
+        let expected = plain.forward(tokens.clone(), explicit);
+        masked
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-6));
+        let unmasked = plain.forward(tokens, pad);
+        let gap = (masked - unmasked).abs().max().into_scalar::<f32>();
+        assert!(gap > 1e-4, "the zero ids must be masked: {gap}");
     }
 
     /// `dense_init = "jax_lra"`: attention and FFN kernels within xavier_uniform's bound (and

@@ -17,6 +17,8 @@ use crate::mixer::common::dropout;
 use crate::mixer::{Mixer, MixerConfig, MixerDims, MixerInput, TokenMixer};
 use crate::ops::gelu::gelu;
 use crate::positions::{Positions, sinusoid_tensor};
+use crate::sequence_norm::{Normalization, SequenceNorm};
+use crate::value_input::{InputValues, ValueInput};
 
 /// Embedding init std, as in the PyTorch LRA code (`normal_(std=0.02)`): learned positions and
 /// token types always, token embeddings and the CLS vector by default.
@@ -38,6 +40,9 @@ pub enum NormPlacement {
 pub struct EncoderConfig {
     /// Token vocabulary size (id 0 is padding).
     pub vocab_size: usize,
+    /// Ids read as numbers through `Linear(1, d_model)` instead of an embedding table (the LRA
+    /// S4 models' pixels); `None`: the embedding table.
+    pub input_values: Option<InputValues>,
     /// Longest token sequence accepted (without the CLS token).
     pub max_len: usize,
     /// Model width.
@@ -54,8 +59,10 @@ pub struct EncoderConfig {
     pub d_ffn: usize,
     /// Whether blocks have a feed-forward network after the mixer (the LRA S4 model has none).
     pub ffn: bool,
-    /// LayerNorm placement in the blocks.
+    /// Norm placement in the blocks.
     pub norm: NormPlacement,
+    /// The blocks' and final norm's statistics: LayerNorm, or BatchNorm (the LRA S4 models).
+    pub normalization: Normalization,
     /// Position information (the LRA S4 model has none: the convolution knows positions).
     pub positions: Positions,
     /// Std of the token embeddings' normal init ([`EMBEDDING_STD`]; 1 in the JAX LRA code).
@@ -99,9 +106,14 @@ impl EncoderConfig {
         let normal = |std| Initializer::Normal { mean: 0.0, std };
         let dims = self.mixer_dims();
         // Fields in the order their parameters are drawn (a model is a function of the seed).
-        let tokens = EmbeddingConfig::new(self.vocab_size, self.d_model)
-            .with_initializer(normal(self.embedding_init_std))
-            .init(device);
+        let values = self
+            .input_values
+            .map(|input| input.init(self.d_model, device));
+        let tokens = values.is_none().then(|| {
+            EmbeddingConfig::new(self.vocab_size, self.d_model)
+                .with_initializer(normal(self.embedding_init_std))
+                .init(device)
+        });
         let positions = (self.positions == Positions::Learned).then(|| {
             EmbeddingConfig::new(self.mixer_len(), self.d_model)
                 .with_initializer(normal(EMBEDDING_STD))
@@ -119,6 +131,7 @@ impl EncoderConfig {
         });
         Encoder {
             tokens,
+            values,
             positions,
             sinusoid,
             cls,
@@ -128,7 +141,7 @@ impl EncoderConfig {
             blocks: (0..self.n_layers)
                 .map(|_| self.init_block(&dims, device))
                 .collect(),
-            norm: (self.norm == NormPlacement::Pre).then(|| self.layer_norm(device)),
+            norm: (self.norm == NormPlacement::Pre).then(|| self.sequence_norm(device)),
             max_len: self.max_len,
         }
     }
@@ -137,12 +150,21 @@ impl EncoderConfig {
         LayerNorm::new(self.d_model, self.layer_norm_eps, device)
     }
 
+    fn sequence_norm(&self, device: &Device) -> SequenceNorm {
+        SequenceNorm::new(
+            self.normalization,
+            self.d_model,
+            self.layer_norm_eps,
+            device,
+        )
+    }
+
     fn init_block(&self, dims: &MixerDims, device: &Device) -> Block {
         let ffn = |layer: Linear| self.ffn.then_some(layer);
         Block {
-            mixer_norm: self.layer_norm(device),
+            mixer_norm: self.sequence_norm(device),
             mixer: self.mixer.init(dims, device),
-            ffn_norm: self.ffn.then(|| self.layer_norm(device)),
+            ffn_norm: self.ffn.then(|| self.sequence_norm(device)),
             ffn_in: ffn(LinearConfig::new(self.d_model, self.d_ffn).init(device)),
             ffn_out: ffn(LinearConfig::new(self.d_ffn, self.d_model).init(device)),
             dropout: DropoutConfig::new(self.dropout).init(),
@@ -165,7 +187,9 @@ pub struct EncoderOutput {
 /// blocks and, with pre-norm, a final LayerNorm.
 #[derive(Module, Debug)]
 pub struct Encoder {
-    tokens: Embedding,
+    /// The token embedding table, or (`input_values`) the linear layer on the ids' values.
+    tokens: Option<Embedding>,
+    values: Option<ValueInput>,
     positions: Option<Embedding>,
     /// The fixed sinusoidal table `[max_len (+ CLS), d_model]`: a constant, not a parameter.
     sinusoid: Option<Tensor<2>>,
@@ -174,7 +198,7 @@ pub struct Encoder {
     embedding_norm: Option<LayerNorm>,
     dropout: Dropout,
     blocks: Vec<Block>,
-    norm: Option<LayerNorm>,
+    norm: Option<SequenceNorm>,
     max_len: usize,
 }
 
@@ -244,7 +268,7 @@ impl Encoder {
             self.max_len
         );
         let device = tokens.device();
-        let mut x = self.tokens.forward(tokens); // [b, n, d]
+        let mut x = self.input_vectors(tokens); // [b, n, d]
         let mut pad_mask = pad_mask;
         if let Some(cls) = &self.cls {
             let [_, _, d_model] = x.dims();
@@ -277,14 +301,30 @@ impl Encoder {
         (dropout(&self.dropout, x), pad_mask)
     }
 
+    /// Each id's vector: its embedding, or the linear layer on its value.
+    fn input_vectors(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
+        match (&self.tokens, &self.values) {
+            (Some(table), _) => table.forward(tokens),
+            (None, Some(values)) => values.forward(tokens),
+            (None, None) => unreachable!("an encoder is built with one input layer"),
+        }
+    }
+
     /// Whether the embedding takes token-type (segment) ids ([`Self::forward_typed`]).
     pub fn has_token_types(&self) -> bool {
         self.token_types.is_some()
     }
 
     /// The token embedding matrix `[vocab, d_model]` (a tied output layer's weights).
+    ///
+    /// # Panics
+    /// If the encoder reads ids as values (`input_values`): it has no table.
     pub fn token_embedding(&self) -> Tensor<2> {
-        self.tokens.weight.val()
+        let table = self.tokens.as_ref();
+        table
+            .expect("an encoder with input_values has no token embedding")
+            .weight
+            .val()
     }
 
     /// The learned position table `[max_len, d_model]`, if the encoder has one.
@@ -302,9 +342,9 @@ impl Encoder {
 /// `LN(x + FFN(x))`. The FFN sublayer is optional.
 #[derive(Module, Debug)]
 struct Block {
-    mixer_norm: LayerNorm,
+    mixer_norm: SequenceNorm,
     mixer: Mixer,
-    ffn_norm: Option<LayerNorm>,
+    ffn_norm: Option<SequenceNorm>,
     ffn_in: Option<Linear>,
     ffn_out: Option<Linear>,
     dropout: Dropout,
@@ -352,7 +392,7 @@ impl Block {
     }
 
     /// `x + update`, normalised afterwards with post-norm.
-    fn residual(&self, x: Tensor<3>, update: Tensor<3>, norm: &LayerNorm) -> Tensor<3> {
+    fn residual(&self, x: Tensor<3>, update: Tensor<3>, norm: &SequenceNorm) -> Tensor<3> {
         if self.post_norm {
             norm.forward(x + update)
         } else {
@@ -371,6 +411,7 @@ mod tests {
     fn config(norm: NormPlacement, ffn: bool, positions: Positions) -> EncoderConfig {
         EncoderConfig {
             vocab_size: 8,
+            input_values: None,
             max_len: 16,
             d_model: 8,
             n_layers: 2,
@@ -380,6 +421,7 @@ mod tests {
             d_ffn: 16,
             ffn,
             norm,
+            normalization: Normalization::Layer,
             positions,
             embedding_init_std: EMBEDDING_STD,
             cls_init_std: EMBEDDING_STD,
@@ -473,7 +515,7 @@ mod tests {
         let (x, _) = encoder.embed(ids.clone(), Some(types.clone()), mask.clone());
         // LayerNorm(word + position + type), by hand.
         let positions = Tensor::<1, Int>::arange(0..16, &device).reshape([1, 16]);
-        let sum = encoder.tokens.forward(ids.clone())
+        let sum = encoder.tokens.as_ref().unwrap().forward(ids.clone())
             + encoder.positions.as_ref().unwrap().forward(positions)
             + encoder.token_types.as_ref().unwrap().forward(types);
         let mean = sum.clone().mean_dim(2);
@@ -507,7 +549,8 @@ mod tests {
         let (x, _) = encoder.embed(ids.clone(), None, mask);
         let table = sinusoid_tensor(17, 8, &device).unsqueeze::<3>();
         let cls = Tensor::<3>::zeros([1, 1, 8], &device);
-        let expected = Tensor::cat(vec![cls, encoder.tokens.forward(ids)], 1) + table;
+        let expected =
+            Tensor::cat(vec![cls, encoder.tokens.as_ref().unwrap().forward(ids)], 1) + table;
         x.into_data()
             .assert_approx_eq::<f32>(&expected.into_data(), Tolerance::absolute(1e-6));
         let parameters = encoder.num_params();
@@ -522,7 +565,7 @@ mod tests {
         let mut wide = config(NormPlacement::Pre, true, Positions::Learned);
         wide.vocab_size = 4096;
         wide.embedding_init_std = 1.0;
-        let table = wide.init(&device).tokens.weight.val();
+        let table = wide.init(&device).token_embedding();
         let std = table.clone().var(1).mean().sqrt().into_scalar::<f32>();
         assert!((std - 1.0).abs() < 0.05, "std {std}");
     }

@@ -34,12 +34,21 @@ impl LayerNorm {
 
     /// Normalises `x` `[..., d]` over its last dimension.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let (gamma, beta) = (self.gamma.val(), self.beta.val());
-        if ops::layer_norm::is_supported(&x.device()) {
-            ops::layer_norm::layer_norm(x, gamma, beta, self.epsilon)
-        } else {
-            module::layer_norm(x, gamma, Some(beta), self.epsilon)
-        }
+        normalize(x, self.gamma.val(), self.beta.val(), self.epsilon)
+    }
+}
+
+/// `x` `[..., d]` normalised over its last dimension, then scaled by γ and shifted by β.
+pub fn normalize<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    epsilon: f64,
+) -> Tensor<D> {
+    if ops::layer_norm::is_supported(&x.device()) {
+        ops::layer_norm::layer_norm(x, gamma, beta, epsilon)
+    } else {
+        module::layer_norm(x, gamma, Some(beta), epsilon)
     }
 }
 

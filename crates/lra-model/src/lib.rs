@@ -21,6 +21,8 @@ pub mod parameters;
 pub mod positions;
 pub mod pretrained;
 pub mod sentence_order;
+pub mod sequence_norm;
+pub mod value_input;
 
 pub use classifier::{Classifier, ClassifierConfig, HeadActivation, HeadKind, Pooling};
 pub use device::DeviceError;

@@ -10,6 +10,8 @@ use crate::error::ConfigError;
 use crate::init::DenseInit;
 use crate::mixer::MixerConfig;
 use crate::positions::Positions;
+use crate::sequence_norm::Normalization;
+use crate::value_input::InputValues;
 
 /// Model sizes and options; the mixer is chosen and configured apart (`attention`, `[mixer]`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -53,6 +55,10 @@ pub struct ModelConfig {
     /// LayerNorm placement: `pre` (default) or `post` (BERT; S4 ListOps/Image `prenorm: false`).
     #[serde(default)]
     pub norm: NormPlacement,
+    /// The blocks' norm: `layer` (default) or `batch` (the LRA S4 models' `norm: batch`,
+    /// `BatchNorm1d` over batch × length per feature, padding included).
+    #[serde(default, skip_serializing_if = "Normalization::is_default")]
+    pub normalization: Normalization,
     /// Positions: `learned` (default), `sinusoidal` (the JAX LRA code's fixed table) or `none`
     /// (the LRA S4 model); `true`/`false` as in earlier configs mean learned/none.
     #[serde(default)]
@@ -65,6 +71,11 @@ pub struct ModelConfig {
     /// the JAX LRA code.
     #[serde(default = "embedding_std")]
     pub cls_init_std: f64,
+    /// Ids read as numbers, `(id − center)/scale` through `Linear(1, d_model)`, instead of an
+    /// embedding table: `{ center = 122.6, scale = 61.0 }` are the LRA S4 CIFAR pixels, `{ center
+    /// = 0, scale = 255 }` its Pathfinder pixels. Default: the embedding table.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_values: Option<InputValues>,
     /// Token-type (segment) embeddings: 0 = none (default), 2 for BERT sentence pairs.
     #[serde(default)]
     pub token_types: usize,
@@ -74,6 +85,12 @@ pub struct ModelConfig {
     /// Epsilon of every LayerNorm. Default: 1e-5 (PyTorch's); BERT uses 1e-12.
     #[serde(default = "default_layer_norm_eps")]
     pub layer_norm_eps: f64,
+    /// Token id 0 is padding wherever it occurs, not only after the sequence's end: the PyTorch
+    /// LRA code's `mask = input_ids != 0` (Skyformer `dataset_LRA.py:32`) and the JAX LRA code's
+    /// `inputs > 0` (`transformer.py:148`). On Image, Pathfinder and Path-X the tokens are pixel
+    /// values, so black pixels are then masked. Default: false.
+    #[serde(default, skip_serializing_if = "is_disabled")]
+    pub zero_ids_are_padding: bool,
 }
 
 fn enabled() -> bool {
@@ -82,6 +99,10 @@ fn enabled() -> bool {
 
 fn is_enabled(value: &bool) -> bool {
     *value
+}
+
+fn is_disabled(value: &bool) -> bool {
+    !*value
 }
 
 fn embedding_std() -> f64 {
@@ -124,6 +145,9 @@ impl ModelConfig {
                 )));
             }
         }
+        if let Some(values) = &self.input_values {
+            values.validate()?;
+        }
         if self.positions == Positions::Sinusoidal && !self.d_model.is_multiple_of(2) {
             return Err(ConfigError::Inconsistent(format!(
                 "model.positions = \"sinusoidal\" needs an even model.d_model (sin and cos \
@@ -144,6 +168,7 @@ impl ModelConfig {
         ClassifierConfig {
             encoder: EncoderConfig {
                 vocab_size: task.vocab_size,
+                input_values: self.input_values,
                 max_len: task.max_len,
                 d_model: self.d_model,
                 n_layers: self.n_layers,
@@ -153,6 +178,7 @@ impl ModelConfig {
                 d_ffn: self.d_ffn,
                 ffn: self.ffn,
                 norm: self.norm,
+                normalization: self.normalization,
                 positions: self.positions,
                 embedding_init_std: self.embedding_init_std,
                 cls_init_std: self.cls_init_std,
@@ -172,6 +198,7 @@ impl ModelConfig {
             num_classes: task.outputs,
             dual_encoder: task.dual_encoder,
             dense_init: self.dense_init,
+            zero_ids_are_padding: self.zero_ids_are_padding,
         }
     }
 }

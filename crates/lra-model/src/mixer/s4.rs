@@ -59,6 +59,20 @@ pub struct S4Config {
     /// Output linear to 2H followed by GLU (else a plain H → H linear). Default: true (LRA
     /// configs `final_act: glu`).
     pub glu: bool,
+    /// How the learned parameter gives the step: `exp` (default, `Δ = exp(log_dt)`, the S4
+    /// paper's) or `softplus` (`Δ = softplus(p)`, stored as `softplus⁻¹(Δ)`: the official LRA
+    /// configs, `configs/model/layer/s4.yaml:25` `dt_transform: softplus`). Both start from the
+    /// same log-uniform Δ.
+    pub dt_transform: DtTransform,
+}
+
+/// The map from the learned step parameter to Δ > 0.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DtTransform {
+    #[default]
+    Exp,
+    Softplus,
 }
 
 impl Default for S4Config {
@@ -70,6 +84,7 @@ impl Default for S4Config {
             bidirectional: true,
             shared_ssm: true,
             glu: true,
+            dt_transform: DtTransform::Exp,
         }
     }
 }
@@ -103,8 +118,12 @@ impl MixerSpec for S4Config {
         };
         let log_neg_real: Vec<f64> = nplr.lambda_re.iter().map(|r| (-r).ln()).collect();
         let c = || Distribution::Normal(0.0, 0.5f64.sqrt()); // complex N(0, 1)
+        let log_dt = log_dt_init(channels, self.dt_min, self.dt_max, device);
+        let log_dt_values = log_dt.clone();
         S4 {
-            log_dt: Param::from_tensor(log_dt_init(channels, self.dt_min, self.dt_max, device)),
+            log_dt: (self.dt_transform == DtTransform::Exp).then(|| Param::from_tensor(log_dt)),
+            softplus_inv_dt: (self.dt_transform == DtTransform::Softplus)
+                .then(|| Param::from_tensor(softplus_inverse(log_dt_values))),
             log_lambda_real: param(&log_neg_real),
             lambda_imag: param(&nplr.lambda_im),
             p_re: param(&nplr.p_re),
@@ -130,8 +149,10 @@ impl MixerSpec for S4Config {
 /// S4 layer: DPLR SSM convolution + D skip, GELU, dropout, output linear (GLU).
 #[derive(Module, Debug)]
 pub struct S4 {
-    /// `log Δ` per channel `[H]`.
-    log_dt: Param<Tensor<1>>,
+    /// `log Δ` per channel `[H]` (`dt_transform = "exp"`).
+    log_dt: Option<Param<Tensor<1>>>,
+    /// `softplus⁻¹(Δ)` per channel `[H]` (`dt_transform = "softplus"`).
+    softplus_inv_dt: Option<Param<Tensor<1>>>,
     /// `log(−Re Λ)` `[S, N/2]` (S = 1 shared or H), so that Re Λ stays negative.
     log_lambda_real: Param<Tensor<2>>,
     /// `Im Λ` `[S, N/2]`.
@@ -154,11 +175,32 @@ pub struct S4 {
     glu: bool,
 }
 
+/// `log Δ` `[H]` → `softplus⁻¹(Δ) = log(exp(Δ) − 1)`, in f64 (Δ ≈ 1e-3 loses digits in f32).
+fn softplus_inverse(log_dt: Tensor<1>) -> Tensor<1> {
+    let device = log_dt.device();
+    let channels = log_dt.dims()[0];
+    let inverse: Vec<f32> = log_dt
+        .into_data()
+        .iter::<f32>()
+        .map(|log| f64::from(log).exp().exp_m1().ln() as f32)
+        .collect();
+    Tensor::from_data(TensorData::new(inverse, [channels]), &device)
+}
+
 impl S4 {
+    /// Δ `[H]` from whichever parameter the layer holds.
+    pub fn dt(&self) -> Tensor<1> {
+        match (&self.log_dt, &self.softplus_inv_dt) {
+            (Some(log_dt), _) => log_dt.val().exp(),
+            (None, Some(inverse)) => burn::tensor::activation::softplus(inverse.val(), 1.0),
+            (None, None) => unreachable!("an S4 layer is built with one step parameter"),
+        }
+    }
+
     /// Convolution kernels `[dirs, H, len]` (`len` a power of two): the generating function
     /// `K̂(ω) = C̃ (I − Āω)⁻¹ B̄` at `ω_k = exp(−2πik/len)`, k ≤ len/2, then the inverse real FFT.
     pub fn kernel(&self, len: usize) -> Tensor<3> {
-        let device = self.log_dt.device();
+        let device = self.c_re.device();
         let [directions, channels, half] = self.c_re.dims();
         let bins = len / 2 + 1;
         // Roots of unity ω and the bilinear terms (1 − ω)/Δ and t = (1 + ω)/2.
@@ -169,7 +211,7 @@ impl S4 {
         };
         let omega_re = row(&|k| angle(k).cos());
         let omega_im = row(&|k| angle(k).sin());
-        let inv_dt = (-self.log_dt.val()).exp().reshape([channels, 1, 1]);
+        let inv_dt = self.dt().recip().reshape([channels, 1, 1]);
         let g = Complex {
             re: (-omega_re.clone() + 1.0) * inv_dt.clone(),
             im: -omega_im.clone() * inv_dt,
@@ -565,7 +607,7 @@ mod tests {
         let (p_re, p_im) = (values(mixer.p_re.val()), values(mixer.p_im.val()));
         let (b_re, b_im) = (values(mixer.b_re.val()), values(mixer.b_im.val()));
         let (c_re, c_im) = (values(mixer.c_re.val()), values(mixer.c_im.val()));
-        let dt = values(mixer.log_dt.val().exp());
+        let dt = values(mixer.dt());
         let mut kernel = vec![0.0; directions * channels * len];
         for h in 0..channels {
             // This channel's copy of (Λ, P, B): the only one when shared.
@@ -686,9 +728,48 @@ mod tests {
         let device = Device::flex();
         let dims = MixerDims::new(32, 1, 16);
         let mixer = S4Config::default().init(&dims, &device);
-        let dt = values(mixer.log_dt.val().exp());
+        let dt = values(mixer.dt());
         assert!(dt.iter().all(|d| (1e-3..=1e-1).contains(d)));
         assert!(dt.iter().any(|&d| d < 1e-2) && dt.iter().any(|&d| d > 1e-2));
+    }
+
+    /// `dt_transform = "softplus"` stores softplus⁻¹(Δ) of the same draw, so the layer computes
+    /// what the `exp` layer of the same seed computes, and its step still learns.
+    #[test]
+    fn the_softplus_step_starts_where_the_exp_step_does() {
+        let device = Device::flex().autodiff();
+        let dims = MixerDims::new(8, 1, 16).with_dropout(0.0);
+        let build = |transform| {
+            device.seed(5);
+            crate::init::init_now(
+                S4Config {
+                    dt_transform: transform,
+                    ..S4Config::default()
+                }
+                .init(&dims, &device),
+            )
+        };
+        let (exp, softplus) = (build(DtTransform::Exp), build(DtTransform::Softplus));
+        let stored = values(softplus.softplus_inv_dt.as_ref().unwrap().val());
+        for (dt, inverse) in values(exp.dt()).iter().zip(&stored) {
+            assert!(
+                (inverse - dt.exp_m1().ln()).abs() < 1e-4,
+                "{inverse} vs Δ {dt}"
+            );
+        }
+        let x = Tensor::<3>::random([1, 16, 8], Distribution::Normal(0.0, 1.0), &device);
+        let run = |mixer: &S4| mixer.forward(MixerInput::new(x.clone())).x;
+        let out = run(&softplus);
+        out.clone().into_data().assert_approx_eq::<f32>(
+            &run(&exp).into_data(),
+            burn::tensor::Tolerance::absolute(1e-5),
+        );
+        let grads = out.powi_scalar(2).sum().backward();
+        let param = softplus.softplus_inv_dt.as_ref().unwrap();
+        let grad = param
+            .grad(&grads)
+            .expect("the step parameter has a gradient");
+        assert!(grad.abs().sum().into_scalar::<f32>() > 0.0);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::encoder::{EMBEDDING_STD, NormPlacement};
 use crate::init::DenseInit;
 use crate::model_config::ModelConfig;
 use crate::positions::Positions;
+use crate::sequence_norm::Normalization;
 
 /// The model families this import reads (`model_type` in `config.json`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -250,10 +251,13 @@ impl CheckpointConfig {
             head: HeadKind::Pooler,
             head_activation: HeadActivation::Relu,
             dense_init: DenseInit::Burn,
+            zero_ids_are_padding: false,
             attention_bias: true,
             ffn_inner_dropout: false,
             ffn: true,
             norm: NormPlacement::Post,
+            normalization: Normalization::Layer,
+            input_values: None,
             positions: Positions::Learned,
             embedding_init_std: EMBEDDING_STD,
             cls_init_std: EMBEDDING_STD,

@@ -287,8 +287,9 @@ fn trained_qkv(
     let chosen: Vec<usize> = (0..examples.max(1).min(data.val.len())).collect();
     let batch = crate::batches::make_batch(&data.val, &chosen, config.task.max_len, device);
     let encoder = model.encoder();
+    let pad_mask = model.padding_mask(&batch.tokens, batch.pad_mask);
     let (x, pad_mask, mixer) = encoder
-        .mixer_input(batch.tokens, batch.pad_mask, layer)
+        .mixer_input(batch.tokens, pad_mask, layer)
         .ok_or_else(|| anyhow!("--layer {layer}: the run has {} layers", encoder.n_layers()))?;
     let attention = mixer.attention().ok_or_else(|| {
         anyhow!(
