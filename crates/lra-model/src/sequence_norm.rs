@@ -99,6 +99,8 @@ impl RunningStatistics {
         let blend = |state: &RunningState<Tensor<1>>, batch: Tensor<1>| {
             let updated = state.value_sync() * (1.0 - BATCH_MOMENTUM) + batch * BATCH_MOMENTUM;
             state.update(updated.detach());
+            // Merged now, not at the next update: a checkpoint reads the merged value.
+            state.value_sync();
         };
         blend(&self.mean, mean);
         blend(&self.variance, variance);
@@ -117,8 +119,8 @@ mod tests {
     }
 
     /// Training: each feature has mean β and std γ over batch × length; the running statistics
-    /// move a tenth of the way to the batch's (population variance); evaluation then normalises
-    /// with those running values.
+    /// move a tenth of the way to the batch's (population variance) and are merged at once (what
+    /// a checkpoint reads); evaluation then normalises with those running values.
     #[test]
     fn batch_norm_normalises_each_feature_over_batch_and_length() {
         let device = Device::flex().autodiff();

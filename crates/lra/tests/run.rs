@@ -148,6 +148,63 @@ fn stopped_and_resumed_run_matches_an_uninterrupted_one() {
     );
 }
 
+/// The S4 presets' options together (BatchNorm with its running statistics, the softplus step,
+/// ids read as values, id 0 masked anywhere, the zeroed-padding mean): the run learns, and a run
+/// stopped between evaluations and resumed ends exactly as the uninterrupted one, so the running
+/// statistics travel through the checkpoint.
+#[test]
+fn an_s4_run_with_batch_norm_and_value_inputs_learns_and_resumes_exactly() {
+    let _guard = one_training_at_a_time();
+    let root = tempfile::tempdir().unwrap();
+    let overrides = [
+        "train.eval_every=20",
+        "task.generate.train=2000",
+        "task.generate.val=200",
+        "task.generate.test=200",
+        "model.ffn=false",
+        r#"model.normalization="batch""#,
+        "model.input_values={center=8.0,scale=4.0}",
+        "model.zero_ids_are_padding=true",
+        r#"model.pooling="mean_with_zeroed_padding""#,
+        "mixer.d_state=4",
+        r#"mixer.dt_transform="softplus""#,
+    ];
+    let args = |steps| RunArgs {
+        attention: Some("s4".into()),
+        ..tiny_args(root.path(), steps, &overrides)
+    };
+    let (_, outcome) = execute(&args(60)).unwrap();
+    let reference = finished(outcome);
+    let history = metrics(&reference.run_dir);
+    assert!(
+        history[2].train_loss < history[0].train_loss,
+        "loss did not fall: {history:?}"
+    );
+
+    let mut first_half = args(60);
+    first_half.stop_at_step = Some(30);
+    let (run, outcome) = execute(&first_half).unwrap();
+    assert!(
+        matches!(outcome, Outcome::Stopped { step: 30 }),
+        "{outcome:?}"
+    );
+    let mut second_half = args(60);
+    second_half.resume = Some(None);
+    let resumed = finished(execute(&second_half).unwrap().1);
+    assert_eq!(resumed.test_loss, reference.test_loss);
+    assert_eq!(resumed.metrics, reference.metrics);
+    assert_eq!(
+        metrics(&run.path)
+            .into_iter()
+            .map(|r| (r.step, r.train_loss, r.val))
+            .collect::<Vec<_>>(),
+        history
+            .into_iter()
+            .map(|r| (r.step, r.train_loss, r.val))
+            .collect::<Vec<_>>()
+    );
+}
+
 #[test]
 fn config_written_to_the_run_folder_reloads() {
     let _guard = one_training_at_a_time();
