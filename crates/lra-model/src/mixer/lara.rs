@@ -276,7 +276,8 @@ fn logsumexp(x: Tensor<4>, dim: usize) -> Tensor<4> {
 }
 
 /// Segment assignment of the real tokens of each row: `[b, C, n]` with 1 where token `m` belongs
-/// to landmark `c`, and `[b, C]` with 1 where landmark `c` has tokens.
+/// to landmark `c`, and `[b, C]` with 1 where landmark `c` has tokens (every landmark of a row
+/// without real tokens).
 ///
 /// A row with `L` real tokens (rank `r` among them) uses the official split of `lara.py`:
 /// `segs = L // C`; the first `C·(segs+1) − L` segments hold `segs` tokens, the rest `segs + 1`;
@@ -288,7 +289,7 @@ fn segments(real: Tensor<2>, landmarks: usize) -> (Tensor<3>, Tensor<2>) {
     let rank = real.clone().cumsum(1) - 1.0; // [b, n]
     let len = real.clone().sum_dim(1); // [b, 1]
     let segs = (len.clone() / c).floor();
-    let short = (segs.clone() + 1.0) * c - len; // segments of `segs` tokens
+    let short = (segs.clone() + 1.0) * c - len.clone(); // segments of `segs` tokens
     let boundary = (short.clone() * segs.clone()).expand([batch, seq]);
     let in_short = (rank.clone() / segs.clone().clamp_min(1.0)).floor();
     let in_long = short.expand([batch, seq])
@@ -306,7 +307,10 @@ fn segments(real: Tensor<2>, landmarks: usize) -> (Tensor<3>, Tensor<2>) {
         .greater_elem(0.5)
         .float()
         .reshape([batch, landmarks]);
-    (assign, present)
+    // A row of padding only counts its (zero) landmarks as present: with none, every sample's
+    // mixture density would be −∞ and the weights 0/0.
+    let empty = len.lower_elem(0.5).float().expand([batch, landmarks]);
+    (assign, present.max_pair(empty))
 }
 
 impl LaraCore {

@@ -189,6 +189,10 @@ impl AttentionCore for SkeinformerCore {
         // 4. Sampled columns plus the row model for the others.
         let scores = q.matmul(k_cols.swap_dims(2, 3)) / (head_dim as f64).sqrt(); // [b, h, n, s]
         let shift = (scores.clone().detach() + (taken.clone().neg() + 1.0) * PAD_BIAS).max_dim(3);
+        // A row of padding only took no column: its masked maximum is PAD_BIAS-sized, and
+        // exp(score − shift) would overflow. Its output is 0 either way.
+        let none_taken = taken_count.clone().lower_elem(0.5).expand(shift.dims());
+        let shift = shift.mask_fill(none_taken, 0.0);
         let weights = (scores.clone() - shift.clone()).exp() * taken.clone();
         let mean_score = (scores * taken).sum_dim(3) / taken_count.clone().clamp_min(1.0);
         let row_model = (mean_score - shift).exp(); // [b, h, n, 1], cᵢ / e^shift
