@@ -348,6 +348,8 @@ mod tests {
                 embedding_norm: false,
                 layer_norm_eps: 1e-5,
                 mixer: MixerKind::ALL[0].default_config(),
+                mask_padding_in_mixers: true,
+                padded_queries: crate::mixer::PaddedQueries::Attend,
             },
             pooling: Pooling::Mean,
             head_hidden: 8,
@@ -587,6 +589,38 @@ mod tests {
         let unmasked = plain.forward(tokens, pad);
         let gap = (masked - unmasked).abs().max().into_scalar::<f32>();
         assert!(gap > 1e-4, "the zero ids must be masked: {gap}");
+    }
+
+    /// `dense_init = "jax_lra"` also draws Linformer's `E` as the JAX `lr_kernel`: xavier_uniform
+    /// over `(max_len, k)`, bound √(6/(n + k)), where Burn's init keeps a gain of 1/√2.
+    #[test]
+    fn jax_lra_draws_linformers_projection_with_the_full_xavier_bound() {
+        let device = Device::flex();
+        let mut config = dual_classifier_config();
+        config.dual_encoder = false;
+        config.encoder.mixer =
+            crate::MixerConfig::Linformer(crate::mixer::linformer::LinformerConfig {
+                k: 4,
+                sharing: crate::mixer::linformer::Sharing::KeyValue,
+                trainable: true,
+            });
+        let mut projections = |init| {
+            config.dense_init = init;
+            device.seed(9);
+            parameter_values(&config.init(&device))
+                .into_iter()
+                .filter(|(path, _)| path.ends_with("key_projection"))
+                .map(|(_, values)| values.iter().fold(0f32, |m, v| m.max(v.abs())))
+                .collect::<Vec<_>>()
+        };
+        let bound = (6.0 / (SEQ + 4) as f32).sqrt();
+        let (burn, jax) = (projections(DenseInit::Burn), projections(DenseInit::JaxLra));
+        assert_eq!(jax.len(), 1);
+        assert!(burn[0] <= bound * std::f32::consts::FRAC_1_SQRT_2 * 1.000_01);
+        assert!(
+            jax[0] <= bound && jax[0] > bound * 0.8,
+            "{jax:?} vs bound {bound}"
+        );
     }
 
     /// `dense_init = "jax_lra"`: attention and FFN kernels within xavier_uniform's bound (and

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::folded_linear::FoldedLinear;
 use crate::layer_norm::LayerNorm;
 use crate::mixer::common::dropout;
-use crate::mixer::{Mixer, MixerConfig, MixerDims, MixerInput, TokenMixer};
+use crate::mixer::{Mixer, MixerConfig, MixerDims, MixerInput, PaddedQueries, TokenMixer};
 use crate::ops::gelu::gelu;
 use crate::positions::{Positions, sinusoid_tensor};
 use crate::sequence_norm::{Normalization, SequenceNorm};
@@ -85,6 +85,10 @@ pub struct EncoderConfig {
     pub layer_norm_eps: f64,
     /// The token mixer of every block.
     pub mixer: MixerConfig,
+    /// Whether the mixers see the padding mask (else padded positions are tokens to them).
+    pub mask_padding_in_mixers: bool,
+    /// What the attention mixers give a padded query.
+    pub padded_queries: PaddedQueries,
 }
 
 impl EncoderConfig {
@@ -99,6 +103,7 @@ impl EncoderConfig {
             .with_qkv_dim(self.qkv_dim)
             .with_dropout(self.attention_dropout)
             .with_projection_bias(self.attention_bias)
+            .with_padded_queries(self.padded_queries)
     }
 
     /// Initialises the encoder.
@@ -169,6 +174,7 @@ impl EncoderConfig {
             ffn_out: ffn(LinearConfig::new(self.d_ffn, self.d_model).init(device)),
             dropout: DropoutConfig::new(self.dropout).init(),
             inner_dropout: self.ffn_inner_dropout,
+            mask_padding: self.mask_padding_in_mixers,
             post_norm: self.norm == NormPlacement::Post,
         }
     }
@@ -349,6 +355,8 @@ struct Block {
     ffn_out: Option<Linear>,
     dropout: Dropout,
     inner_dropout: bool,
+    /// Whether the mixer is given the padding mask.
+    mask_padding: bool,
     post_norm: bool,
 }
 
@@ -359,9 +367,12 @@ impl Block {
         pad_mask: Tensor<2, Bool>,
         carry: Option<Tensor<3>>,
     ) -> (Tensor<3>, Option<Tensor<3>>) {
-        let input = MixerInput::new(self.mixer_input(x.clone()))
-            .pad_mask(pad_mask)
-            .carry(carry);
+        let input = MixerInput::new(self.mixer_input(x.clone())).carry(carry);
+        let input = if self.mask_padding {
+            input.pad_mask(pad_mask)
+        } else {
+            input
+        };
         let mixed = self.mixer.forward(input);
         let mut x = self.residual(x, dropout(&self.dropout, mixed.x), &self.mixer_norm);
         if let (Some(norm), Some(ffn_in), Some(ffn_out)) =
@@ -433,6 +444,8 @@ mod tests {
             embedding_norm: false,
             layer_norm_eps: 1e-5,
             mixer: MixerKind::ALL[0].default_config(),
+            mask_padding_in_mixers: true,
+            padded_queries: PaddedQueries::Attend,
         }
     }
 
@@ -445,6 +458,38 @@ mod tests {
             ids,
             Tensor::<2, Bool>::from_data(TensorData::new(vec![false; 16], [1, 16]), device),
         )
+    }
+
+    /// `mask_padding_in_mixers = false`: the hidden states are those of an unpadded input (the
+    /// mixers never see the mask), and the mask still comes back for the pooling.
+    #[test]
+    fn mixers_without_the_mask_treat_padding_as_tokens() {
+        let device = Device::flex();
+        let (ids, unpadded) = tokens(&device);
+        let padded = Tensor::<2, Bool>::from_data(
+            TensorData::new((0..16).map(|i| i >= 11).collect::<Vec<_>>(), [1, 16]),
+            &device,
+        );
+        let hidden = |mask_padding: bool, mask: &Tensor<2, Bool>| {
+            let mut config = config(NormPlacement::Pre, true, Positions::Learned);
+            config.mask_padding_in_mixers = mask_padding;
+            device.seed(1);
+            let out = config.init(&device).forward(ids.clone(), mask.clone());
+            (out.hidden, out.pad_mask)
+        };
+        let (blind, mask) = hidden(false, &padded);
+        let (reference, _) = hidden(true, &unpadded);
+        blind
+            .clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&reference.into_data(), Tolerance::absolute(1e-6));
+        assert_eq!(mask.into_data(), padded.clone().into_data());
+        let (masked, _) = hidden(true, &padded);
+        let gap = (masked - blind).abs().max().into_scalar::<f32>();
+        assert!(
+            gap > 1e-4,
+            "the mask must matter when the mixers see it: {gap}"
+        );
     }
 
     #[test]

@@ -64,6 +64,16 @@ enum Family {
     Head,
 }
 
+/// Linformer's `E`/`F` (the JAX `lr_kernel`, `linformer_attention.py:127-144`, drawn with the
+/// layer's `xavier_uniform` kernel init).
+fn is_linformer_projection(path: &[String]) -> bool {
+    let in_mixer = path.iter().any(|p| p == "mixer");
+    in_mixer
+        && path
+            .last()
+            .is_some_and(|p| p == "key_projection" || p == "value_projection")
+}
+
 fn family(path: &[String]) -> Option<Family> {
     let layer = path.iter().rev().nth(1)?.as_str();
     let in_mixer = path.iter().any(|p| p == "mixer");
@@ -85,31 +95,48 @@ impl ModuleMapper for JaxLraDense {
     }
 
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        if is_linformer_projection(&self.path) {
+            return redraw(param, |shape, device| {
+                // Stored `[groups, k, max_len]`; the JAX `lr_kernel` is `(max_len, k)`.
+                let dims = shape.dims::<D>();
+                let bound = (6.0 / (dims[D - 1] + dims[D - 2]) as f64).sqrt();
+                Tensor::random(shape, Distribution::Uniform(-bound, bound), device)
+            });
+        }
         let Some(family) = family(&self.path) else {
             return param;
         };
         let is_weight = self.path.last().is_some_and(|p| p == "weight");
-        let (id, tensor, mapper) = param.consume();
-        let (shape, device) = (tensor.shape(), tensor.device());
-        let dims = shape.dims::<D>();
-        let redrawn = match (family, is_weight) {
-            (Family::Attention | Family::FeedForward, true) => {
-                let bound = (6.0 / (dims[0] + dims[D - 1]) as f64).sqrt();
-                Tensor::random(shape, Distribution::Uniform(-bound, bound), &device)
+        redraw(param, |shape, device| {
+            let dims = shape.dims::<D>();
+            match (family, is_weight) {
+                (Family::Attention | Family::FeedForward, true) => {
+                    let bound = (6.0 / (dims[0] + dims[D - 1]) as f64).sqrt();
+                    Tensor::random(shape, Distribution::Uniform(-bound, bound), device)
+                }
+                (Family::Head, true) => truncated_normal(shape, 1.0 / (dims[0] as f64), device),
+                (Family::FeedForward, false) => {
+                    Tensor::random(shape, Distribution::Normal(0.0, 1e-6), device)
+                }
+                (Family::Attention | Family::Head, false) => Tensor::zeros(shape, device),
             }
-            (Family::Head, true) => truncated_normal(shape, 1.0 / (dims[0] as f64), &device),
-            (Family::FeedForward, false) => {
-                Tensor::random(shape, Distribution::Normal(0.0, 1e-6), &device)
-            }
-            (Family::Attention | Family::Head, false) => Tensor::zeros(shape, &device),
-        };
-        let redrawn = if tensor.is_require_grad() {
-            redrawn.require_grad()
-        } else {
-            redrawn
-        };
-        Param::from_mapped_value(id, redrawn, mapper)
+        })
     }
+}
+
+/// `param` with a new value drawn by `draw(shape, device)`, keeping its id and whether it trains.
+fn redraw<const D: usize>(
+    param: Param<Tensor<D>>,
+    draw: impl FnOnce(Shape, &Device) -> Tensor<D>,
+) -> Param<Tensor<D>> {
+    let (id, tensor, mapper) = param.consume();
+    let redrawn = draw(tensor.shape(), &tensor.device());
+    let redrawn = if tensor.is_require_grad() {
+        redrawn.require_grad()
+    } else {
+        redrawn
+    };
+    Param::from_mapped_value(id, redrawn, mapper)
 }
 
 /// JAX's `variance_scaling(1, "fan_in", "truncated_normal")`: a standard normal truncated to

@@ -8,7 +8,7 @@ use crate::classifier::{ClassifierConfig, HeadActivation, HeadKind, Pooling};
 use crate::encoder::{EMBEDDING_STD, EncoderConfig, NormPlacement};
 use crate::error::ConfigError;
 use crate::init::DenseInit;
-use crate::mixer::MixerConfig;
+use crate::mixer::{MixerConfig, PaddedQueries};
 use crate::positions::Positions;
 use crate::sequence_norm::Normalization;
 use crate::value_input::InputValues;
@@ -91,6 +91,18 @@ pub struct ModelConfig {
     /// values, so black pixels are then masked. Default: false.
     #[serde(default, skip_serializing_if = "is_disabled")]
     pub zero_ids_are_padding: bool,
+    /// Whether the mixers see the padding mask. Default: true. `false`: padded positions are
+    /// ordinary tokens to them (pooling still leaves them out where it does), as in the JAX LRA
+    /// Linformer, Performer and linear attention, which never read their `padding_mask`
+    /// (`linformer_attention.py:149-164`, `performer_attention.py:550-705`,
+    /// `linear_attention.py:137-142`).
+    #[serde(default = "enabled", skip_serializing_if = "is_enabled")]
+    pub mask_padding_in_mixers: bool,
+    /// What an attention mixer gives a padded query: `attend` (default; its attention over the
+    /// real keys) or `uniform` (the mean of every position's value: flax's attention, which the
+    /// JAX LRA Transformer and Longformer use; it reaches the output through mean pooling).
+    #[serde(default, skip_serializing_if = "PaddedQueries::is_default")]
+    pub padded_queries: PaddedQueries,
 }
 
 fn enabled() -> bool {
@@ -190,6 +202,8 @@ impl ModelConfig {
                 embedding_norm: self.embedding_norm,
                 layer_norm_eps: self.layer_norm_eps,
                 mixer,
+                mask_padding_in_mixers: self.mask_padding_in_mixers,
+                padded_queries: self.padded_queries,
             },
             pooling: self.pooling,
             head_hidden: self.head_hidden,

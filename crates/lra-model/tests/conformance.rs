@@ -179,7 +179,7 @@ fn qkv_dim_narrows_the_heads_where_the_caps_say_so() {
 }
 
 /// `model.attention_bias = false` (the JAX LRA attention has no biases): mixers with query/key/
-/// value projections (caps `qkv_width`) build them without biases, fewer parameters, and still
+/// value projections (caps `projection_bias`) build them without biases, fewer parameters, and still
 /// map finitely; the others refuse it with an error naming the setting.
 #[test]
 fn attention_bias_false_drops_the_projection_biases_where_the_caps_say_so() {
@@ -188,7 +188,7 @@ fn attention_bias_false_drops_the_projection_biases_where_the_caps_say_so() {
     for kind in kinds_under_test() {
         let config = kind.default_config();
         let checked = config.validate(&without);
-        if !config.caps().qkv_width {
+        if !config.caps().projection_bias {
             let error = checked.expect_err(&format!("{kind}: accepted attention_bias = false"));
             assert!(
                 error.to_string().contains("attention_bias"),

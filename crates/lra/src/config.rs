@@ -326,6 +326,7 @@ impl ExperimentConfig {
         .with_qkv_dim(self.model.qkv_dim())
         .with_dropout(self.model.attention_dropout)
         .with_projection_bias(self.model.attention_bias)
+        .with_padded_queries(self.model.padded_queries)
     }
 
     /// The model for a task with `vocab_size` tokens whose head has `outputs` outputs.

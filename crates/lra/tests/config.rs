@@ -289,3 +289,43 @@ fn the_sinkhorn_rows_use_the_jax_sinkhorn_head() {
     }
     assert_eq!(seen, 6);
 }
+
+/// Both LRA codes mask id 0 wherever it occurs, and the JAX table's rows treat padding as their
+/// attention code does: flax's uniform padded queries (Transformer, Longformer), no mask at all
+/// (Linformer, Performer, linear), and the JAX Reformer with heads as wide as the model.
+#[test]
+fn the_lra_presets_and_the_jax_rows_mask_padding_as_their_code() {
+    use lra_model::mixer::PaddedQueries;
+    for name in list_presets() {
+        if name.starts_with("lra-jax/") || name.starts_with("lra-pytorch/") {
+            let preset = load_preset(&name).unwrap();
+            assert!(preset.model.zero_ids_are_padding, "{name}");
+        }
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../experiments/sweeps/lra-table1.toml");
+    let sweep = SweepFile::load(&path).unwrap();
+    let mut seen = 0;
+    for cell in sweep.cells() {
+        let config = cell_config(&cell).unwrap();
+        let model = &config.model;
+        let uniform = matches!(cell.row.as_str(), "Transformer" | "Longformer");
+        let blind = matches!(
+            cell.row.as_str(),
+            "Linformer" | "Performer" | "Linear Transformer"
+        );
+        let label = format!("{} on {}", cell.row, cell.task);
+        assert_eq!(
+            model.padded_queries == PaddedQueries::Uniform,
+            uniform,
+            "{label}"
+        );
+        assert_eq!(!model.mask_padding_in_mixers, blind, "{label}");
+        if cell.row == "Reformer" {
+            assert_eq!(config.attention, "reformer_jax", "{label}");
+            assert_eq!(model.qkv_dim(), model.d_model, "{label}");
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 66);
+}

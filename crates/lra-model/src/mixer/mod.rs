@@ -30,6 +30,7 @@ pub mod performer;
 pub mod pixelfly;
 pub mod ra;
 pub mod reformer;
+pub mod reformer_jax;
 pub mod s4;
 pub mod s4d;
 pub mod scatterbrain;
@@ -49,6 +50,7 @@ pub use common::reference;
 pub use registry::{Mixer, MixerConfig, MixerKind};
 
 use burn::tensor::{Bool, Device, Tensor};
+use serde::{Deserialize, Serialize};
 
 /// Input of one mixer call.
 #[derive(Clone, Debug)]
@@ -156,6 +158,28 @@ pub struct MixerDims {
     /// attention has none). Mixers whose caps lack [`Caps::qkv_width`] build no such
     /// projections and require it true.
     pub projection_bias: bool,
+    /// What an attention mixer gives a padded query (see [`PaddedQueries`]).
+    pub padded_queries: PaddedQueries,
+}
+
+/// The attention output at a padded query position.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaddedQueries {
+    /// Whatever the core computes for it (its attention over the real keys, for most).
+    #[default]
+    Attend,
+    /// The plain mean of every position's value, padded ones included: flax's attention, which
+    /// puts a −1e10 bias on every (query, key) pair with a padded side (`make_padding_mask`, an
+    /// outer product, `flax/deprecated/nn/attention.py:397-405, 487-496` at v0.3.6), so a padded
+    /// query's logits all round to −1e10 and its softmax is uniform.
+    Uniform,
+}
+
+impl PaddedQueries {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 impl MixerDims {
@@ -168,6 +192,15 @@ impl MixerDims {
             max_len,
             dropout: 0.0,
             projection_bias: true,
+            padded_queries: PaddedQueries::Attend,
+        }
+    }
+
+    /// The same sizes with padded queries answered as `padded_queries` says.
+    pub fn with_padded_queries(self, padded_queries: PaddedQueries) -> Self {
+        Self {
+            padded_queries,
+            ..self
         }
     }
 
@@ -208,6 +241,9 @@ pub struct Caps {
     /// Builds queries, keys and values [`MixerDims::qkv_dim`] wide (every mixer with an
     /// attention core does, through the shared projections).
     pub qkv_width: bool,
+    /// Has query/key/value-style projections whose biases [`MixerDims::projection_bias`]
+    /// (`model.attention_bias`) turns off.
+    pub projection_bias: bool,
 }
 
 impl Caps {
@@ -217,6 +253,7 @@ impl Caps {
         honours_padding: true,
         attention_core: true,
         qkv_width: true,
+        projection_bias: true,
     };
     /// An approximating attention core that honours padding.
     pub const APPROXIMATE_ATTENTION: Caps = Caps {
@@ -228,6 +265,7 @@ impl Caps {
     pub const WITHOUT_CORE: Caps = Caps {
         attention_core: false,
         qkv_width: false,
+        projection_bias: false,
         ..Caps::APPROXIMATE_ATTENTION
     };
 }

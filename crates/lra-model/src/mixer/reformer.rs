@@ -83,6 +83,7 @@ impl MixerSpec for ReformerConfig {
     fn caps(&self) -> Caps {
         Caps {
             qkv_width: true,
+            projection_bias: true,
             ..Caps::WITHOUT_CORE
         }
     }

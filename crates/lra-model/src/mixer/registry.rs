@@ -86,10 +86,17 @@ macro_rules! mixers {
                         dims.n_heads, dims.d_model
                     )));
                 }
-                if !dims.projection_bias && !self.caps().qkv_width {
+                if !dims.projection_bias && !self.caps().projection_bias {
                     return Err(ConfigError::Inconsistent(format!(
                         "model.attention_bias = false, but `{}` has no query/key/value \
                          projections to take the biases from (leave attention_bias unset)",
+                        self.kind().name()
+                    )));
+                }
+                if dims.padded_queries != PaddedQueries::Attend && !self.caps().attention_core {
+                    return Err(ConfigError::Inconsistent(format!(
+                        "model.padded_queries = \"uniform\", but `{}` has no attention core over \
+                         projected values to average (leave padded_queries unset)",
                         self.kind().name()
                     )));
                 }
@@ -167,6 +174,7 @@ mixers! {
     S4d => "s4d", s4d::S4dConfig, s4d::S4d;
     Mra => "mra", mra::MraConfig, mra::MraAttention;
     Reformer => "reformer", reformer::ReformerConfig, reformer::ReformerAttention;
+    ReformerJax => "reformer_jax", reformer_jax::ReformerJaxConfig, reformer_jax::ReformerJax;
     Yoso => "yoso", yoso::YosoConfig, yoso::YosoAttention;
     Flash => "flash", flash::FlashConfig, flash::FlashAttention;
     BlockSparse => "blocksparse", blocksparse::BlockSparseConfig, blocksparse::BlockSparseAttention;

@@ -149,6 +149,7 @@ impl MixerSpec for SynthesizerConfig {
     fn caps(&self) -> Caps {
         Caps {
             qkv_width: true,
+            projection_bias: true,
             ..Caps::WITHOUT_CORE
         }
     }

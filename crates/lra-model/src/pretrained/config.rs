@@ -258,6 +258,8 @@ impl CheckpointConfig {
             norm: NormPlacement::Post,
             normalization: Normalization::Layer,
             input_values: None,
+            mask_padding_in_mixers: true,
+            padded_queries: crate::mixer::PaddedQueries::Attend,
             positions: Positions::Learned,
             embedding_init_std: EMBEDDING_STD,
             cls_init_std: EMBEDDING_STD,
