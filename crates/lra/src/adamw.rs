@@ -6,10 +6,15 @@ use burn::optim::{AdamW, AdamWConfig, AdamWState, AdaptiveMomentumState, Optimiz
 use burn::tensor::{Device, Tensor};
 use lra_model::ops::adamw::{AdamWStep, adamw_update, is_supported};
 
+use crate::config::TrainConfig;
+use crate::schedule::one_cycle_beta1;
+
 /// See the module documentation.
 #[derive(Clone)]
 pub struct FusedAdamW {
     beta_1: f32,
+    /// `train.cycle_momentum`: β1 follows `OneCycleLR` for this training config instead.
+    cycle: Option<Box<TrainConfig>>,
     beta_2: f32,
     epsilon: f32,
     weight_decay: f32,
@@ -28,10 +33,29 @@ impl FusedAdamW {
             .build();
         Self {
             beta_1,
+            cycle: None,
             beta_2,
             epsilon,
             weight_decay,
             composed,
+        }
+    }
+
+    /// β1 cycled as `OneCycleLR(cycle_momentum = True)` over `train`'s steps: update `t`
+    /// (counted from 1 in each parameter's state) takes the scheduler's β1 at step `t − 1`, and
+    /// its bias correction `1 − β1ᵗ` that β1, as PyTorch's Adam reads `betas` at each step. The
+    /// CPU's fused update only: other devices keep Burn's fixed-β1 `AdamW`.
+    pub fn with_cycled_momentum(self, train: &TrainConfig) -> Self {
+        Self {
+            cycle: Some(Box::new(train.clone())),
+            ..self
+        }
+    }
+
+    fn beta_1_at(&self, time: usize) -> f32 {
+        match &self.cycle {
+            Some(train) => one_cycle_beta1(train, time - 1) as f32,
+            None => self.beta_1,
         }
     }
 }
@@ -58,7 +82,7 @@ impl Optimizer for FusedAdamW {
         };
         let step = AdamWStep {
             lr,
-            beta_1: self.beta_1,
+            beta_1: self.beta_1_at(time),
             beta_2: self.beta_2,
             epsilon: self.epsilon,
             weight_decay: self.weight_decay,
@@ -126,5 +150,38 @@ mod tests {
             .init();
         let (ours, theirs) = (trained(fused, &device), trained(burn, &device));
         assert_eq!(ours, theirs);
+    }
+
+    /// `with_cycled_momentum`: update `t` is the fixed-β1 update with OneCycleLR's β1 at
+    /// scheduler step `t − 1`, applied to the same state (its bias correction included).
+    #[test]
+    fn a_cycled_update_is_the_fixed_update_with_that_steps_beta1() {
+        let device = Device::flex();
+        let mut train = crate::config::load_preset("lra-pytorch/listops")
+            .unwrap()
+            .train;
+        (train.steps, train.warmup_steps, train.cycle_momentum) = (20, 4, true);
+        let cycled = FusedAdamW::new(0.9, 0.98, 1e-6, 0.01).with_cycled_momentum(&train);
+        device.seed(7);
+        let mut param = Tensor::<2>::random([3, 5], burn::tensor::Distribution::Default, &device);
+        let mut state = None;
+        for time in 1..=6 {
+            let grad = Tensor::<2>::random([3, 5], burn::tensor::Distribution::Default, &device);
+            let beta_1 = crate::schedule::one_cycle_beta1(&train, time - 1) as f32;
+            let fixed = FusedAdamW::new(beta_1, 0.98, 1e-6, 0.01);
+            let (expected, expected_state) =
+                fixed.step(1e-2, param.clone(), grad.clone(), state.clone());
+            let (got, got_state) = cycled.step(1e-2, param, grad, state);
+            assert_eq!(got.to_data(), expected.to_data(), "update {time}");
+            let moments =
+                |s: &Option<AdamWState<2>>| s.as_ref().unwrap().momentum.moment_1.to_data();
+            assert_eq!(
+                moments(&got_state),
+                moments(&expected_state),
+                "update {time}"
+            );
+            (param, state) = (got, got_state);
+        }
+        assert!((crate::schedule::one_cycle_beta1(&train, 3) - 0.85).abs() < 1e-12);
     }
 }

@@ -89,6 +89,11 @@ pub struct TrainConfig {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub param_groups: Vec<ParamGroupConfig>,
     pub beta1: f64,
+    /// With `schedule = "one_cycle"`: cycle Adam's β1 as PyTorch `OneCycleLR(cycle_momentum =
+    /// True)` does, against the learning rate: 0.95 → 0.85 over the warm-up, back to 0.95 at the
+    /// last step (`beta1` is then unused). Default: false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cycle_momentum: bool,
     pub beta2: f64,
     pub eps: f64,
     /// Gradient clipping limit; 0 disables clipping. What it limits: `grad_clip_by`.
@@ -129,6 +134,10 @@ fn one() -> usize {
 
 fn is_one(value: &usize) -> bool {
     *value == 1
+}
+
+fn is_false(value: &bool) -> bool {
+    !*value
 }
 
 impl TrainConfig {
@@ -291,6 +300,12 @@ impl ExperimentConfig {
                 bail!("train.epochs = {epochs}: expected a positive number of passes")
             }
             _ => {}
+        }
+        if self.train.cycle_momentum && self.train.schedule != Schedule::OneCycle {
+            bail!(
+                "train.cycle_momentum = true cycles β1 against OneCycleLR's rate: it needs \
+                 train.schedule = \"one_cycle\""
+            );
         }
         if self.train.first_schedule_step > 1 {
             bail!(

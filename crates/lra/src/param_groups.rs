@@ -141,7 +141,7 @@ mod tests {
         let mask = Tensor::<2, burn::tensor::Bool>::from_data([[false; 16]; 2], &device);
         let loss = model.forward(tokens, mask).sum().mul_scalar(0.0);
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        let mut optim = optimizer(&train).unwrap();
+        let mut optim = optimizer(&train, &device).unwrap();
         let model = optim.step(rates(&train, 0.1).unwrap(), model, grads);
         for ((path, old), (_, new)) in before.iter().zip(parameter_values(&model)) {
             let last = path.rsplit('.').next().unwrap();

@@ -37,20 +37,43 @@ pub fn learning_rate(train: &TrainConfig, step: usize) -> f64 {
 fn one_cycle(train: &TrainConfig, step: usize) -> f64 {
     let peak = train.lr;
     let start = peak / 25.0;
-    let end = start / 1e4;
+    let (rising, share) = one_cycle_phase(train, step);
+    if rising {
+        between(start, peak, share)
+    } else {
+        between(peak, start / 1e4, share)
+    }
+}
+
+/// Adam's β1 at scheduler step `step` under `OneCycleLR(cycle_momentum = True)` with its
+/// defaults `base_momentum = 0.85`, `max_momentum = 0.95`: against the rate, 0.95 → 0.85 while
+/// it rises, 0.85 → 0.95 while it falls.
+pub fn one_cycle_beta1(train: &TrainConfig, step: usize) -> f64 {
+    const BASE: f64 = 0.85;
+    const MAX: f64 = 0.95;
+    let (rising, share) = one_cycle_phase(train, step);
+    if rising {
+        between(MAX, BASE, share)
+    } else {
+        between(BASE, MAX, share)
+    }
+}
+
+/// Whether `step` is in `OneCycleLR`'s rising phase (up to step `warmup − 1`), and the share of
+/// its phase done.
+fn one_cycle_phase(train: &TrainConfig, step: usize) -> (bool, f64) {
     let peak_step = train.warmup_steps as f64 - 1.0;
     let last_step = train.steps as f64 - 1.0;
     let step = step as f64;
-    let between = |from: f64, to: f64, share: f64| from + (to - from) * share.clamp(0.0, 1.0);
     if step <= peak_step {
-        between(start, peak, step / peak_step.max(1.0))
+        (true, step / peak_step.max(1.0))
     } else {
-        between(
-            peak,
-            end,
-            (step - peak_step) / (last_step - peak_step).max(1.0),
-        )
+        (false, (step - peak_step) / (last_step - peak_step).max(1.0))
     }
+}
+
+fn between(from: f64, to: f64, share: f64) -> f64 {
+    from + (to - from) * share.clamp(0.0, 1.0)
 }
 
 #[cfg(test)]
@@ -69,6 +92,7 @@ mod tests {
             weight_decay: 0.0,
             param_groups: Vec::new(),
             beta1: 0.9,
+            cycle_momentum: false,
             beta2: 0.999,
             eps: 1e-6,
             grad_clip: 0.0,
@@ -101,6 +125,28 @@ mod tests {
 
     /// Values printed by PyTorch 2.15 `OneCycleLR(max_lr=1, pct_start=0.1, total_steps=100,
     /// anneal_strategy='linear')`, read before each optimiser step.
+    /// `OneCycleLR(cycle_momentum = True)` anneals β1 with the rate's phase shares
+    /// (`_anneal_func(max_momentum, base_momentum, pct)`, then back): 0.95 at step 0, 0.85 at
+    /// the peak (step 9 of 100 with a 10 % warm-up), 0.95 at the last step.
+    #[test]
+    fn one_cycle_beta1_falls_while_the_rate_rises_and_rises_back() {
+        let t = train(Schedule::OneCycle);
+        for (step, expected) in [
+            (0, 0.95),
+            (5, 0.95 - 0.1 * 5.0 / 9.0),
+            (9, 0.85),
+            (10, 0.85 + 0.1 / 90.0),
+            (54, 0.9),
+            (99, 0.95),
+        ] {
+            let beta1 = one_cycle_beta1(&t, step);
+            assert!(
+                (beta1 - expected).abs() < 1e-12,
+                "step {step}: {beta1} vs {expected}"
+            );
+        }
+    }
+
     #[test]
     fn one_cycle_matches_pytorch() {
         let t = train(Schedule::OneCycle);

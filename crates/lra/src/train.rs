@@ -159,7 +159,7 @@ pub fn train(
     let classifier = config.classifier(data.vocab_size, objective.outputs())?;
     let mut model = classifier.init(&device);
     param_groups::check(&t.param_groups, &model)?;
-    let mut optim = optimizer(t)?;
+    let mut optim = optimizer(t, &device)?;
     let global_limit = grad_clip::global_limit(t);
     let mut state = TrainState::default();
     run.remove_leftovers()?;
@@ -593,14 +593,25 @@ pub fn logits(model: &Classifier, batch: Batch) -> Tensor<2> {
 /// AdamW with the config's betas, epsilon, weight decay and its per-tensor or per-value
 /// clipping (global-norm clipping happens in [`train_step`]), and one more AdamW per parameter
 /// group with that group's weight decay.
-pub fn optimizer(t: &TrainConfig) -> Result<ModuleOptimizer> {
+pub fn optimizer(t: &TrainConfig, device: &Device) -> Result<ModuleOptimizer> {
+    if t.cycle_momentum && !lra_model::ops::adamw::is_supported(device) {
+        bail!(
+            "train.cycle_momentum = true runs on the CPU's fused AdamW only; on {device:?} use a \
+             fixed train.beta1"
+        );
+    }
     let adamw = |weight_decay: f64| {
-        FusedAdamW::new(
+        let adamw = FusedAdamW::new(
             t.beta1 as f32,
             t.beta2 as f32,
             t.eps as f32,
             weight_decay as f32,
-        )
+        );
+        if t.cycle_momentum {
+            adamw.with_cycled_momentum(t)
+        } else {
+            adamw
+        }
     };
     let clipping = || grad_clip::optimizer_clipping(t).map(|c| c.init());
     let mut optim = ModuleOptimizer::from(adamw(t.weight_decay));

@@ -329,3 +329,14 @@ fn the_lra_presets_and_the_jax_rows_mask_padding_as_their_code() {
     }
     assert_eq!(seen, 66);
 }
+
+/// `train.cycle_momentum` follows OneCycleLR: with another schedule it is refused by name.
+#[test]
+fn cycled_momentum_needs_the_one_cycle_schedule() {
+    let mut config = load_preset("lra-pytorch/listops").unwrap();
+    assert!(config.train.cycle_momentum);
+    config.train.schedule = lra::config::Schedule::Linear;
+    let text = toml::to_string(&config).unwrap();
+    let error = format!("{:#}", ExperimentConfig::from_toml(&text, "test").unwrap_err());
+    assert!(error.contains("train.cycle_momentum"), "{error}");
+}

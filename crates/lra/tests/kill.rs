@@ -218,7 +218,7 @@ fn assert_complete_and_readable(run: &Path, also: &[&str]) {
     assert_eq!(checkpoint.state.step, STEPS);
     checkpoint.restore_model(model()).unwrap();
     checkpoint
-        .restore_optimizer(lra::train::optimizer(&config.train).unwrap())
+        .restore_optimizer(lra::train::optimizer(&config.train, &device).unwrap())
         .unwrap();
     model().try_load_file(run.join("best_model.bpk")).unwrap();
     let rows = lra::results::read_metrics(&run.join("metrics.csv")).unwrap();

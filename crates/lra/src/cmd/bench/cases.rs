@@ -236,7 +236,7 @@ pub(super) fn bench_mlm(args: &MlmArgs) -> Result<Vec<BenchRow>> {
                 .init(&device),
             );
             let schedule = PretrainConfig::default().train_config();
-            let mut optim = optimizer(&schedule)?;
+            let mut optim = optimizer(&schedule, &device)?;
             let rates = param_groups::rates(&schedule, schedule.lr)?;
             let batch = random_masked_batch(args.batch, n, checkpoint.vocab_size, &device);
             let timing = time_repeats(args.repeats, &device, || {
@@ -428,7 +428,7 @@ fn time_model(
         let device = base.autodiff();
         device.seed(config.seed);
         let mut model = Some(model_config.init(&device));
-        let mut optim = optimizer(&config.train)?;
+        let mut optim = optimizer(&config.train, &device)?;
         let lr = learning_rate(&config.train, config.train.warmup_steps);
         let rates = param_groups::rates(&config.train, lr)?;
         let batch = random_batch(config, vocab_size, objective, documents, &device);

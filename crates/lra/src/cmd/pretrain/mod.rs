@@ -193,8 +193,12 @@ fn pretrain(
     )?;
     let schedule = config.train_config();
     let state_dir = dir.join(TRAINING_STATE);
-    let (mut model, mut optim, mut state) =
-        restore(&state_dir, model, optimizer(&schedule)?, args.quiet)?;
+    let (mut model, mut optim, mut state) = restore(
+        &state_dir,
+        model,
+        optimizer(&schedule, &device)?,
+        args.quiet,
+    )?;
     let started_at = state.step;
     // The saved history is the truth: rows a killed process wrote after its last save are redone.
     write_rows(&dir.join("metrics.csv"), &state.rows)?;

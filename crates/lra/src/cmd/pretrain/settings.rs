@@ -459,6 +459,7 @@ impl PretrainConfig {
             weight_decay: self.weight_decay,
             param_groups: self.param_groups.clone(),
             beta1: 0.9,
+            cycle_momentum: false,
             beta2: self.beta2,
             eps: 1e-6,
             grad_clip: self.grad_clip,
