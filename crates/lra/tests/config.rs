@@ -321,6 +321,9 @@ fn the_lra_presets_and_the_jax_rows_mask_padding_as_their_code() {
             "{label}"
         );
         assert_eq!(!model.mask_padding_in_mixers, blind, "{label}");
+        if cell.row == "Sinkhorn Transformer" {
+            assert_eq!(config.attention, "sinkhorn_jax", "{label}");
+        }
         if cell.row == "Reformer" {
             assert_eq!(config.attention, "reformer_jax", "{label}");
             assert_eq!(model.qkv_dim(), model.d_model, "{label}");
@@ -337,6 +340,9 @@ fn cycled_momentum_needs_the_one_cycle_schedule() {
     assert!(config.train.cycle_momentum);
     config.train.schedule = lra::config::Schedule::Linear;
     let text = toml::to_string(&config).unwrap();
-    let error = format!("{:#}", ExperimentConfig::from_toml(&text, "test").unwrap_err());
+    let error = format!(
+        "{:#}",
+        ExperimentConfig::from_toml(&text, "test").unwrap_err()
+    );
     assert!(error.contains("train.cycle_momentum"), "{error}");
 }

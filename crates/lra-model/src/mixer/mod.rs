@@ -35,6 +35,7 @@ pub mod s4;
 pub mod s4d;
 pub mod scatterbrain;
 pub mod sinkhorn;
+pub mod sinkhorn_jax;
 pub mod skeinformer;
 pub mod sktr;
 pub mod soft;

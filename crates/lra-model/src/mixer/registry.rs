@@ -151,6 +151,7 @@ mixers! {
     BigBird => "bigbird", bigbird::BigBirdConfig, bigbird::BigBirdAttention;
     Sparse => "sparse", sparse::SparseConfig, sparse::SparseAttention;
     Sinkhorn => "sinkhorn", sinkhorn::SinkhornConfig, sinkhorn::SinkhornAttention;
+    SinkhornJax => "sinkhorn_jax", sinkhorn_jax::SinkhornJaxConfig, sinkhorn_jax::SinkhornJaxAttention;
     Synthesizer => "synthesizer", synthesizer::SynthesizerConfig, synthesizer::SynthesizerAttention;
     Linformer => "linformer", linformer::LinformerConfig, linformer::LinformerAttention;
     Luna => "luna", luna::LunaConfig, luna::LunaAttention;
