@@ -61,9 +61,16 @@ const SELF_SCORE: f32 = -5e4;
 pub struct ReformerConfig {
     /// Hash rounds `n_hashes`. Default: 2 (mlpen/Skeinformer LRA setting `num_hash = 2`).
     pub n_hashes: usize,
-    /// Chunk length `c` after sorting; the number of buckets is `n / c`. Default: 64
-    /// (lucidrains `bucket_size = 64`).
+    /// Chunk length `c` after sorting; the number of buckets is `buckets_per_chunk · n / c`.
+    /// Default: 64 (lucidrains `bucket_size = 64`).
     pub bucket_size: usize,
+    /// Buckets per chunk length. Default: 1 (lucidrains: `n / bucket_size` buckets); 2 is the
+    /// Hugging Face `ReformerConfig(num_buckets = None)` rule, `2n / chunk_length` for
+    /// power-of-two `n` (`modeling_reformer.py:699-717`, what Skyformer's `LSHAttention` runs).
+    pub buckets_per_chunk: usize,
+    /// Divide the scores `q·k̂` by `√d`. Default: true (lucidrains); false for trax and Hugging
+    /// Face, which scale the unit keys only (`modeling_reformer.py:737, 955-971`).
+    pub scale_scores: bool,
 }
 
 impl Default for ReformerConfig {
@@ -71,6 +78,8 @@ impl Default for ReformerConfig {
         Self {
             n_hashes: 2,
             bucket_size: 64,
+            buckets_per_chunk: 1,
+            scale_scores: true,
         }
     }
 }
@@ -91,6 +100,7 @@ impl MixerSpec for ReformerConfig {
     fn validate(&self, _dims: &MixerDims) -> Result<(), String> {
         at_least_one("n_hashes", self.n_hashes)?;
         at_least_one("bucket_size", self.bucket_size)?;
+        at_least_one("buckets_per_chunk", self.buckets_per_chunk)?;
         Ok(())
     }
 
@@ -109,6 +119,8 @@ impl MixerSpec for ReformerConfig {
             n_heads: dims.n_heads,
             n_hashes: self.n_hashes,
             bucket_size: self.bucket_size,
+            buckets_per_chunk: self.buckets_per_chunk,
+            scale_scores: self.scale_scores,
         }
     }
 }
@@ -123,6 +135,8 @@ pub struct ReformerAttention {
     n_heads: usize,
     n_hashes: usize,
     bucket_size: usize,
+    buckets_per_chunk: usize,
+    scale_scores: bool,
 }
 
 impl TokenMixer for ReformerAttention {
@@ -151,7 +165,7 @@ impl ReformerAttention {
         pad_mask: Option<Tensor<2, Bool>>,
     ) -> Tensor<4> {
         let [_, _, seq, head_dim] = qk.dims();
-        let layout = Layout::new(seq, self.bucket_size, self.n_hashes);
+        let layout = Layout::new(seq, self.bucket_size, self.n_hashes, self.buckets_per_chunk);
         let rotations = Tensor::random(
             [head_dim, self.n_hashes * layout.buckets / 2],
             Distribution::Normal(0.0, 1.0),
@@ -170,7 +184,7 @@ impl ReformerAttention {
     ) -> Tensor<4> {
         let [batch, heads, seq, head_dim] = qk.dims();
         let device = qk.device();
-        let layout = Layout::new(seq, self.bucket_size, self.n_hashes);
+        let layout = Layout::new(seq, self.bucket_size, self.n_hashes, self.buckets_per_chunk);
         let (p, rows) = (layout.padded, batch * heads);
         let is_pad = pad_mask
             .map(|mask| mask.float())
@@ -199,7 +213,12 @@ impl ReformerAttention {
         let key_pad = pick(is_pad.reshape([rows, p, 1])); // [bh, R, nc, c, 1]
         let positions = layout.chunked(position.reshape([rows * sorted_rows, 1]), rows);
 
-        let scores = sq.matmul(look_one_back(sk).swap_dims(3, 4)) / (head_dim as f64).sqrt();
+        let scores = sq.matmul(look_one_back(sk).swap_dims(3, 4));
+        let scores = if self.scale_scores {
+            scores / (head_dim as f64).sqrt()
+        } else {
+            scores
+        };
         let shape = scores.dims(); // [bh, R, nc, c, 2c]
         let itself = positions
             .clone()
@@ -242,12 +261,12 @@ struct Layout {
 }
 
 impl Layout {
-    fn new(seq: usize, chunk: usize, rounds: usize) -> Self {
+    fn new(seq: usize, chunk: usize, rounds: usize, buckets_per_chunk: usize) -> Self {
         let padded = seq.div_ceil(2 * chunk).max(1) * 2 * chunk;
         Self {
             padded,
             chunk,
-            buckets: padded / chunk,
+            buckets: buckets_per_chunk * padded / chunk,
             rounds,
         }
     }
@@ -345,12 +364,18 @@ mod tests {
     const HEAD_DIM: usize = 8;
 
     fn reformer(n_hashes: usize, bucket_size: usize, device: &Device) -> ReformerAttention {
-        let dims = MixerDims::new(2 * HEAD_DIM, 2, 256);
-        ReformerConfig {
-            n_hashes,
-            bucket_size,
-        }
-        .init(&dims, device)
+        reformer_with(
+            ReformerConfig {
+                n_hashes,
+                bucket_size,
+                ..ReformerConfig::default()
+            },
+            device,
+        )
+    }
+
+    fn reformer_with(config: ReformerConfig, device: &Device) -> ReformerAttention {
+        config.init(&MixerDims::new(2 * HEAD_DIM, 2, 256), device)
     }
 
     /// Shared-QK softmax attention over every key but the query itself (kept as a last resort).
@@ -403,14 +428,20 @@ mod tests {
 
     /// Several chunks and rounds: equals a dense computation that builds each round's visibility
     /// (own or previous chunk of the sorted order) from the same rotations, then combines the
-    /// rounds by the softmax of their log-sum-exps.
+    /// rounds by the softmax of their log-sum-exps; with one and with two buckets per chunk (the
+    /// Hugging Face count).
     #[test]
     fn equals_a_dense_computation_of_the_same_buckets() {
+        assert_equals_dense(1);
+        assert_equals_dense(2);
+    }
+
+    fn assert_equals_dense(buckets_per_chunk: usize) {
         let device = Device::flex();
         let (seq, chunk, rounds, real) = (61, 8, 2, 50);
         let [qk, v] = [1, 2].map(|seed| gaussian(&device, seed, [2, 2, seq, HEAD_DIM]));
         let pad = pad_mask(&device, seq, real);
-        let layout = Layout::new(seq, chunk, rounds);
+        let layout = Layout::new(seq, chunk, rounds, buckets_per_chunk);
         let (p, half) = (layout.padded, layout.buckets / 2);
         device.seed(4);
         let rotations = Tensor::<2>::random(
@@ -418,7 +449,13 @@ mod tests {
             Distribution::Normal(0.0, 1.0),
             &device,
         );
-        let actual = reformer(rounds, chunk, &device).attend_rotated(
+        let config = ReformerConfig {
+            n_hashes: rounds,
+            bucket_size: chunk,
+            buckets_per_chunk,
+            ..ReformerConfig::default()
+        };
+        let actual = reformer_with(config, &device).attend_rotated(
             qk.clone(),
             v.clone(),
             Some(pad.clone()),
@@ -494,5 +531,30 @@ mod tests {
             &expected.narrow(2, 0, real).to_data(),
             Tolerance::absolute(1e-5),
         );
+    }
+
+    /// `scale_scores = false` (trax, Hugging Face): the unscaled scores `q·k̂`, i.e. the scaled
+    /// layer's output for queries √d times longer (the hash, an argmax, ignores the length).
+    #[test]
+    fn unscaled_scores_equal_scaled_ones_of_longer_queries() {
+        let device = Device::flex();
+        let [qk, v] = [1, 2].map(|seed| gaussian(&device, seed, [1, 2, 40, HEAD_DIM]));
+        let unscaled = ReformerConfig {
+            bucket_size: 8,
+            scale_scores: false,
+            ..ReformerConfig::default()
+        };
+        let scaled = ReformerConfig {
+            scale_scores: true,
+            ..unscaled.clone()
+        };
+        let run = |config, qk: Tensor<4>| {
+            device.seed(3);
+            reformer_with(config, &device).attend_shared(qk, v.clone(), None)
+        };
+        let longer = qk.clone() * (HEAD_DIM as f64).sqrt();
+        run(unscaled, qk)
+            .into_data()
+            .assert_approx_eq::<f32>(&run(scaled, longer).into_data(), Tolerance::absolute(1e-4));
     }
 }
