@@ -24,15 +24,33 @@ pub struct Batch {
     pub targets: Option<Targets>,
 }
 
-/// The examples `indices` of `split`, each document truncated or padded to `max_len`.
-pub fn make_batch(split: &SplitData, indices: &[usize], max_len: usize, device: &Device) -> Batch {
-    let second = (split.docs_per_example() == 2)
-        .then(|| document_tensors(split, indices, 1, max_len, device));
-    let (tokens, pad_mask) = document_tensors(split, indices, 0, max_len, device);
+/// How long the sequences of a batch are: documents are truncated at `truncate` tokens and
+/// padded to `padded` (≥ `truncate`; Skyformer pads to a power of two past its truncation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeqLen {
+    pub truncate: usize,
+    pub padded: usize,
+}
+
+impl SeqLen {
+    /// Truncated and padded to the same length.
+    pub fn exactly(len: usize) -> Self {
+        Self {
+            truncate: len,
+            padded: len,
+        }
+    }
+}
+
+/// The examples `indices` of `split`, each document truncated and padded as `len` says.
+pub fn make_batch(split: &SplitData, indices: &[usize], len: SeqLen, device: &Device) -> Batch {
+    let second =
+        (split.docs_per_example() == 2).then(|| document_tensors(split, indices, 1, len, device));
+    let (tokens, pad_mask) = document_tensors(split, indices, 0, len, device);
     Batch {
         tokens,
         pad_mask,
-        types: type_tensor(split, indices, max_len, device),
+        types: type_tensor(split, indices, len, device),
         second,
         targets: targets(split.labels(), indices, device),
     }
@@ -59,46 +77,51 @@ fn targets(labels: &Labels, indices: &[usize], device: &Device) -> Option<Target
     }
 }
 
-/// The token types of the first document of each example, 0-padded to `max_len`.
+/// The token types of the first document of each example, truncated and 0-padded as `len`.
 fn type_tensor(
     split: &SplitData,
     indices: &[usize],
-    max_len: usize,
+    len: SeqLen,
     device: &Device,
 ) -> Option<Tensor<2, Int>> {
     split.format().token_types.then(|| {
-        let mut types = Vec::with_capacity(indices.len() * max_len);
+        let mut types = Vec::with_capacity(indices.len() * len.padded);
         for &index in indices {
             let stored = split.token_types(index, 0).unwrap_or_default();
-            let kept = stored.len().min(max_len);
+            let kept = stored.len().min(len.truncate);
             types.extend(stored[..kept].iter().map(|&t| i64::from(t)));
-            types.resize(types.len() + max_len - kept, 0);
+            types.resize(types.len() + len.padded - kept, 0);
         }
-        Tensor::from_data(TensorData::new(types, [indices.len(), max_len]), device)
+        Tensor::from_data(TensorData::new(types, [indices.len(), len.padded]), device)
     })
 }
 
-/// Document `doc` of each example as `[batch, max_len]` ids and padding mask.
+/// Document `doc` of each example as `[batch, len.padded]` ids and padding mask.
 fn document_tensors(
     split: &SplitData,
     indices: &[usize],
     doc: usize,
-    max_len: usize,
+    len: SeqLen,
     device: &Device,
 ) -> (Tensor<2, Int>, Tensor<2, Bool>) {
-    let batch = indices.len();
-    let mut tokens = Vec::with_capacity(batch * max_len);
-    let mut pad = Vec::with_capacity(batch * max_len);
+    let (batch, padded) = (indices.len(), len.padded);
+    let mut tokens = Vec::with_capacity(batch * padded);
+    let mut pad = Vec::with_capacity(batch * padded);
     for &index in indices {
         let before = tokens.len();
-        tokens.extend(split.token_ids(index, doc).take(max_len).map(i64::from));
+        tokens.extend(
+            split
+                .token_ids(index, doc)
+                .take(len.truncate)
+                .map(i64::from),
+        );
         let real = tokens.len() - before;
-        tokens.resize(before + max_len, i64::from(PAD_ID));
-        pad.extend((0..max_len).map(|position| position >= real));
+        tokens.resize(before + padded, i64::from(PAD_ID));
+        pad.extend((0..padded).map(|position| position >= real));
     }
     (
-        Tensor::from_data(TensorData::new(tokens, [batch, max_len]), device),
-        Tensor::from_data(TensorData::new(pad, [batch, max_len]), device),
+        Tensor::from_data(TensorData::new(tokens, [batch, padded]), device),
+        Tensor::from_data(TensorData::new(pad, [batch, padded]), device),
     )
 }
 
@@ -151,6 +174,29 @@ mod tests {
 
     use super::*;
 
+    /// `task.pad_to` past `max_len`: truncated at 3 tokens, padded with masked zeros to 5.
+    #[test]
+    fn a_padded_length_past_the_truncation_pads_with_masked_zeros() {
+        let device = Device::flex();
+        let mut builder = SplitBuilder::new(1, 0);
+        builder.push(&[b"abcdef"], 1);
+        builder.push(&[b"g"], 0);
+        let split = builder.finish();
+        let len = SeqLen {
+            truncate: 3,
+            padded: 5,
+        };
+        let batch = make_batch(&split, &[0, 1], len, &device);
+        let ids: Vec<i64> = batch.tokens.into_data().iter::<i64>().collect();
+        let b = |c: u8| i64::from(c);
+        assert_eq!(ids, [b(b'a'), b(b'b'), b(b'c'), 0, 0, b(b'g'), 0, 0, 0, 0]);
+        let pads = batch.pad_mask.into_data().try_to_vec::<bool>().unwrap();
+        let expected = [
+            false, false, false, true, true, false, true, true, true, true,
+        ];
+        assert_eq!(pads, expected);
+    }
+
     #[test]
     fn batches_pad_truncate_and_carry_the_second_document() {
         let device = Device::flex();
@@ -158,7 +204,7 @@ mod tests {
         builder.push(&[b"abcdef", b"x"], 1);
         builder.push(&[b"", b"yz"], 0);
         let split = builder.finish();
-        let batch = make_batch(&split, &[1, 0], 4, &device);
+        let batch = make_batch(&split, &[1, 0], SeqLen::exactly(4), &device);
         let ids = |t: Tensor<2, Int>| t.into_data().iter::<i64>().collect::<Vec<_>>();
         let pads = |t: Tensor<2, Bool>| t.into_data().try_to_vec::<bool>().unwrap();
         let b = |c: u8| i64::from(c) + 1;

@@ -11,6 +11,7 @@ use lra_model::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::batches::SeqLen;
 use crate::param_groups::ParamGroupConfig;
 use crate::suggest::{explain_unknown, unknown_name};
 use crate::task::{self, InputLayout, Task};
@@ -50,12 +51,30 @@ pub struct TaskConfig {
     pub max_len: usize,
     /// Folder with the task's files in the official release format.
     pub data_dir: PathBuf,
+    /// Length the sequences are padded to (and the model built for), past `max_len`, where
+    /// sequences are still truncated. Default: `max_len`. Skyformer truncates at 2,000/4,000
+    /// tokens and pads to 2,048/4,096 (`src/main.py:214`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pad_to: Option<usize>,
     /// The task's own settings, with its defaults filled in once parsed.
     #[serde(flatten)]
     pub settings: toml::Table,
 }
 
 impl TaskConfig {
+    /// How batches truncate and pad.
+    pub fn seq_len(&self) -> SeqLen {
+        SeqLen {
+            truncate: self.max_len,
+            padded: self.padded_len(),
+        }
+    }
+
+    /// The length batches are padded to and the model is built for.
+    pub fn padded_len(&self) -> usize {
+        self.pad_to.unwrap_or(self.max_len)
+    }
+
     /// The registered task this config names.
     pub fn task(&self) -> Result<&'static dyn Task> {
         task::find(&self.name)
@@ -307,6 +326,15 @@ impl ExperimentConfig {
                  train.schedule = \"one_cycle\""
             );
         }
+        if let Some(pad_to) = self.task.pad_to
+            && pad_to < self.task.max_len
+        {
+            bail!(
+                "task.pad_to = {pad_to} is shorter than task.max_len = {}: expected at least \
+                 the truncation length",
+                self.task.max_len
+            );
+        }
         if self.train.first_schedule_step > 1 {
             bail!(
                 "train.first_schedule_step = {}: expected 0 or 1",
@@ -336,7 +364,7 @@ impl ExperimentConfig {
         MixerDims::new(
             self.model.d_model,
             self.model.n_heads,
-            self.task.max_len + usize::from(self.model.pooling == Pooling::Cls),
+            self.task.padded_len() + usize::from(self.model.pooling == Pooling::Cls),
         )
         .with_qkv_dim(self.model.qkv_dim())
         .with_dropout(self.model.attention_dropout)
@@ -348,7 +376,7 @@ impl ExperimentConfig {
     pub fn classifier(&self, vocab_size: usize, outputs: usize) -> Result<ClassifierConfig> {
         let shape = TaskShape {
             vocab_size,
-            max_len: self.task.max_len,
+            max_len: self.task.padded_len(),
             outputs,
             dual_encoder: self.task.task()?.input() == InputLayout::DualEncoder,
         };

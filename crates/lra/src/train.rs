@@ -195,7 +195,7 @@ pub fn train(
         // Dropout draws from the device RNG: seeding it per step makes a resumed run identical.
         device.seed(step_seed(config.seed, state.step));
         let indices = order.batch(state.step, t.batch_size);
-        let batch = make_batch(&data.train, &indices, config.task.max_len, &device);
+        let batch = make_batch(&data.train, &indices, config.task.seq_len(), &device);
         let lr = learning_rate(t, state.step);
         let rates = param_groups::rates(t, lr)?;
         let report;
@@ -233,7 +233,7 @@ pub fn train(
                 report.loss,
                 report.correct,
                 t.batch_size,
-                config.task.max_len * data.docs_per_example(),
+                config.task.padded_len() * data.docs_per_example(),
                 seconds,
             );
         }
@@ -340,7 +340,7 @@ pub fn train(
         skipped_steps: state.skipped_steps,
         tokens_per_second: (state.step
             * t.batch_size
-            * config.task.max_len
+            * config.task.padded_len()
             * data.docs_per_example()) as f64
             / state.train_seconds,
         parameters: tested.num_params(),
@@ -363,8 +363,12 @@ fn import_pretrained(
     device: &Device,
 ) -> Result<()> {
     let checkpoint = lra_model::pretrained::Checkpoint::open(init)?;
-    let report =
-        checkpoint.load_into(model, &config.mixer_config()?, config.task.max_len, device)?;
+    let report = checkpoint.load_into(
+        model,
+        &config.mixer_config()?,
+        config.task.padded_len(),
+        device,
+    )?;
     atomic_write(
         &run.path.join("import_report.txt"),
         report.to_string().as_bytes(),
@@ -498,7 +502,7 @@ fn for_each_batch(
         max_batches
     };
     for chunk in all.chunks(config.train.batch_size).take(limit) {
-        let batch = make_batch(examples, chunk, config.task.max_len, &device);
+        let batch = make_batch(examples, chunk, config.task.seq_len(), &device);
         let targets = batch.targets.clone();
         consume(logits(&model, batch), targets);
     }

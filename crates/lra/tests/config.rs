@@ -346,3 +346,17 @@ fn cycled_momentum_needs_the_one_cycle_schedule() {
     );
     assert!(error.contains("train.cycle_momentum"), "{error}");
 }
+
+/// `task.pad_to` pads past the truncation length, never below it.
+#[test]
+fn a_padded_length_shorter_than_the_truncation_is_refused() {
+    let mut config = load_preset("lra-pytorch/text").unwrap();
+    assert_eq!(
+        (config.task.max_len, config.task.padded_len()),
+        (4000, 4096)
+    );
+    config.task.pad_to = Some(3000);
+    let text = toml::to_string(&config).unwrap();
+    let error = format!("{:#}", ExperimentConfig::from_toml(&text, "test").unwrap_err());
+    assert!(error.contains("task.pad_to = 3000"), "{error}");
+}

@@ -285,7 +285,7 @@ fn trained_qkv(
         .try_load_file(run_dir.join("best_model.bpk"))
         .map_err(|e| anyhow!("{}: cannot load best_model.bpk: {e:?}", run_dir.display()))?;
     let chosen: Vec<usize> = (0..examples.max(1).min(data.val.len())).collect();
-    let batch = crate::batches::make_batch(&data.val, &chosen, config.task.max_len, device);
+    let batch = crate::batches::make_batch(&data.val, &chosen, config.task.seq_len(), device);
     let encoder = model.encoder();
     let pad_mask = model.padding_mask(&batch.tokens, batch.pad_mask);
     let (x, pad_mask, mixer) = encoder

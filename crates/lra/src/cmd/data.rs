@@ -12,7 +12,7 @@ use lra_data::listops::{self, GenerateConfig};
 use lra_data::pathfinder;
 use lra_data::{DataError, Labels, OnProblem, SplitData, TaskData, cache};
 
-use crate::batches::{TrainOrder, make_batch};
+use crate::batches::{SeqLen, TrainOrder, make_batch};
 use crate::config;
 use crate::task::DataSet;
 
@@ -395,7 +395,12 @@ fn loader_speed(data: &TaskData, batch_size: usize, max_len: usize) -> LoaderSpe
     let mut batches = 0;
     while batches < 3 || (started.elapsed().as_secs_f64() < 1.0 && batches < 1000) {
         let indices = order.batch(batches, batch_size);
-        std::hint::black_box(make_batch(&data.train, &indices, max_len, &device));
+        std::hint::black_box(make_batch(
+            &data.train,
+            &indices,
+            SeqLen::exactly(max_len),
+            &device,
+        ));
         batches += 1;
     }
     LoaderSpeed {

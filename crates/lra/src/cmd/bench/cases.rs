@@ -362,7 +362,7 @@ fn random_batch(
     documents: usize,
     device: &Device,
 ) -> Batch {
-    let (batch, len) = (config.train.batch_size, config.task.max_len);
+    let (batch, len) = (config.train.batch_size, config.task.padded_len());
     let document = || {
         let tokens = Tensor::<2, Int>::random(
             [batch, len],
