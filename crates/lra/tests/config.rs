@@ -357,6 +357,9 @@ fn a_padded_length_shorter_than_the_truncation_is_refused() {
     );
     config.task.pad_to = Some(3000);
     let text = toml::to_string(&config).unwrap();
-    let error = format!("{:#}", ExperimentConfig::from_toml(&text, "test").unwrap_err());
+    let error = format!(
+        "{:#}",
+        ExperimentConfig::from_toml(&text, "test").unwrap_err()
+    );
     assert!(error.contains("task.pad_to = 3000"), "{error}");
 }

@@ -33,7 +33,9 @@
 //! - The sequence is padded at the end to a multiple of `2·bucket_size` (an even bucket count),
 //!   which the official code requires of its input.
 //! - The first chunk of a round looks back at the last chunk of the same round (trax's
-//!   `look_adjacent` wraps around within a round; lucidrains' wraps across rounds).
+//!   `look_adjacent` wraps around within a round; lucidrains' and Hugging Face's wrap across
+//!   rounds: `look_back = "across_rounds"`). Other options for the Hugging Face layer Skyformer
+//!   runs: `buckets_per_chunk = 2`, `scale_scores = false`, `rotations_per_head = true`.
 //! - No same-bucket restriction and no duplicate removal across rounds (lucidrains' defaults
 //!   `attend_across_buckets = True`, `allow_duplicate_attention = True`); not causal (LRA
 //!   encoders are bidirectional).
@@ -71,6 +73,23 @@ pub struct ReformerConfig {
     /// Divide the scores `q·k̂` by `√d`. Default: true (lucidrains); false for trax and Hugging
     /// Face, which scale the unit keys only (`modeling_reformer.py:737, 955-971`).
     pub scale_scores: bool,
+    /// Which chunk the first chunk of a round looks back at. Default: `within_round` (its own
+    /// round's last, as trax); `across_rounds`: the previous round's last (the rounds' chunks
+    /// concatenated, Hugging Face `_look_adjacent`, `modeling_reformer.py:275-296`, lucidrains).
+    pub look_back: LookBack,
+    /// One rotation per head instead of one shared by the heads. Default: false (lucidrains'
+    /// `random_rotations_per_head = False`); Hugging Face draws `[heads, d, …]`
+    /// (`modeling_reformer.py:631-643`).
+    pub rotations_per_head: bool,
+}
+
+/// See [`ReformerConfig::look_back`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LookBack {
+    #[default]
+    WithinRound,
+    AcrossRounds,
 }
 
 impl Default for ReformerConfig {
@@ -80,6 +99,8 @@ impl Default for ReformerConfig {
             bucket_size: 64,
             buckets_per_chunk: 1,
             scale_scores: true,
+            look_back: LookBack::WithinRound,
+            rotations_per_head: false,
         }
     }
 }
@@ -121,6 +142,8 @@ impl MixerSpec for ReformerConfig {
             bucket_size: self.bucket_size,
             buckets_per_chunk: self.buckets_per_chunk,
             scale_scores: self.scale_scores,
+            look_back: self.look_back,
+            rotations_per_head: self.rotations_per_head,
         }
     }
 }
@@ -137,6 +160,9 @@ pub struct ReformerAttention {
     bucket_size: usize,
     buckets_per_chunk: usize,
     scale_scores: bool,
+    #[module(skip)]
+    look_back: LookBack,
+    rotations_per_head: bool,
 }
 
 impl TokenMixer for ReformerAttention {
@@ -164,23 +190,24 @@ impl ReformerAttention {
         v: Tensor<4>,
         pad_mask: Option<Tensor<2, Bool>>,
     ) -> Tensor<4> {
-        let [_, _, seq, head_dim] = qk.dims();
+        let [_, heads, seq, head_dim] = qk.dims();
         let layout = Layout::new(seq, self.bucket_size, self.n_hashes, self.buckets_per_chunk);
+        let groups = if self.rotations_per_head { heads } else { 1 };
         let rotations = Tensor::random(
-            [head_dim, self.n_hashes * layout.buckets / 2],
+            [groups, head_dim, self.n_hashes * layout.buckets / 2],
             Distribution::Normal(0.0, 1.0),
             &qk.device(),
         );
         self.attend_rotated(qk, v, pad_mask, rotations)
     }
 
-    /// [`Self::attend_shared`] with given rotations `[head_dim, n_hashes · n_buckets / 2]`.
+    /// [`Self::attend_shared`] with given rotations `[1 or heads, head_dim, n_hashes · n_buckets / 2]`.
     fn attend_rotated(
         &self,
         qk: Tensor<4>,
         v: Tensor<4>,
         pad_mask: Option<Tensor<2, Bool>>,
-        rotations: Tensor<2>,
+        rotations: Tensor<3>,
     ) -> Tensor<4> {
         let [batch, heads, seq, head_dim] = qk.dims();
         let device = qk.device();
@@ -196,6 +223,11 @@ impl ReformerAttention {
         let (qk, v) = (flat(qk), flat(v));
         let keys = qk.clone() / (qk.clone().powi_scalar(2).sum_dim(2).sqrt() + 1e-12);
 
+        let width = rotations.dims()[2];
+        let rotations = rotations
+            .unsqueeze::<4>()
+            .expand([batch, heads, head_dim, width])
+            .reshape([rows, head_dim, width]);
         let buckets = layout.hash(qk.clone(), rotations, is_pad.clone()); // [bh, R, p]
         let order = layout.sort(buckets); // [bh, R·p]
         let sorted_rows = layout.rounds * p;
@@ -213,25 +245,29 @@ impl ReformerAttention {
         let key_pad = pick(is_pad.reshape([rows, p, 1])); // [bh, R, nc, c, 1]
         let positions = layout.chunked(position.reshape([rows * sorted_rows, 1]), rows);
 
-        let scores = sq.matmul(look_one_back(sk).swap_dims(3, 4));
+        let scores = sq.matmul(self.previous_chunks(sk).swap_dims(3, 4));
         let scores = if self.scale_scores {
             scores / (head_dim as f64).sqrt()
         } else {
             scores
         };
         let shape = scores.dims(); // [bh, R, nc, c, 2c]
-        let itself = positions
-            .clone()
-            .expand(shape)
-            .equal(look_one_back(positions).swap_dims(3, 4).expand(shape));
-        let padded_key = look_one_back(key_pad).swap_dims(3, 4).greater_elem(0.5);
+        let itself = positions.clone().expand(shape).equal(
+            self.previous_chunks(positions)
+                .swap_dims(3, 4)
+                .expand(shape),
+        );
+        let padded_key = self
+            .previous_chunks(key_pad)
+            .swap_dims(3, 4)
+            .greater_elem(0.5);
         let scores = scores
             .mask_fill(itself, SELF_SCORE)
             .mask_fill(padded_key.expand(shape), PAD_BIAS);
 
         let lse = log_sum_exp(scores.clone()); // [bh, R, nc, c, 1]
         let probs = self.dropout.forward((scores - lse.clone()).exp());
-        let context = probs.matmul(look_one_back(sv)); // [bh, R, nc, c, d]
+        let context = probs.matmul(self.previous_chunks(sv)); // [bh, R, nc, c, d]
 
         // Undo the sort: token t of round r sits at sorted slot `slot[r·p + t]`.
         let int_dtype = order.dtype();
@@ -248,6 +284,26 @@ impl ReformerAttention {
             .sum_dim(1)
             .reshape([batch, heads, p, head_dim])
             .narrow(2, 0, seq)
+    }
+}
+
+impl ReformerAttention {
+    /// Each chunk followed by the chunk it looks back at (see [`LookBack`]): `[bh, R, nc, c, x]`
+    /// → `[bh, R, nc, 2c, x]`.
+    fn previous_chunks<K: Basic>(&self, x: Tensor<5, K>) -> Tensor<5, K> {
+        match self.look_back {
+            LookBack::WithinRound => look_one_back(x),
+            LookBack::AcrossRounds => {
+                let [rows, rounds, chunks, chunk, width] = x.dims();
+                look_one_back(x.reshape([rows, 1, rounds * chunks, chunk, width])).reshape([
+                    rows,
+                    rounds,
+                    chunks,
+                    2 * chunk,
+                    width,
+                ])
+            }
+        }
     }
 }
 
@@ -272,13 +328,14 @@ impl Layout {
     }
 
     /// Bucket of each token in each round `[bh, R, p]`: `argmax([xR, −xR])`, padding → `buckets`.
-    fn hash(&self, qk: Tensor<3>, rotations: Tensor<2>, is_pad: Tensor<2>) -> Tensor<3, Int> {
+    /// `rotations`: `[bh, d, R·buckets/2]`, each row's (shared, or its head's).
+    fn hash(&self, qk: Tensor<3>, rotations: Tensor<3>, is_pad: Tensor<2>) -> Tensor<3, Int> {
         let [rows, p, _] = qk.dims();
         let half = self.buckets / 2;
-        let rotated =
-            qk.detach()
-                .matmul(rotations.unsqueeze())
-                .reshape([rows, p, self.rounds, half]);
+        let rotated = qk
+            .detach()
+            .matmul(rotations)
+            .reshape([rows, p, self.rounds, half]);
         let buckets = Tensor::cat(vec![rotated.clone(), rotated.neg()], 3)
             .argmax(3)
             .reshape([rows, p, self.rounds])
@@ -432,11 +489,13 @@ mod tests {
     /// Hugging Face count).
     #[test]
     fn equals_a_dense_computation_of_the_same_buckets() {
-        assert_equals_dense(1);
-        assert_equals_dense(2);
+        assert_equals_dense(1, LookBack::WithinRound, 1);
+        assert_equals_dense(2, LookBack::WithinRound, 1);
+        // Skyformer's (Hugging Face's): across rounds, one rotation per head.
+        assert_equals_dense(2, LookBack::AcrossRounds, 2);
     }
 
-    fn assert_equals_dense(buckets_per_chunk: usize) {
+    fn assert_equals_dense(buckets_per_chunk: usize, look_back: LookBack, groups: usize) {
         let device = Device::flex();
         let (seq, chunk, rounds, real) = (61, 8, 2, 50);
         let [qk, v] = [1, 2].map(|seed| gaussian(&device, seed, [2, 2, seq, HEAD_DIM]));
@@ -444,8 +503,8 @@ mod tests {
         let layout = Layout::new(seq, chunk, rounds, buckets_per_chunk);
         let (p, half) = (layout.padded, layout.buckets / 2);
         device.seed(4);
-        let rotations = Tensor::<2>::random(
-            [HEAD_DIM, rounds * half],
+        let rotations = Tensor::<3>::random(
+            [groups, HEAD_DIM, rounds * half],
             Distribution::Normal(0.0, 1.0),
             &device,
         );
@@ -453,6 +512,8 @@ mod tests {
             n_hashes: rounds,
             bucket_size: chunk,
             buckets_per_chunk,
+            look_back,
+            rotations_per_head: groups > 1,
             ..ReformerConfig::default()
         };
         let actual = reformer_with(config, &device).attend_rotated(
@@ -470,55 +531,77 @@ mod tests {
             .into_data()
             .try_into_vec()
             .expect("f32 data");
-        let mut bias = vec![0f32; 4 * rounds * p * p]; // [b·h, R, p, p]
+        // Per (row, round, query, key): how often the key is in the query's two chunks (twice
+        // when the chunk looked back at is another round's and holds it too), and the fixed
+        // score of a padded key or of the query itself.
+        let cells = 4 * rounds * p * p;
+        let (mut log_count, mut fixed, mut is_fixed) =
+            (vec![0f32; cells], vec![0f32; cells], vec![false; cells]);
+        let chunks = p / chunk;
         for row in 0..4 {
             let is_pad = |t: usize| t >= seq || (row >= 2 && t >= real);
-            for r in 0..rounds {
-                let bucket = |t: usize| {
-                    if is_pad(t) {
-                        return layout.buckets;
+            let chunk_of: Vec<Vec<usize>> = (0..rounds)
+                .map(|r| {
+                    let bucket = |t: usize| {
+                        if is_pad(t) {
+                            return layout.buckets;
+                        }
+                        let x = &rotated[(row * p + t) * rounds * half + r * half..][..half];
+                        let signed = x.iter().copied().chain(x.iter().map(|a| -a));
+                        signed
+                            .enumerate()
+                            .fold(
+                                (0, f32::MIN),
+                                |best, (i, a)| if a > best.1 { (i, a) } else { best },
+                            )
+                            .0
+                    };
+                    let mut order: Vec<usize> = (0..p).collect();
+                    order.sort_by_key(|&t| (bucket(t), t));
+                    let mut chunk_of = vec![0; p];
+                    for (slot, &t) in order.iter().enumerate() {
+                        chunk_of[t] = slot / chunk;
                     }
-                    let x = &rotated[(row * p + t) * rounds * half + r * half..][..half];
-                    let signed = x.iter().copied().chain(x.iter().map(|a| -a));
-                    signed
-                        .enumerate()
-                        .fold(
-                            (0, f32::MIN),
-                            |best, (i, a)| if a > best.1 { (i, a) } else { best },
-                        )
-                        .0
-                };
-                let mut order: Vec<usize> = (0..p).collect();
-                order.sort_by_key(|&t| (bucket(t), t));
-                let mut chunk_of = vec![0; p];
-                for (slot, &t) in order.iter().enumerate() {
-                    chunk_of[t] = slot / chunk;
-                }
-                let chunks = p / chunk;
+                    chunk_of
+                })
+                .collect();
+            for r in 0..rounds {
                 for i in 0..p {
+                    let own = chunk_of[r][i];
+                    let (back_round, back_chunk) = match look_back {
+                        LookBack::WithinRound => (r, (own + chunks - 1) % chunks),
+                        LookBack::AcrossRounds => {
+                            let global =
+                                (r * chunks + own + rounds * chunks - 1) % (rounds * chunks);
+                            (global / chunks, global % chunks)
+                        }
+                    };
                     for j in 0..p {
-                        let visible = chunk_of[j] == chunk_of[i]
-                            || chunk_of[j] == (chunk_of[i] + chunks - 1) % chunks;
-                        let value = if !visible {
+                        let count = usize::from(chunk_of[r][j] == own)
+                            + usize::from(chunk_of[back_round][j] == back_chunk);
+                        let cell = ((row * rounds + r) * p + i) * p + j;
+                        log_count[cell] = if count == 0 {
                             -1e30
-                        } else if is_pad(j) {
-                            PAD_BIAS
-                        } else if i == j {
-                            SELF_SCORE
                         } else {
-                            0.0
+                            (count as f32).ln()
                         };
-                        bias[((row * rounds + r) * p + i) * p + j] = value;
+                        if is_pad(j) {
+                            (fixed[cell], is_fixed[cell]) = (PAD_BIAS, true);
+                        } else if i == j {
+                            (fixed[cell], is_fixed[cell]) = (SELF_SCORE, true);
+                        }
                     }
                 }
             }
         }
-        let bias = Tensor::<4>::from_data(TensorData::new(bias, [4, rounds, p, p]), &device);
+        let shape = [4, rounds, p, p];
+        let log_count = Tensor::<4>::from_data(TensorData::new(log_count, shape), &device);
+        let fixed = Tensor::<4>::from_data(TensorData::new(fixed, shape), &device);
+        let is_fixed = Tensor::<4, Bool>::from_data(TensorData::new(is_fixed, shape), &device);
         let qk = qk.reshape([4, 1, p, HEAD_DIM]);
         let keys = qk.clone() / qk.clone().powi_scalar(2).sum_dim(3).sqrt().clamp_min(1e-12);
         let scores = qk.matmul(keys.swap_dims(2, 3)) / (HEAD_DIM as f64).sqrt();
-        let scores = scores.mask_fill(bias.clone().equal_elem(SELF_SCORE), SELF_SCORE)
-            + bias.clone().mask_fill(bias.equal_elem(SELF_SCORE), 0.0);
+        let scores = scores.expand(shape).mask_where(is_fixed, fixed) + log_count;
         let max = scores.clone().max_dim(3);
         let lse = (scores.clone() - max.clone()).exp().sum_dim(3).log() + max; // [bh, R, p, 1]
         let rounds_out = (scores - lse.clone())
