@@ -576,9 +576,10 @@ mod tests {
                             (global / chunks, global % chunks)
                         }
                     };
-                    for j in 0..p {
-                        let count = usize::from(chunk_of[r][j] == own)
-                            + usize::from(chunk_of[back_round][j] == back_chunk);
+                    let keys = chunk_of[r].iter().zip(&chunk_of[back_round]).enumerate();
+                    for (j, (&same_round, &looked_back)) in keys {
+                        let count =
+                            usize::from(same_round == own) + usize::from(looked_back == back_chunk);
                         let cell = ((row * rounds + r) * p + i) * p + j;
                         log_count[cell] = if count == 0 {
                             -1e30
