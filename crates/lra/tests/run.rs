@@ -112,40 +112,7 @@ fn stopped_and_resumed_run_matches_an_uninterrupted_one() {
         "task.generate.val=200",
         "task.generate.test=200",
     ];
-    let (_, outcome) = execute(&tiny_args(root.path(), 50, &overrides)).unwrap();
-    let reference = finished(outcome);
-
-    // Stop between two evaluations, so the partial training window must survive the restart.
-    let mut first_half = tiny_args(root.path(), 50, &overrides);
-    first_half.stop_at_step = Some(30);
-    let (run, outcome) = execute(&first_half).unwrap();
-    assert!(
-        matches!(outcome, Outcome::Stopped { step: 30 }),
-        "{outcome:?}"
-    );
-    assert!(!run.is_finished());
-
-    // `--resume` without a folder finds the unfinished run with the same config.
-    let mut second_half = tiny_args(root.path(), 50, &overrides);
-    second_half.resume = Some(None);
-    let (resumed_run, outcome) = execute(&second_half).unwrap();
-    assert_eq!(resumed_run.path, run.path);
-    let resumed = finished(outcome);
-
-    assert_eq!(resumed.best_val_accuracy, reference.best_val_accuracy);
-    assert_eq!(resumed.best_step, reference.best_step);
-    assert_eq!(resumed.test_accuracy, reference.test_accuracy);
-    assert_eq!(resumed.test_loss, reference.test_loss);
-    assert_eq!(resumed.metrics, reference.metrics);
-    let strip = |rows: Vec<MetricsRow>| -> Vec<_> {
-        rows.into_iter()
-            .map(|r| (r.step, r.lr, r.train_loss, r.train_accuracy, r.val))
-            .collect()
-    };
-    assert_eq!(
-        strip(metrics(&run.path)),
-        strip(metrics(&reference.run_dir))
-    );
+    assert_resume_is_exact(&|| tiny_args(root.path(), 50, &overrides));
 }
 
 /// The S4 presets' options together (BatchNorm with its running statistics, the softplus step,
@@ -169,40 +136,53 @@ fn an_s4_run_with_batch_norm_and_value_inputs_learns_and_resumes_exactly() {
         "mixer.d_state=4",
         r#"mixer.dt_transform="softplus""#,
     ];
-    let args = |steps| RunArgs {
+    let reference = assert_resume_is_exact(&|| RunArgs {
         attention: Some("s4".into()),
-        ..tiny_args(root.path(), steps, &overrides)
-    };
-    let (_, outcome) = execute(&args(60)).unwrap();
-    let reference = finished(outcome);
+        ..tiny_args(root.path(), 60, &overrides)
+    });
     let history = metrics(&reference.run_dir);
     assert!(
         history[2].train_loss < history[0].train_loss,
         "loss did not fall: {history:?}"
     );
+}
 
-    let mut first_half = args(60);
+/// Runs `args()` to its end, then again stopped at step 30 (between two evaluations, so the
+/// partial training window must survive the restart) and resumed, and asserts that both end
+/// alike, metrics history included. Returns the uninterrupted run's summary.
+fn assert_resume_is_exact(args: &dyn Fn() -> RunArgs) -> Summary {
+    let reference = finished(execute(&args()).unwrap().1);
+    let mut first_half = args();
     first_half.stop_at_step = Some(30);
     let (run, outcome) = execute(&first_half).unwrap();
     assert!(
         matches!(outcome, Outcome::Stopped { step: 30 }),
         "{outcome:?}"
     );
-    let mut second_half = args(60);
+    assert!(!run.is_finished());
+
+    // `--resume` without a folder finds the unfinished run with the same config.
+    let mut second_half = args();
     second_half.resume = Some(None);
-    let resumed = finished(execute(&second_half).unwrap().1);
+    let (resumed_run, outcome) = execute(&second_half).unwrap();
+    assert_eq!(resumed_run.path, run.path);
+    let resumed = finished(outcome);
+
+    assert_eq!(resumed.best_val_accuracy, reference.best_val_accuracy);
+    assert_eq!(resumed.best_step, reference.best_step);
+    assert_eq!(resumed.test_accuracy, reference.test_accuracy);
     assert_eq!(resumed.test_loss, reference.test_loss);
     assert_eq!(resumed.metrics, reference.metrics);
+    let strip = |rows: Vec<MetricsRow>| -> Vec<_> {
+        rows.into_iter()
+            .map(|r| (r.step, r.lr, r.train_loss, r.train_accuracy, r.val))
+            .collect()
+    };
     assert_eq!(
-        metrics(&run.path)
-            .into_iter()
-            .map(|r| (r.step, r.train_loss, r.val))
-            .collect::<Vec<_>>(),
-        history
-            .into_iter()
-            .map(|r| (r.step, r.train_loss, r.val))
-            .collect::<Vec<_>>()
+        strip(metrics(&run.path)),
+        strip(metrics(&reference.run_dir))
     );
+    reference
 }
 
 #[test]
