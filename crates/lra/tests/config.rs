@@ -324,6 +324,9 @@ fn the_lra_presets_and_the_jax_rows_mask_padding_as_their_code() {
         if cell.row == "Sinkhorn Transformer" {
             assert_eq!(config.attention, "sinkhorn_jax", "{label}");
         }
+        if cell.row == "Local Attention" {
+            assert_eq!(config.attention, "local_jax", "{label}");
+        }
         if cell.row == "Reformer" {
             assert_eq!(config.attention, "reformer_jax", "{label}");
             assert_eq!(model.qkv_dim(), model.d_model, "{label}");

@@ -21,6 +21,7 @@ pub mod lara;
 pub mod linear;
 pub mod linformer;
 pub mod local;
+pub mod local_jax;
 pub mod longformer;
 pub mod lowrank;
 pub mod luna;

@@ -147,6 +147,7 @@ macro_rules! mixers {
 mixers! {
     Softmax => "softmax", softmax::SoftmaxConfig, softmax::SoftmaxAttention;
     Local => "local", local::LocalConfig, local::LocalAttention;
+    LocalJax => "local_jax", local_jax::LocalJaxConfig, local_jax::LocalJaxAttention;
     Longformer => "longformer", longformer::LongformerConfig, longformer::LongformerAttention;
     BigBird => "bigbird", bigbird::BigBirdConfig, bigbird::BigBirdAttention;
     Sparse => "sparse", sparse::SparseConfig, sparse::SparseAttention;

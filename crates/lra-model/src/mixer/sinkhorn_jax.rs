@@ -23,16 +23,13 @@
 
 use burn::module::Module;
 use burn::nn::{Dropout, DropoutConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::common::strided_groups::{chunk_pairs, chunks, group, masked_attention, ungroup};
 use super::{
     Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
 };
-
-/// The bias of a disallowed pair (`sinkhorn_attention.py:447`).
-const MASKED: f32 = -1e10;
 
 /// Settings of [`SinkhornJaxAttention`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -116,12 +113,7 @@ impl AttentionCore for SinkhornJaxCore {
             Tensor::cat(vec![real, Tensor::zeros([batch, len - seq], &device)], 1)
         };
         let (q, k, v) = (extend(q), extend(k), extend(v));
-        // Member i of group j is token i·groups + j: [b, h, groups, B, d].
-        let strided = |x: Tensor<4>| {
-            x.reshape([batch, heads, size, groups, head_dim])
-                .swap_dims(2, 3)
-        };
-        let q = strided(q) / (head_dim as f64).sqrt();
+        let q = group(q, size) / (head_dim as f64).sqrt();
         // The B contiguous runs of `groups` tokens, summed: [b, h, 1, B, d].
         let chunk_sums = |x: Tensor<4>| {
             x.reshape([batch, heads, size, groups, head_dim])
@@ -129,39 +121,24 @@ impl AttentionCore for SinkhornJaxCore {
                 .reshape([batch, heads, 1, size, head_dim])
         };
         let (k_sorted, v_sorted) = (chunk_sums(k.clone()), chunk_sums(v.clone()));
-        let chunks = real.reshape([batch, groups, size]); // contiguous chunks of the mask
-        let local_mask = chunks.clone().unsqueeze_dim::<4>(3) * chunks.clone().unsqueeze_dim(2);
-        let sorted_mask = chunks
+        // Sorted pair (i, s): some contiguous chunk has members i and s both real.
+        let chunked = chunks(real.clone(), size);
+        let sorted_allowed = chunked
             .clone()
             .swap_dims(1, 2)
-            .matmul(chunks)
+            .matmul(chunked)
             .greater_elem(0.5)
-            .float(); // [b, B, B]
-        let local = self.branch(
+            .float()
+            .reshape([batch, 1, 1, size, size]);
+        let local = masked_attention(
             q.clone(),
-            strided(k),
-            strided(v),
-            local_mask.reshape([batch, 1, groups, size, size]),
+            group(k, size),
+            group(v, size),
+            chunk_pairs(real, size),
+            &self.dropout,
         );
-        let sorted = self.branch(
-            q,
-            k_sorted,
-            v_sorted,
-            sorted_mask.reshape([batch, 1, 1, size, size]),
-        );
-        (local + sorted)
-            .swap_dims(2, 3)
-            .reshape([batch, heads, len, head_dim])
-            .narrow(2, 0, seq)
-    }
-}
-
-impl SinkhornJaxCore {
-    /// `softmax(q kᵀ + bias)·v` per group, with −1e10 where `allowed` is 0: `[b, h, g, B, d]`.
-    fn branch(&self, q: Tensor<5>, k: Tensor<5>, v: Tensor<5>, allowed: Tensor<5>) -> Tensor<5> {
-        let bias = (allowed - 1.0).neg() * MASKED;
-        let scores = q.matmul(k.swap_dims(3, 4)) + bias;
-        self.dropout.forward(softmax(scores, 4)).matmul(v)
+        let sorted = masked_attention(q, k_sorted, v_sorted, sorted_allowed, &self.dropout);
+        ungroup(local + sorted).narrow(2, 0, seq)
     }
 }
 
@@ -211,7 +188,7 @@ mod tests {
             if allowed {
                 score
             } else {
-                f64::from(score as f32 + MASKED)
+                f64::from(score as f32 + crate::mixer::common::strided_groups::MASKED)
             }
         };
         let sum_chunk = |x: &[f64], s: usize| -> Vec<f64> {

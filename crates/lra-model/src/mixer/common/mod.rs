@@ -26,6 +26,7 @@ pub mod reference;
 pub mod sparse_lowrank;
 pub mod spectral;
 pub mod state_space;
+pub mod strided_groups;
 pub mod testing;
 
 use burn::module::{Flag, Param};
