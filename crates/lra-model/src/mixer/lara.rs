@@ -61,9 +61,9 @@ use burn::tensor::activation::{relu, softmax};
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
-use super::common::is_training;
 use super::common::proposal::Noise;
 use super::common::reference::PAD_BIAS;
+use super::common::{is_training, log_sum_exp};
 use super::{
     Attention, AttentionCore, Caps, MixerDims, MixerSpec, MultiHeadProjectionConfig, at_least_one,
 };
@@ -269,12 +269,6 @@ fn prm(x: Tensor<4>, omega: Tensor<4>, scale: f64) -> Tensor<4> {
     omega.matmul(x.swap_dims(2, 3)) * scale - half_norm
 }
 
-/// `log Σ exp(x)` over `dim`, keeping the axis (the max is detached: it cancels exactly).
-fn logsumexp(x: Tensor<4>, dim: usize) -> Tensor<4> {
-    let max = x.clone().max_dim(dim).detach();
-    (x - max.clone()).exp().sum_dim(dim).log() + max
-}
-
 /// Segment assignment of the real tokens of each row: `[b, C, n]` with 1 where token `m` belongs
 /// to landmark `c`, and `[b, C]` with 1 where landmark `c` has tokens (every landmark of a row
 /// without real tokens).
@@ -397,12 +391,12 @@ impl LaraCore {
         let log_q = prm(q.clone(), omega.clone(), scale); // [b, h, S, n]
         let log_k = prm(k, omega.clone(), scale) + pad_bias.clone(); // [b, h, S, m]
         let per_sample = softmax(log_k.clone(), 3).matmul(v); // f: [b, h, S, d]
-        let log_target = log_q + logsumexp(log_k, 3); // [b, h, S, n]
+        let log_target = log_q + log_sum_exp(log_k, 3); // [b, h, S, n]
 
         // Proposal densities of every sample under every proposal mean.
         let log_mixture = prm(mu.clone(), omega.clone(), scale)
             + absent_bias.clone().reshape([batch, 1, 1, samples]); // [b, h, S, S]
-        let log_mixture = logsumexp(log_mixture, 3); // [b, h, S, 1]
+        let log_mixture = log_sum_exp(log_mixture, 3); // [b, h, S, 1]
         let log_ratio = match self.mis {
             MisType::MisOpt => {
                 let own = (omega * mu.clone()).sum_dim(3) * scale

@@ -111,11 +111,7 @@ mod tests {
     use super::*;
     use crate::mixer::common::strided_groups::MASKED;
     use crate::mixer::common::testing::gaussian;
-
-    fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f64> {
-        let data: Vec<f32> = tensor.into_data().try_to_vec().unwrap();
-        data.into_iter().map(f64::from).collect()
-    }
+    use crate::mixer::common::testing::values;
 
     /// `local_attention.py` for one row and head, in loops: 10 tokens padded to 12 with zeros
     /// (blocks of 4, so 3 strided groups), token 2 and the last two real ones padded, the

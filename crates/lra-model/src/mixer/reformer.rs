@@ -47,6 +47,7 @@ use burn::tensor::kind::Basic;
 use burn::tensor::{Bool, Device, Distribution, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::common::log_sum_exp;
 use super::common::projection::{merge_heads, split_heads};
 use super::common::reference::PAD_BIAS;
 use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, at_least_one};
@@ -265,7 +266,7 @@ impl ReformerAttention {
             .mask_fill(itself, SELF_SCORE)
             .mask_fill(padded_key.expand(shape), PAD_BIAS);
 
-        let lse = log_sum_exp(scores.clone()); // [bh, R, nc, c, 1]
+        let lse = log_sum_exp(scores.clone(), 4); // [bh, R, nc, c, 1]
         let probs = self.dropout.forward((scores - lse.clone()).exp());
         let context = probs.matmul(self.previous_chunks(sv)); // [bh, R, nc, c, d]
 
@@ -390,12 +391,6 @@ fn row_offsets(rows: usize, stride: usize, device: &Device) -> Tensor<2, Int> {
     Tensor::<1, Int>::arange(0..rows as i64, device)
         .reshape([rows, 1])
         .mul_scalar(stride as i64)
-}
-
-/// `log Σ exp` over the last axis, keeping it.
-fn log_sum_exp(x: Tensor<5>) -> Tensor<5> {
-    let max = x.clone().detach().max_dim(4);
-    (x - max.clone()).exp().sum_dim(4).log() + max
 }
 
 /// Extends axis 2 of `x` to `len` with `value`.

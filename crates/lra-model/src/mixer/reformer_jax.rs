@@ -28,6 +28,7 @@ use burn::nn::{Linear, LinearConfig};
 use burn::tensor::{Device, Distribution, Int, Tensor};
 use serde::{Deserialize, Serialize};
 
+use super::common::log_sum_exp;
 use super::common::projection::{merge_heads, split_heads};
 use super::{Caps, MixerDims, MixerInput, MixerOutput, MixerSpec, TokenMixer, at_least_one};
 use crate::folded_linear::FoldedLinear;
@@ -166,8 +167,7 @@ impl ReformerJax {
         let keys = look_one_back(sorted_qk.clone());
         let values = look_one_back(sorted_v);
         let scores = sorted_qk.matmul(keys.swap_dims(2, 3)) * (head_dim as f64).sqrt();
-        let max = scores.clone().max_dim(3).detach();
-        let log_normaliser = (scores.clone() - max.clone()).exp().sum_dim(3).log() + max;
+        let log_normaliser = log_sum_exp(scores.clone(), 3);
         let out = (scores - log_normaliser.clone()).exp().matmul(values); // [bh, C, c, d]
         // Back to (round, position) order, then the rounds weighted by their normalisers.
         let unsort = |x: Tensor<4>, width: usize| {
@@ -225,11 +225,7 @@ mod tests {
 
     use super::*;
     use crate::mixer::common::testing::gaussian;
-
-    fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f64> {
-        let data: Vec<f32> = tensor.into_data().try_to_vec().unwrap();
-        data.into_iter().map(f64::from).collect()
-    }
+    use crate::mixer::common::testing::values;
 
     /// `reformer_attention.py`'s `lsh_attention_single_head` for one row and head, in loops.
     fn reference(

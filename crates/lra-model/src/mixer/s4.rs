@@ -441,6 +441,7 @@ fn symmetric_eigen(mut a: Vec<f64>, size: usize) -> (Vec<f64>, Vec<f64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mixer::common::testing::values;
 
     /// Minimal complex f64 arithmetic for the dense reference computations.
     #[derive(Clone, Copy, Debug, PartialEq)]
@@ -522,16 +523,6 @@ mod tests {
             }
         }
         b
-    }
-
-    fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f64> {
-        tensor
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap()
-            .into_iter()
-            .map(f64::from)
-            .collect()
     }
 
     /// The stored half and its conjugates: the full N-dimensional vector.

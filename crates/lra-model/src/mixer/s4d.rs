@@ -195,20 +195,11 @@ impl TokenMixer for S4d {
 mod tests {
     use super::*;
     use crate::folded_linear::FoldedLinear;
+    use crate::mixer::common::testing::values;
     use burn::tensor::activation::gelu;
 
     fn dims(d_model: usize) -> MixerDims {
         MixerDims::new(d_model, 1, 64)
-    }
-
-    fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f64> {
-        tensor
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap()
-            .into_iter()
-            .map(f64::from)
-            .collect()
     }
 
     /// Runs `x_{k+1} = Ā x_k + B̄ u_k`, `y_k = 2·Re(C x_k)` with a unit impulse at k = 0, in f64,

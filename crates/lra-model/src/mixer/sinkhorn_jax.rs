@@ -148,11 +148,7 @@ mod tests {
 
     use super::*;
     use crate::mixer::common::testing::gaussian;
-
-    fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f64> {
-        let data: Vec<f32> = tensor.into_data().try_to_vec().unwrap();
-        data.into_iter().map(f64::from).collect()
-    }
+    use crate::mixer::common::testing::values;
 
     fn softmax_rows(scores: &[f64]) -> Vec<f64> {
         let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);

@@ -54,6 +54,12 @@ pub fn dropout_in_effect(dropout: &Dropout, device: &Device) -> (f32, u64) {
     (dropout.prob as f32, draw.into_scalar::<i64>() as u64)
 }
 
+/// `log Σ exp(x)` over `dim`, the axis kept; the maximum it shifts by is detached (it cancels).
+pub fn log_sum_exp<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
+    let max = x.clone().detach().max_dim(dim);
+    (x - max.clone()).exp().sum_dim(dim).log() + max
+}
+
 /// `dropout.forward(x)` with the same semantics (training calls only, scaled by `1/(1 − p)`),
 /// through the fused `ops::dropout` kernel where the device has it.
 pub fn dropout<const D: usize>(dropout: &Dropout, x: Tensor<D>) -> Tensor<D> {

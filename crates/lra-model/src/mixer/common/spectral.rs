@@ -151,13 +151,7 @@ pub(crate) fn tokens(spectrum: Complex<3>, fft_len: usize, seq: usize) -> Tensor
 pub(crate) mod naive {
     use std::f64::consts::PI;
 
-    use burn::tensor::Tensor;
-
-    /// A float tensor's values, row-major, as `f64`.
-    pub fn values<const D: usize>(t: Tensor<D>) -> Vec<f64> {
-        let values = t.into_data().try_to_vec::<f32>().expect("f32 tensor");
-        values.into_iter().map(f64::from).collect()
-    }
+    pub use crate::mixer::common::testing::values;
 
     /// `[seq][d]` real signal → `[fft_len / 2 + 1][d]` bins of `Σ_t x[t] e^{-2πikt/N}`.
     pub fn rfft(x: &[Vec<f64>], fft_len: usize) -> Vec<Vec<(f64, f64)>> {

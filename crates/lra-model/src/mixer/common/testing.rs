@@ -72,6 +72,12 @@ pub fn normal<const D: usize>(
     Tensor::random(shape, Distribution::Normal(0.0, std), device)
 }
 
+/// A float tensor's values, row-major, as `f64` (for reference computations in loops).
+pub fn values<const D: usize>(tensor: Tensor<D>) -> Vec<f64> {
+    let values = tensor.into_data().try_to_vec::<f32>().expect("f32 tensor");
+    values.into_iter().map(f64::from).collect()
+}
+
 /// `[2, seq]` padding mask: row 0 unpadded, row 1 padded from position `real` on.
 pub fn pad_mask(device: &Device, seq: usize, real: usize) -> Tensor<2, Bool> {
     padded_from(&[seq, real], seq, device)
